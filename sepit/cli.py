@@ -1,0 +1,40 @@
+"""`sepit`: one thin entry point; each subcommand is a typed function in sepit.commands."""
+
+from __future__ import annotations
+
+import sys
+
+from sepit.data.errors import DataError
+from sepit.registry import RegistryError
+
+
+# Boolean options that read as flags (`--json`); jsonargparse itself wants `--json true`.
+FLAGS = ("--json",)
+
+
+def bare_flags(argv: list[str]) -> list[str]:
+    """`--json` -> `--json=true` unless a true/false value follows."""
+    out = []
+    for i, arg in enumerate(argv):
+        following = argv[i + 1].lower() if i + 1 < len(argv) else ""
+        out.append(f"{arg}=true" if arg in FLAGS and following not in ("true", "false", "yes", "no") else arg)
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    from jsonargparse import auto_cli
+
+    from sepit.commands import data
+
+    commands = {"data": {"_help": "Build, inspect, check and convert benchmark data.",
+                         "info": data.info, "export": data.export, "check": data.check,
+                         "manifest": data.manifest}}
+    try:
+        auto_cli(commands, args=bare_flags(sys.argv[1:] if argv is None else argv), as_positional=False)
+    except (DataError, RegistryError) as err:
+        print(f"sepit: error: {err}", file=sys.stderr)
+        raise SystemExit(1) from None
+
+
+if __name__ == "__main__":
+    main()

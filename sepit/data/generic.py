@@ -1,0 +1,44 @@
+"""The generic JSONL task format for users' own tasks: one self-contained sample per line.
+
+    {"id": "q1", "task": "my_task", "split": "test",
+     "protein": {"id": "P69905", "sequence": "MVLSPADK...", "coords": [[x, y, z], null, ...]},
+     "instruction": "What is the function of <protein>?",
+     "reference": "Involved in oxygen transport.",
+     "choices": ["yes", "no"], "metadata": {...}}
+
+`task` defaults to the file name, `split` to "test"; `coords` (C-alpha, null for unobserved residues),
+`choices` (closed-set questions; the reference must be one of them) and `metadata` are optional.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+from sepit.data.errors import DataError, location
+from sepit.data.jsonl import field, read_jsonl
+from sepit.data.protein import make_protein
+from sepit.data.sample import InstructionSample, make_sample
+
+
+def read_task_file(path: str | Path) -> dict[str, list[InstructionSample]]:
+    """{split: samples} from one generic task file; every problem names the file, line and record."""
+    path = Path(path)
+    splits: dict[str, list[InstructionSample]] = defaultdict(list)
+    first_line: dict[tuple[str, str], int] = {}
+    for line, row in read_jsonl(path):
+        where = location(path, line, row.get("id"))
+        sample_id = field(row, "id", str, where, "Give every sample a unique string 'id'.")
+        task = row.get("task") or path.stem
+        if (task, sample_id) in first_line:
+            raise DataError(where, f"duplicate sample id (first used on line {first_line[task, sample_id]})",
+                            "Give every sample of a task its own id.")
+        first_line[task, sample_id] = line
+        record = field(row, "protein", dict, where,
+                       'Every sample needs its protein: "protein": {"id": ..., "sequence": ...}.')
+        protein = make_protein(record.get("id"), record.get("sequence"), record.get("coords"),
+                               where=f"{where}, protein")
+        sample = make_sample(sample_id, task, protein, row.get("instruction"), row.get("reference"),
+                             row.get("choices"), row.get("metadata"), where=where)
+        splits[str(row.get("split") or "test")].append(sample)
+    return dict(splits)

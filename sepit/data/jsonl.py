@@ -1,0 +1,60 @@
+"""JSON Lines in and out: reading with line numbers in every error, writing atomically."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+from sepit.data.errors import DataError, location
+
+
+def read_jsonl(path: str | Path) -> Iterator[tuple[int, dict]]:
+    """Yield (line number, object) for each non-blank line; a bad line raises DataError naming it."""
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise DataError(location(path, number), f"malformed JSON ({err.msg} at column {err.colno})",
+                                "Each line must hold exactly one JSON object; fix or remove this line.") from None
+            if not isinstance(row, dict):
+                raise DataError(location(path, number), f"expected a JSON object, got {type(row).__name__}",
+                                "Each line must hold exactly one JSON object.")
+            yield number, row
+
+
+def field(row: dict, key: str, kind: type | tuple[type, ...], where: str, fix: str = "") -> Any:
+    """row[key], checked to be present and of `kind`."""
+    if key not in row or row[key] is None:
+        raise DataError(where, f"missing field {key!r}", fix or f"Add {key!r} to the record.")
+    value = row[key]
+    if not isinstance(value, kind):
+        names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+        raise DataError(where, f"field {key!r} must be {names}, got {type(value).__name__}", fix)
+    return value
+
+
+def write_jsonl_atomic(path: str | Path, rows: Iterable[dict]) -> None:
+    """Write all rows to a temporary file beside `path`, then rename: readers never see half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=path.parent, prefix=f".{path.name}.",
+                                         suffix=".tmp", delete=False)
+    try:
+        with handle:
+            for row in rows:
+                handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(handle.name, 0o666 & ~umask)  # temporary files are private; the result is not
+        os.replace(handle.name, path)
+    except BaseException:
+        Path(handle.name).unlink(missing_ok=True)
+        raise

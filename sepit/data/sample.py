@@ -1,0 +1,69 @@
+"""Instruction samples: one protein, one instruction with a `<protein>` placeholder, one reference answer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+from sepit.data.errors import DataError
+from sepit.data.protein import Protein
+
+PROTEIN_PLACEHOLDER = "<protein>"
+# The official SEPIT code wraps the placeholder itself; data written already wrapped is normalised back.
+_WRAPPED_PLACEHOLDER = "<bop><protein><eop>"
+
+
+@dataclass(frozen=True)
+class InstructionSample:
+    """A question about one protein. `choices` is set for closed-set tasks (the reference is one of them)."""
+
+    id: str
+    task: str
+    protein: Protein
+    instruction: str
+    reference: str
+    choices: tuple[str, ...] | None = None
+    metadata: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    @property
+    def kind(self) -> str:
+        return "open" if self.choices is None else "closed"
+
+
+def make_sample(id: str, task: str, protein: Protein, instruction: Any, reference: Any,
+                choices: Sequence[str] | None = None, metadata: dict | None = None, *,
+                where: str = "") -> InstructionSample:
+    """Validate one sample; raise DataError naming `where` and the fix."""
+    where = where or f"sample {id!r}"
+    if not isinstance(id, str) or not id:
+        raise DataError(where, f"sample id must be a non-empty string, got {id!r}", "Give every sample an id.")
+    if not isinstance(instruction, str):
+        raise DataError(where, "instruction must be a string", "Write the question as text.")
+    instruction = instruction.replace(_WRAPPED_PLACEHOLDER, PROTEIN_PLACEHOLDER)
+    count = instruction.count(PROTEIN_PLACEHOLDER)
+    if count != 1:
+        problem = "missing the <protein> placeholder" if count == 0 else f"{count} <protein> placeholders"
+        raise DataError(where, f"instruction is {problem}: {instruction[:80]!r}",
+                        "Put exactly one <protein> where the protein goes, e.g. 'What does <protein> do?'.")
+    if not isinstance(reference, str) or not reference.strip():
+        raise DataError(where, "empty or missing reference answer", "Give the expected answer as non-empty text.")
+    if choices is not None:
+        choices = tuple(choices)
+        if len(choices) < 2 or not all(isinstance(c, str) and c.strip() for c in choices):
+            raise DataError(where, f"choices must be at least two non-empty strings, got {list(choices)!r}",
+                            "List the options as strings, or leave choices out for an open-ended question.")
+        if len({c.strip().lower() for c in choices}) != len(choices):
+            raise DataError(where, f"duplicate choices {list(choices)!r}", "Make every option distinct.")
+        if reference.strip().lower() not in {c.strip().lower() for c in choices}:
+            raise DataError(where, f"reference {reference!r} is not one of the choices {list(choices)!r}",
+                            "The reference of a closed-set question must be one of its choices.")
+    return InstructionSample(id, task, protein, instruction, reference, choices, dict(metadata or {}))
+
+
+@dataclass(frozen=True)
+class CaptionPair:
+    """A protein and a free-text description of it: the stage-0 contrastive warm-up data."""
+
+    id: str
+    protein: Protein
+    caption: str

@@ -1,0 +1,71 @@
+"""Registries of models, tasks and metric profiles: a dict and a decorator, filled lazily from entry points.
+
+Entries are `"module:attr"` strings until first use, so listing names imports nothing heavy (no torch).
+A package registers plug-ins under the entry-point groups `sepit.models`, `sepit.tasks`, `sepit.metrics`,
+exactly as this repository's own `baselines`, `benchmarks` and `leaderboard` packages do.
+"""
+
+from __future__ import annotations
+
+import importlib
+from importlib.metadata import entry_points
+from typing import Any
+
+
+class RegistryError(LookupError):
+    pass
+
+
+class Registry:
+    def __init__(self, kind: str, group: str):
+        self.kind, self.group = kind, group
+        self._entries: dict[str, Any] = {}
+        self._sources: dict[str, str] = {}
+        self._scanned = False
+
+    def register(self, name: str, target: Any = None, *, source: str = "code") -> Any:
+        """Register `target` (an object or a lazy "module:attr" string); without a target, a decorator."""
+        if target is None:
+            return lambda obj: self.register(name, obj, source=source)
+        if name in self._entries and self._entries[name] != target:
+            raise RegistryError(f"{self.kind} {name!r} is registered twice: by {self._sources[name]} and by "
+                                f"{source}. Rename one of them.")
+        self._entries[name], self._sources[name] = target, source
+        return target
+
+    def _scan(self) -> None:
+        if self._scanned:
+            return
+        self._scanned = True
+        for point in entry_points(group=self.group):
+            dist = getattr(point.dist, "name", "?")
+            self.register(point.name, point.value, source=f"entry point of {dist}")
+
+    def names(self) -> list[str]:
+        self._scan()
+        return sorted(self._entries)
+
+    def get(self, name: str) -> Any:
+        self._scan()
+        if name not in self._entries:
+            known = ", ".join(self.names()) or "none"
+            raise RegistryError(f"unknown {self.kind} {name!r}. Known {self.kind}s: {known}. Plug-ins register "
+                                f"under the entry-point group {self.group!r}.")
+        target = self._entries[name]
+        if isinstance(target, str):
+            module, _, attr = target.partition(":")
+            obj = importlib.import_module(module)
+            for part in filter(None, attr.split(".")):
+                obj = getattr(obj, part)
+            target = self._entries[name] = obj
+        return target
+
+
+def call_if_factory(obj: Any, accepted: tuple[type, ...]) -> Any:
+    """Entry points may name an object or a zero-argument function that builds it."""
+    return obj if isinstance(obj, accepted) or not callable(obj) else obj()
+
+
+MODELS = Registry("model", "sepit.models")
+TASKS = Registry("task", "sepit.tasks")
+METRICS = Registry("metric profile", "sepit.metrics")

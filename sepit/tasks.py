@@ -1,0 +1,112 @@
+"""Tasks and task suites: what a benchmark question set is, and how to find one by name.
+
+A Task is mostly data (name, version, kind, answer format, metric profile, the files it reads with their
+SHA-256 manifest); Python only builds its samples. Tasks reach the framework through the `sepit.tasks`
+entry-point group: an entry names a Task, a TaskSuite, or a function returning either.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Literal, Mapping, Sequence
+
+from sepit.data.manifest import verify_files
+from sepit.data.sample import CaptionPair, InstructionSample
+from sepit.registry import TASKS, RegistryError, call_if_factory
+
+SPLITS = ("train", "valid", "test")
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str
+    version: str
+    kind: Literal["open", "closed"]
+    description: str
+    # How a closed-set answer is read: "yes_no" or "multiple_choice"; "free_text" for open-ended tasks.
+    answer_format: Literal["free_text", "yes_no", "multiple_choice"]
+    build: Callable[[], Mapping[str, Sequence[InstructionSample]]] = field(repr=False)
+    metric_profile: str = "sepit_v1"
+    manifest: Path | None = None
+    data_files: tuple[str, ...] = ()
+
+    def verify(self) -> dict[str, str]:
+        """{file: sha256} of the task's data files, after checking them against the manifest."""
+        return verify_files(self.manifest, self.data_files) if self.manifest else {}
+
+    def splits(self) -> dict[str, list[InstructionSample]]:
+        self.verify()
+        return {split: list(samples) for split, samples in self.build().items()}
+
+    def samples(self, split: str) -> list[InstructionSample]:
+        splits = self.splits()
+        if split not in splits:
+            raise KeyError(f"task {self.name!r} has no split {split!r}; it has {', '.join(splits)}")
+        return splits[split]
+
+
+@dataclass(frozen=True)
+class TaskSuite:
+    """A family of tasks built from one data source, with its benchmark card."""
+
+    name: str
+    version: str
+    description: str
+    tasks: tuple[Task, ...]
+    sources: tuple[str, ...] = ()
+    licences: tuple[str, ...] = ()
+    # The open-ended task whose references are whole captions: stage-1 data, and stage-0 pairs.
+    caption_task: str | None = None
+
+    def task(self, name: str) -> Task:
+        return {t.name: t for t in self.tasks}[name]
+
+    def caption_pairs(self, split: str) -> list[CaptionPair]:
+        """Protein-caption pairs for the stage-0 contrastive warm-up, one per protein."""
+        if self.caption_task is None:
+            return []
+        pairs = {}
+        for sample in self.task(self.caption_task).samples(split):
+            pairs.setdefault(sample.protein.id, CaptionPair(sample.protein.id, sample.protein, sample.reference))
+        return list(pairs.values())
+
+
+def sample_hash(samples: Sequence[InstructionSample]) -> str:
+    """SHA-256 of what a model sees and is scored against: ids, proteins, prompts, references, choices."""
+    digest = hashlib.sha256()
+    for s in samples:
+        row = [s.task, s.id, s.protein.id, s.protein.sequence, s.instruction, s.reference, s.choices]
+        digest.update(json.dumps(row).encode())
+        digest.update(b"\n" if s.protein.coords is None else s.protein.coords.tobytes())
+    return digest.hexdigest()
+
+
+def suites() -> dict[str, TaskSuite]:
+    found = {}
+    for name in TASKS.names():
+        obj = call_if_factory(TASKS.get(name), (Task, TaskSuite))
+        if isinstance(obj, TaskSuite):
+            found[obj.name] = obj
+    return found
+
+
+def all_tasks() -> dict[str, Task]:
+    """Every registered task by name, suites expanded; a name used twice is an error."""
+    tasks: dict[str, Task] = {}
+    for name in TASKS.names():
+        obj = call_if_factory(TASKS.get(name), (Task, TaskSuite))
+        for task in obj.tasks if isinstance(obj, TaskSuite) else (obj,):
+            if task.name in tasks:
+                raise RegistryError(f"task {task.name!r} is defined twice (entry point {name!r}); rename one.")
+            tasks[task.name] = task
+    return tasks
+
+
+def get_task(name: str) -> Task:
+    tasks = all_tasks()
+    if name not in tasks:
+        raise RegistryError(f"unknown task {name!r}. Known tasks: {', '.join(sorted(tasks)) or 'none'}.")
+    return tasks[name]

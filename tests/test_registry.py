@@ -1,0 +1,32 @@
+import pytest
+
+from sepit.registry import Registry, RegistryError
+
+
+def test_lazy_entries_import_on_first_use_only():
+    registry = Registry("model", "sepit.test-nothing")
+    registry.register("json_dumps", "json:dumps")
+    assert registry.names() == ["json_dumps"]
+    import json
+
+    assert registry.get("json_dumps") is json.dumps
+
+
+def test_unknown_name_lists_the_known_ones():
+    registry = Registry("model", "sepit.test-nothing")
+    registry.register("b", object())
+    registry.register("a", object())
+    with pytest.raises(RegistryError, match=r"unknown model 'c'\. Known models: a, b\. Plug-ins register under the "
+                                            r"entry-point group 'sepit.test-nothing'"):
+        registry.get("c")
+
+
+def test_a_name_registered_twice_is_an_error():
+    registry = Registry("task", "sepit.test-nothing")
+
+    @registry.register("x")
+    def first():
+        pass
+
+    with pytest.raises(RegistryError, match="task 'x' is registered twice"):
+        registry.register("x", "other:thing", source="entry point of pkg")
