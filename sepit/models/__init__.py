@@ -1,0 +1,1 @@
+"""Models behind the common interface (`ProteinLLM`), and the SEPIT method."""

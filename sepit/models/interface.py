@@ -1,0 +1,61 @@
+"""The common model interface. SEPIT, every baseline, API models and replayed predictions implement it,
+so `sepit bench` treats them alike. It imports no deep-learning framework: retrieval and API models need none.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass
+from typing import Literal, Sequence
+
+from sepit.data.sample import InstructionSample
+
+Modality = Literal["seq", "seq+structure", "text-only", "retrieval", "api"]
+
+
+@dataclass(frozen=True)
+class GenerationConfig:
+    """Decoding settings; their hash keys saved predictions, so changed settings never reuse old rows."""
+
+    max_new_tokens: int = 256
+    do_sample: bool = False  # greedy by default: reproducible numbers
+    temperature: float = 1.0
+    top_p: float = 1.0
+    seed: int = 0
+
+    def hash(self) -> str:
+        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """What `describe()` reports and results files record."""
+
+    name: str
+    modality: Modality
+    params_total: int | None  # None where unknown (API models)
+    params_active: int | None  # per token; equals params_total for dense models
+    fingerprint: str  # changes whenever the weights or anything else that changes outputs changes
+
+
+class ProteinLLM(ABC):
+    """Answers instruction samples about proteins."""
+
+    @abstractmethod
+    def generate(self, samples: Sequence[InstructionSample], config: GenerationConfig) -> list[str]:
+        """One answer per sample, in order (batched by the implementation as it sees fit)."""
+
+    def loglikelihood(self, samples: Sequence[InstructionSample]) -> list[list[float]]:
+        """Per sample, the log-likelihood of each of its `choices` as the answer (closed-set scoring)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot score choices by likelihood; "
+                                  "score this task by answer extraction instead.")
+
+    @property
+    def supports_loglikelihood(self) -> bool:
+        return type(self).loglikelihood is not ProteinLLM.loglikelihood
+
+    @abstractmethod
+    def describe(self) -> ModelCard:
+        ...
