@@ -23,7 +23,7 @@ env: $(VENV)/.installed
 
 # Reinstalled when the pins or the package metadata change.
 $(VENV)/.installed: requirements/ci.txt pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip --version >/dev/null 2>&1 || $(PYTHON) -m venv --clear $(VENV)
 	$(BIN)/python -m pip install --quiet -r requirements/ci.txt
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@
@@ -32,15 +32,17 @@ $(VENV)/.installed: requirements/ci.txt pyproject.toml
 nltk-data: $(NLTK_DATA)/.ready
 
 $(NLTK_DATA)/.ready: $(VENV)/.installed
-	@if [ ! -f /usr/share/wordnet/index.sense ]; then \
+	@if [ -f $(NLTK_DATA)/corpora/wordnet/lexnames ] && [ -d $(NLTK_DATA)/tokenizers/punkt_tab ]; then \
+	  touch $@; exit 0; \
+	fi; \
+	if [ ! -f /usr/share/wordnet/index.sense ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wordnet-base wordnet-sense-index; \
 	  else \
-	    echo "WordNet is missing: run 'sudo apt-get install wordnet-base wordnet-sense-index' (or use nltk.download('wordnet') and set NLTK_DATA)"; exit 1; \
+	    echo "WordNet is missing: run 'sudo apt-get install wordnet-base wordnet-sense-index', or nltk.download('wordnet') and nltk.download('punkt_tab') into $(NLTK_DATA)"; exit 1; \
 	  fi; \
-	fi
-	$(BIN)/python -m sepit.nltk_data $(NLTK_DATA)
-	touch $@
+	fi; \
+	$(BIN)/python -m sepit.nltk_data $(NLTK_DATA) && touch $@
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache

@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> None:
                          "manifest": data.manifest}}
     try:
         auto_cli(commands, args=bare_flags(sys.argv[1:] if argv is None else argv), as_positional=False)
-    except (DataError, RegistryError) as err:
+    except (DataError, RegistryError, OSError) as err:
         print(f"sepit: error: {err}", file=sys.stderr)
         raise SystemExit(1) from None
 

@@ -54,9 +54,13 @@ class Registry:
         target = self._entries[name]
         if isinstance(target, str):
             module, _, attr = target.partition(":")
-            obj = importlib.import_module(module)
-            for part in filter(None, attr.split(".")):
-                obj = getattr(obj, part)
+            try:
+                obj = importlib.import_module(module)
+                for part in filter(None, attr.split(".")):
+                    obj = getattr(obj, part)
+            except (ImportError, AttributeError) as err:
+                raise RegistryError(f"{self.kind} {name!r} ({self._sources[name]}, {target!r}) failed to load: "
+                                    f"{err}. Reinstall or remove the package that provides it.") from err
             target = self._entries[name] = obj
         return target
 

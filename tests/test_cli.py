@@ -57,3 +57,13 @@ def test_export_to_sepit_layout_loads_back_identical_samples(tmp_path, capsys):
     assert len(pairs) == 3906 and pairs[0].caption == get_task("sp14_caption").samples("train")[0].reference
     main(["data", "check", "--path", str(tmp_path)])
     assert "stage2/qa_test 3071" in capsys.readouterr().out
+
+
+def test_check_reports_missing_and_empty_files(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["data", "check", "--path", str(tmp_path / "nope.jsonl")])
+    assert "No such file or directory" in capsys.readouterr().err
+    (tmp_path / "empty.jsonl").write_text("")
+    with pytest.raises(SystemExit):
+        main(["data", "check", "--path", str(tmp_path / "empty.jsonl")])
+    assert capsys.readouterr().err == f"sepit: error: {tmp_path / 'empty.jsonl'}: holds no samples. Check that this is the file or folder you meant.\n"

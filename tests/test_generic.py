@@ -59,3 +59,10 @@ def test_malformed_line(tmp_path):
     path = write(tmp_path / "t.jsonl", [row("q1"), '{"id": "q2", ]'])
     with pytest.raises(DataError, match=r"t.jsonl, line 2: malformed JSON"):
         read_task_file(path)
+
+
+def test_one_protein_id_with_two_sequences_is_rejected(tmp_path):
+    other = row("q2", protein={"id": "P1", "sequence": "MKVVVV"})
+    path = write(tmp_path / "t.jsonl", [row("q1"), row("q3"), other])
+    with pytest.raises(DataError, match=r"line 3 \(record 'q2'\): protein 'P1' differs from the one defined on line 1"):
+        read_task_file(path)

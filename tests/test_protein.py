@@ -59,3 +59,16 @@ def test_crop_keeps_the_first_window_residues_with_their_coordinates():
     np.testing.assert_array_equal(cropped.coords, coords[:ESM2_WINDOW])
     assert crop_to_window(make_protein("short", "MKV")) == Protein("short", "MKV")
     assert len(crop_to_window(protein, window=10)) == 10
+
+
+def test_non_ascii_letters_are_rejected_before_upper_casing():
+    with pytest.raises(DataError, match=r"non-ASCII letter 'ß' at position 4 of the sequence"):
+        make_protein("p1", "mkvß")  # 'ß'.upper() == 'SS' would shift every residue after it
+
+
+def test_coordinates_must_be_a_list_and_are_read_only():
+    with pytest.raises(DataError, match="coordinates must be a list of \\[x, y, z\\] rows, got int"):
+        make_protein("p1", "MK", 5)
+    protein = make_protein("p1", "MK", [[1, 2, 3], None])
+    with pytest.raises(ValueError, match="read-only"):
+        protein.coords[0, 0] = 9.0

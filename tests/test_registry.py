@@ -30,3 +30,11 @@ def test_a_name_registered_twice_is_an_error():
 
     with pytest.raises(RegistryError, match="task 'x' is registered twice"):
         registry.register("x", "other:thing", source="entry point of pkg")
+
+
+def test_a_plug_in_that_fails_to_import_is_named():
+    registry = Registry("task", "sepit.test-nothing")
+    registry.register("broken", "no_such_module_xyz:suite", source="entry point of third-party")
+    with pytest.raises(RegistryError, match=r"task 'broken' \(entry point of third-party, 'no_such_module_xyz:suite'\) "
+                                            r"failed to load: No module named 'no_such_module_xyz'"):
+        registry.get("broken")

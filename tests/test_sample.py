@@ -63,3 +63,17 @@ def test_atomic_write_replaces_the_file_whole(tmp_path):
         write_jsonl_atomic(path, ({"c": i} if i < 1 else (_ for _ in ()).throw(RuntimeError()) for i in range(3)))
     assert [row for _, row in read_jsonl(path)] == [{"a": 1}, {"b": "é"}]  # the old file survives a failure
     assert [p.name for p in path.parent.iterdir()] == ["rows.jsonl"]  # no temporary file left behind
+
+
+def test_choices_and_metadata_types():
+    with pytest.raises(DataError, match="choices must be a list of strings, got str"):
+        make_sample("s1", "t", PROTEIN, "Is <protein> soluble?", "yes", "yes")
+    with pytest.raises(DataError, match="metadata must be an object, got list"):
+        make_sample("s1", "t", PROTEIN, "Is <protein> soluble?", "yes", metadata=[1])
+
+
+def test_non_utf8_line_is_named(tmp_path):
+    path = tmp_path / "rows.jsonl"
+    path.write_bytes(b'{"a": 1}\n{"a": "\xff"}\n')
+    with pytest.raises(DataError, match=r"line 2: not UTF-8 text \(invalid start byte at byte 7\)"):
+        list(read_jsonl(path))

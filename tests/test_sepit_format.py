@@ -142,3 +142,25 @@ def test_writer_round_trip_keeps_ids_tasks_choices_and_coordinates(tmp_path):
     with h5py.File(tmp_path / "pdb.h5") as h5:  # what the official reader sees
         assert h5["Q59650"]["sequence"][()][0].decode() == "MKTAY"
         assert h5["Q59650"]["node_position"][()][1].tolist() == [0, 0, 0]
+
+
+def test_odd_sequence_datasets_and_files(tmp_path):
+    root = write_release(tmp_path / "db")
+    with h5py.File(root / "pdb.h5", "a") as h5:
+        h5.create_group("PERRES").create_dataset("sequence", data=np.array([b"M", b"K"]))
+        h5["PERRES"].create_dataset("node_position", data=np.ones((2, 3), "f4"))
+    with pytest.raises(DataError, match=r"`sequence` holds 2 value\(s\).*Store the whole sequence as one string"):
+        SepitData(root).protein("PERRES")
+    (root / "sequences.csv").write_text("id,name,seq\nE,kinase,MKV\n")
+    with pytest.raises(DataError, match=r"sequences.csv: columns \['id', 'name', 'seq'\] lack 'id' and 'sequence'"):
+        SepitData(root).protein("E")
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "pdb.h5").write_text("version https://git-lfs.github.com/spec/v1\n")
+    with pytest.raises(DataError, match="not a readable HDF5 file"):
+        SepitData(tmp_path / "bad").protein("X")
+
+
+def test_writer_refuses_ids_that_are_not_group_names_and_leaves_no_debris(tmp_path):
+    with pytest.raises(DataError, match=r"protein '1abc/A': cannot be an HDF5 group name"):
+        write_sepit_data(tmp_path, [make_protein("1abc/A", "MKV")], {}, {})
+    assert list(tmp_path.iterdir()) == []

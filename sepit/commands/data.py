@@ -124,6 +124,8 @@ def check(path: Path) -> dict:
         from sepit.data.generic import read_task_file
 
         counts = {split: len(samples) for split, samples in read_task_file(path).items()}
+    if not sum(counts.values()):
+        raise DataError(str(path), "holds no samples", "Check that this is the file or folder you meant.")
     print(f"{path}: OK, " + ", ".join(f"{k} {v}" for k, v in counts.items()))
     return counts
 

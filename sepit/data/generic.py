@@ -17,7 +17,7 @@ from pathlib import Path
 
 from sepit.data.errors import DataError, location
 from sepit.data.jsonl import field, read_jsonl
-from sepit.data.protein import make_protein
+from sepit.data.protein import Protein, make_protein
 from sepit.data.sample import InstructionSample, make_sample
 
 
@@ -26,6 +26,7 @@ def read_task_file(path: str | Path) -> dict[str, list[InstructionSample]]:
     path = Path(path)
     splits: dict[str, list[InstructionSample]] = defaultdict(list)
     first_line: dict[tuple[str, str], int] = {}
+    proteins: dict[str, tuple[int, Protein]] = {}
     for line, row in read_jsonl(path):
         where = location(path, line, row.get("id"))
         sample_id = field(row, "id", str, where, "Give every sample a unique string 'id'.")
@@ -38,6 +39,10 @@ def read_task_file(path: str | Path) -> dict[str, list[InstructionSample]]:
                        'Every sample needs its protein: "protein": {"id": ..., "sequence": ...}.')
         protein = make_protein(record.get("id"), record.get("sequence"), record.get("coords"),
                                where=f"{where}, protein")
+        if protein.id in proteins and proteins[protein.id][1] != protein:
+            raise DataError(where, f"protein {protein.id!r} differs from the one defined on line "
+                                   f"{proteins[protein.id][0]}", "Use one id per distinct sequence and structure.")
+        proteins.setdefault(protein.id, (line, protein))
         sample = make_sample(sample_id, task, protein, row.get("instruction"), row.get("reference"),
                              row.get("choices"), row.get("metadata"), where=where)
         splits[str(row.get("split") or "test")].append(sample)

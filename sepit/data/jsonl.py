@@ -13,8 +13,13 @@ from sepit.data.errors import DataError, location
 
 def read_jsonl(path: str | Path) -> Iterator[tuple[int, dict]]:
     """Yield (line number, object) for each non-blank line; a bad line raises DataError naming it."""
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
+    with open(path, "rb") as handle:
+        for number, raw in enumerate(handle, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise DataError(location(path, number), f"not UTF-8 text ({err.reason} at byte {err.start})",
+                                "Save the file as UTF-8.") from None
             if not line.strip():
                 continue
             try:

@@ -64,7 +64,12 @@ def make_protein(id: str, sequence: Any, coords: Any = None, *, where: str = "")
     if not isinstance(sequence, str):
         raise DataError(where, f"sequence must be a string, got {type(sequence).__name__}",
                         "Write the sequence as one-letter amino-acid codes.")
-    sequence = sequence.strip().upper()
+    sequence = sequence.strip()
+    if not sequence.isascii():  # str.upper() would turn 'ß' into 'SS' and shift every residue after it
+        first = next(i for i, letter in enumerate(sequence) if not letter.isascii())
+        raise DataError(where, f"non-ASCII letter {sequence[first]!r} at position {first + 1} of the sequence",
+                        "Write the sequence with one-letter amino-acid codes.")
+    sequence = sequence.upper()
     if not sequence:
         raise DataError(where, "empty sequence", "Remove the record or give its amino-acid sequence.")
     bad = sorted(set(sequence) - ALLOWED_RESIDUES)
@@ -80,6 +85,9 @@ def make_protein(id: str, sequence: Any, coords: Any = None, *, where: str = "")
 
 def _coords_array(coords: Any, length: int, where: str) -> np.ndarray:
     """(L, 3) float32 with NaN rows for unobserved residues; None rows and non-finite values become NaN."""
+    if not isinstance(coords, (list, tuple, np.ndarray)):
+        raise DataError(where, f"coordinates must be a list of [x, y, z] rows, got {type(coords).__name__}",
+                        "Give one [x, y, z] C-alpha position (or null) per residue.")
     if not isinstance(coords, np.ndarray):
         coords = [[np.nan] * 3 if row is None else row for row in coords]
     try:
@@ -89,12 +97,13 @@ def _coords_array(coords: Any, length: int, where: str) -> np.ndarray:
     if array is None or (array.size and (array.ndim != 2 or array.shape[1] != 3)):
         raise DataError(where, "coordinates are not a list of [x, y, z] rows",
                         "Give one [x, y, z] C-alpha position (or null) per residue.")
-    array = array.reshape(-1, 3)
+    array = array.reshape(-1, 3).copy()
     if len(array) != length:
         raise DataError(where, f"{len(array)} coordinate rows for a sequence of {length} residues",
                         "Give one C-alpha position per residue, null for residues not observed in the structure.")
     # A residue with any non-finite coordinate is treated as unobserved (never an error, never NaN math later).
     array[~np.isfinite(array).all(axis=1)] = np.nan
+    array.flags.writeable = False  # proteins are shared between samples: noise a copy, never in place
     return array
 
 

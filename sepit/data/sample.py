@@ -47,7 +47,13 @@ def make_sample(id: str, task: str, protein: Protein, instruction: Any, referenc
                         "Put exactly one <protein> where the protein goes, e.g. 'What does <protein> do?'.")
     if not isinstance(reference, str) or not reference.strip():
         raise DataError(where, "empty or missing reference answer", "Give the expected answer as non-empty text.")
+    if metadata is not None and not isinstance(metadata, dict):
+        raise DataError(where, f"metadata must be an object, got {type(metadata).__name__}",
+                        'Write metadata as {"key": value, ...} or leave it out.')
     if choices is not None:
+        if not isinstance(choices, (list, tuple)):
+            raise DataError(where, f"choices must be a list of strings, got {type(choices).__name__}",
+                            'Write the options as ["yes", "no"], or leave choices out.')
         choices = tuple(choices)
         if len(choices) < 2 or not all(isinstance(c, str) and c.strip() for c in choices):
             raise DataError(where, f"choices must be at least two non-empty strings, got {list(choices)!r}",

@@ -50,7 +50,11 @@ class SepitData:
         if self._h5 is None:
             import h5py
 
-            self._h5 = h5py.File(self.h5_path, "r")
+            try:
+                self._h5 = h5py.File(self.h5_path, "r")
+            except OSError as err:
+                raise DataError(str(self.h5_path), f"not a readable HDF5 file ({err})",
+                                "Download pdb.h5 again (with git lfs, not the pointer file).") from None
         return self._h5
 
     def _fallback_sequences(self) -> dict[str, str]:
@@ -58,11 +62,16 @@ class SepitData:
             path = self.root / "sequences.csv"
             self._csv = {}
             if path.is_file():
-                with open(path, newline="", encoding="utf-8") as handle:
-                    for row in csv.DictReader(handle):
-                        values = [v for k, v in row.items() if k != "id"]
-                        if row.get("id") and values:
-                            self._csv[row["id"]] = values[0]
+                with open(path, newline="", encoding="utf-8-sig") as handle:
+                    reader = csv.DictReader(handle)
+                    columns = [c.strip().lower() for c in reader.fieldnames or []]
+                    if "id" not in columns or "sequence" not in columns:
+                        raise DataError(str(path), f"columns {reader.fieldnames} lack 'id' and 'sequence'",
+                                        "Write a header line 'id,sequence'.")
+                    id_key, seq_key = (reader.fieldnames[columns.index(c)] for c in ("id", "sequence"))
+                    for row in reader:
+                        if row.get(id_key) and row.get(seq_key):
+                            self._csv[row[id_key].strip()] = row[seq_key].strip()
         return self._csv
 
     def _h5_ids(self) -> frozenset[str]:
@@ -86,19 +95,25 @@ class SepitData:
             raise DataError(where, "no such protein", "Add the protein to pdb.h5 or remove the rows that use it.")
         group = self._file()[protein_id]
         for name in ("sequence", "node_position"):
-            if name not in group:
+            if not isinstance(group.get(name), h5py_dataset()):
                 raise DataError(where, f"missing dataset {name!r}",
                                 "Each protein group needs `sequence` and `node_position`.")
-        sequence = np.asarray(group["sequence"][()]).reshape(-1)[0]
-        sequence = sequence.decode() if isinstance(sequence, bytes) else str(sequence)
-        coords = np.asarray(group["node_position"][()], dtype=np.float32)
-        if coords.ndim != 2 or coords.shape[1] != 3:
+        sequence = np.asarray(group["sequence"][()]).reshape(-1)
+        if len(sequence) != 1 or not isinstance(sequence[0], (bytes, str)):
+            raise DataError(where, f"`sequence` holds {len(sequence)} value(s) of type {sequence.dtype}",
+                            "Store the whole sequence as one string: np.array([b'MKV...']).")
+        try:
+            sequence = sequence[0].decode("ascii") if isinstance(sequence[0], bytes) else str(sequence[0])
+        except UnicodeDecodeError:
+            raise DataError(where, "`sequence` is not ASCII text", "Store one-letter amino-acid codes.") from None
+        coords = np.asarray(group["node_position"][()])
+        if coords.dtype.kind not in "fiu" or coords.ndim != 2 or coords.shape[1] != 3:
             raise DataError(where, f"node_position has shape {coords.shape}, expected (length, 3)",
                             "Store one [x, y, z] C-alpha row per residue.")
         if len(coords) == ESM2_WINDOW < len(sequence):
             # Released files cut coordinates to the ESM-2 window; residues past it are simply unobserved.
             coords = np.concatenate([coords, np.full((len(sequence) - len(coords), 3), np.nan, np.float32)])
-        coords = coords.copy()
+        coords = coords.astype(np.float32)
         coords[(coords == 0).all(axis=1)] = np.nan
         protein = make_protein(protein_id, sequence, coords, where=where)
         return protein if protein.observed.any() else Protein(protein.id, protein.sequence, None)
@@ -156,6 +171,12 @@ class SepitData:
         return protein_id
 
 
+def h5py_dataset() -> type:
+    import h5py
+
+    return h5py.Dataset
+
+
 def _first_exchange(row: dict, where: str) -> tuple[str, str, list[list[str]]]:
     conversation = field(row, "conversation", list, where,
                          'Give [{"role": "user", ...}, {"role": "assistant", ...}].')
@@ -186,14 +207,26 @@ def write_sepit_data(root: str | Path, proteins: Iterable[Protein],
 
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
-    tmp = root / ".pdb.h5.tmp"
-    with h5py.File(tmp, "w") as h5:
-        for protein in proteins:
-            group = h5.create_group(protein.id)
-            group.create_dataset("sequence", data=np.array([protein.sequence.encode()]))
-            coords = np.zeros((len(protein), 3), np.float32) if protein.coords is None else protein.coords
-            group.create_dataset("node_position", data=np.nan_to_num(coords, nan=0.0))
-    tmp.replace(root / "pdb.h5")
+    tmp, written = root / ".pdb.h5.tmp", set()
+    try:
+        with h5py.File(tmp, "w") as h5:
+            for protein in proteins:
+                if "/" in protein.id or protein.id in (".", "..") or protein.id in written:
+                    raise DataError(f"protein {protein.id!r}", "cannot be an HDF5 group name (or is written twice)",
+                                    "Use unique protein ids without '/'.")
+                written.add(protein.id)
+                group = h5.create_group(protein.id)
+                group.create_dataset("sequence", data=np.array([protein.sequence.encode()]))
+                coords = np.zeros((len(protein), 3), np.float32) if protein.coords is None else protein.coords
+                group.create_dataset("node_position", data=np.nan_to_num(coords, nan=0.0))
+        missing = {s.protein.id for rows in instruction_files.values() for s in rows} - written
+        missing |= {p.protein.id for pairs in caption_files.values() for p in pairs} - written
+        if missing:
+            raise DataError(str(root), f"{len(missing)} sample protein(s) not written, e.g. {sorted(missing)[0]!r}",
+                            "Pass every protein that a sample uses.")
+        tmp.replace(root / "pdb.h5")
+    finally:
+        tmp.unlink(missing_ok=True)
     for split, pairs in caption_files.items():
         write_jsonl_atomic(root / "stage0" / f"{split}.jsonl", (
             {"id": p.protein.id, "caption": p.caption, "sample_id": p.id} for p in pairs))
