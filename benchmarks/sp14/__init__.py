@@ -34,8 +34,6 @@ def _task(name: str, spec: dict, config: dict) -> Task:
     def build():
         return builders.build(name, spec, config)
 
-    answer_format = {"open": "free_text", "membrane": "yes_no", "go_cc": "yes_no"}.get(
-        spec["kind"] if spec["kind"] == "open" else spec["builder"], "multiple_choice")
     return Task(name=name, version=f"{config['version']}/{spec['version']}", kind=spec["kind"],
-                description=" ".join(spec["description"].split()), answer_format=answer_format, build=build,
+                description=" ".join(spec["description"].split()), answer_format=spec.get("answer_format", "free_text"), build=build,
                 manifest=HERE / "data" / "MANIFEST.sha256", data_files=tuple(config["data_files"]))

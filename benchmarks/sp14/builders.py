@@ -184,7 +184,7 @@ def build(task_name: str, spec: dict, config: dict, data_dir: Path = DATA) -> di
             continue
         sample_id = record.protein.id
         instruction = pick(spec["instructions"], f"{task_name}:{sample_id}")
-        if options and builder != "membrane":
+        if spec.get("answer_format") == "multiple_choice":
             instruction = with_options(instruction, options)
         add(record, sample_id, instruction, reference, options)
     return splits
