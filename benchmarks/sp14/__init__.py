@@ -35,5 +35,6 @@ def _task(name: str, spec: dict, config: dict) -> Task:
         return builders.build(name, spec, config)
 
     return Task(name=name, version=f"{config['version']}/{spec['version']}", kind=spec["kind"],
-                description=" ".join(spec["description"].split()), answer_format=spec.get("answer_format", "free_text"), build=build,
+                description=" ".join(spec["description"].split()),
+                answer_format=spec.get("answer_format", "free_text"), build=build,
                 manifest=HERE / "data" / "MANIFEST.sha256", data_files=tuple(config["data_files"]))

@@ -97,7 +97,7 @@ def _coords_array(coords: Any, length: int, where: str) -> np.ndarray:
     if array is None or (array.size and (array.ndim != 2 or array.shape[1] != 3)):
         raise DataError(where, "coordinates are not a list of [x, y, z] rows",
                         "Give one [x, y, z] C-alpha position (or null) per residue.")
-    array = array.reshape(-1, 3).copy()
+    array = array.reshape(-1, 3)  # np.array copied the input: safe to edit below
     if len(array) != length:
         raise DataError(where, f"{len(array)} coordinate rows for a sequence of {length} residues",
                         "Give one C-alpha position per residue, null for residues not observed in the structure.")

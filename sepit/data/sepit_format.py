@@ -21,6 +21,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Iterable, Mapping
 
+import h5py
 import numpy as np
 
 from sepit.data.errors import DataError, location
@@ -48,8 +49,6 @@ class SepitData:
 
     def _file(self):
         if self._h5 is None:
-            import h5py
-
             try:
                 self._h5 = h5py.File(self.h5_path, "r")
             except OSError as err:
@@ -95,7 +94,7 @@ class SepitData:
             raise DataError(where, "no such protein", "Add the protein to pdb.h5 or remove the rows that use it.")
         group = self._file()[protein_id]
         for name in ("sequence", "node_position"):
-            if not isinstance(group.get(name), h5py_dataset()):
+            if not isinstance(group.get(name), h5py.Dataset):
                 raise DataError(where, f"missing dataset {name!r}",
                                 "Each protein group needs `sequence` and `node_position`.")
         sequence = np.asarray(group["sequence"][()]).reshape(-1)
@@ -171,12 +170,6 @@ class SepitData:
         return protein_id
 
 
-def h5py_dataset() -> type:
-    import h5py
-
-    return h5py.Dataset
-
-
 def _first_exchange(row: dict, where: str) -> tuple[str, str, list[list[str]]]:
     conversation = field(row, "conversation", list, where,
                          'Give [{"role": "user", ...}, {"role": "assistant", ...}].')
@@ -203,8 +196,6 @@ def write_sepit_data(root: str | Path, proteins: Iterable[Protein],
     Coordinates are written at full length (the official reader cuts them to 1022 itself), zeros for
     unobserved residues as the official code expects; proteins without structure get all-zero rows.
     """
-    import h5py
-
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     tmp, written = root / ".pdb.h5.tmp", set()
