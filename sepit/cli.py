@@ -5,11 +5,12 @@ from __future__ import annotations
 import sys
 
 from sepit.data.errors import DataError
+from sepit.metrics.text import MetricError
 from sepit.registry import RegistryError
 
 
 # Boolean options that read as flags (`--json`); jsonargparse itself wants `--json true`.
-FLAGS = ("--json",)
+FLAGS = ("--json", "--fresh")
 
 
 def bare_flags(argv: list[str]) -> list[str]:
@@ -25,13 +26,16 @@ def main(argv: list[str] | None = None) -> None:
     from jsonargparse import auto_cli
 
     from sepit.commands import data
+    from sepit.commands.bench import bench
+    from sepit.commands.score import score
 
     commands = {"data": {"_help": "Build, inspect, check and convert benchmark data.",
                          "info": data.info, "export": data.export, "check": data.check,
-                         "manifest": data.manifest}}
+                         "manifest": data.manifest},
+                "bench": bench, "score": score}
     try:
         auto_cli(commands, args=bare_flags(sys.argv[1:] if argv is None else argv), as_positional=False)
-    except (DataError, RegistryError, OSError) as err:
+    except (DataError, MetricError, RegistryError, OSError) as err:
         print(f"sepit: error: {err}", file=sys.stderr)
         raise SystemExit(1) from None
 

@@ -27,7 +27,7 @@ class Registry:
         """Register `target` (an object or a lazy "module:attr" string); without a target, a decorator."""
         if target is None:
             return lambda obj: self.register(name, obj, source=source)
-        if name in self._entries and self._entries[name] != target:
+        if name in self._entries and self._entries[name] != target and self._sources[name] != source:
             raise RegistryError(f"{self.kind} {name!r} is registered twice: by {self._sources[name]} and by "
                                 f"{source}. Rename one of them.")
         self._entries[name], self._sources[name] = target, source

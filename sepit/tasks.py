@@ -110,3 +110,39 @@ def get_task(name: str) -> Task:
     if name not in tasks:
         raise RegistryError(f"unknown task {name!r}. Known tasks: {', '.join(sorted(tasks)) or 'none'}.")
     return tasks[name]
+
+
+def tasks_from_file(path: str | Path) -> list[Task]:
+    """The tasks of a generic JSONL task file (docs/data.md), versioned by the file's hash."""
+    from sepit.data.generic import read_task_file
+
+    splits = read_task_file(path)
+    version = "sha256:" + hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12]
+    by_task: dict[str, dict[str, list[InstructionSample]]] = {}
+    for split, samples in splits.items():
+        for sample in samples:
+            by_task.setdefault(sample.task, {}).setdefault(split, []).append(sample)
+    tasks = []
+    for name, task_splits in sorted(by_task.items()):
+        first = next(iter(task_splits.values()))[0]
+        kind = first.kind
+        answer_format = "free_text" if kind == "open" else (
+            "yes_no" if {c.lower() for c in first.choices} == {"yes", "no"} else "multiple_choice")
+        tasks.append(Task(name, version, kind, f"from {path}", answer_format,
+                          build=lambda task_splits=task_splits: task_splits))
+    return tasks
+
+
+def resolve_tasks(specs: Sequence[str]) -> list[Task]:
+    """Task names, suite names (all their tasks) or generic task files, in order, without repeats."""
+    found: dict[str, Task] = {}
+    for spec in specs:
+        if spec.endswith(".jsonl") or Path(spec).is_file():
+            chosen = tasks_from_file(spec)
+        elif spec in (known_suites := suites()):
+            chosen = list(known_suites[spec].tasks)
+        else:
+            chosen = [get_task(spec)]
+        for task in chosen:
+            found.setdefault(task.name, task)
+    return list(found.values())

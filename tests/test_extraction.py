@@ -1,6 +1,6 @@
 import pytest
 
-from sepit.metrics.extraction import last_yes_no, multiple_choice
+from sepit.metrics.extraction import last_option_text, last_yes_no, multiple_choice
 
 PLACES = ["nucleus", "cytoplasm", "extracellular space", "membrane", "cell membrane"]
 
@@ -33,3 +33,13 @@ def test_last_yes_no(text, expected):
 ])
 def test_multiple_choice(text, expected):
     assert multiple_choice(text, PLACES) == expected
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("B", None),                                   # letters are not read by the last-match rule
+    ("Not the nucleus; the cytoplasm.", "cytoplasm"),
+    ("It sits in the cell membrane.", "cell membrane"),
+    ("Answer: D", None),
+])
+def test_last_option_text(text, expected):
+    assert last_option_text(text, PLACES) == expected

@@ -1,6 +1,7 @@
 """Reading a closed-set answer out of generated text. The only place this is done.
 
 - yes/no (the official SEPIT recipe): the last standalone "yes" or "no" in the text, case-insensitive.
+- last option text: like yes/no, the last option named by its text (letters are not read).
 - multiple choice: the last option the text names, by its letter or by its text. A letter counts where
   it stands as an answer: "(B)", "B." / "B)" / "B:" , a lone "B" at the end, or after "answer"/"option"
   ("Answer: B", "option B"); an upper-case letter starting a sentence ("A kinase ...") does not count.
@@ -29,6 +30,12 @@ def multiple_choice(text: str, choices: Sequence[str]) -> str | None:
     """The chosen option's text, from the last option letter or option text in `text`, or None."""
     found = _letter_matches(text, choices) + _text_matches(text, choices)
     return max(found)[2] if found else None  # the match that ends last
+
+
+def last_option_text(text: str, choices: Sequence[str]) -> str | None:
+    """The option whose text the answer names last (no letters), or None: the plain last-match rule."""
+    found = _text_matches(text, choices)
+    return max(found)[2] if found else None
 
 
 def _letter_matches(text: str, choices: Sequence[str]) -> list[tuple[int, int, str]]:

@@ -8,9 +8,12 @@ import hashlib
 import json
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass
-from typing import Literal, Sequence
+from typing import TYPE_CHECKING, Any, Literal, Sequence
 
 from sepit.data.sample import InstructionSample
+
+if TYPE_CHECKING:
+    from sepit.tasks import Task
 
 Modality = Literal["seq", "seq+structure", "text-only", "retrieval", "api"]
 
@@ -42,6 +45,15 @@ class ModelCard:
 
 class ProteinLLM(ABC):
     """Answers instruction samples about proteins."""
+
+    def prepare(self, tasks: Sequence[Task]) -> None:
+        """Called once before predicting on `tasks` (before any worker process starts). Training-free
+        baselines read the tasks' training splits here; trained models need nothing."""
+
+    def details(self, samples: Sequence[InstructionSample]) -> list[dict[str, Any]]:
+        """Extra fields for each sample's prediction row (e.g. the retrieval neighbour and its identity),
+        asked right after `generate` on the same samples."""
+        return [{} for _ in samples]
 
     @abstractmethod
     def generate(self, samples: Sequence[InstructionSample], config: GenerationConfig) -> list[str]:

@@ -1,0 +1,140 @@
+"""`sepit bench`: predict (resumable, multi-process) then score, into one output folder.
+
+    <output>/predictions/<task>.jsonl   one row per sample (DESIGN.md §5)
+    <output>/journal/                   rows of a run in progress; merged into predictions/ when done
+    <output>/samples/<task>.jsonl       per-sample scoring logs
+    <output>/results.json               schema_version 1
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from sepit.data.errors import DataError
+from sepit.evaluation.predictions import PredictionStore
+from sepit.evaluation.results import now
+from sepit.evaluation.scoring import CLOSED_METHODS, summary_table
+from sepit.models.interface import GenerationConfig, ProteinLLM
+from sepit.registry import MODELS
+from sepit.tasks import resolve_tasks
+
+
+SECRET_WORDS = ("key", "token", "secret", "password")
+
+
+def redact(args: dict[str, Any]) -> dict[str, Any]:
+    """Model arguments fit for a results file: anything that looks like a credential is masked."""
+    return {k: "***" if any(w in k.lower() for w in SECRET_WORDS) else v for k, v in args.items()}
+
+
+def build_model(spec: str, model_args: dict[str, Any] | None = None) -> ProteinLLM:
+    """A registered model by name, or a YAML file `{model: NAME, args: {...}}`; `model_args` override."""
+    args: dict[str, Any] = {}
+    if spec.endswith((".yaml", ".yml")):
+        path = Path(spec)
+        if not path.is_file():
+            raise DataError(spec, "model config file not found", "Give a registered model name or a YAML file.")
+        config = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(config, dict) or not isinstance(config.get("model"), str):
+            raise DataError(spec, "a model config needs a 'model' name", "Write `model: NAME` and `args: {...}`.")
+        spec, args = config["model"], dict(config.get("args") or {})
+    args.update(model_args or {})
+    factory = MODELS.get(spec)
+    model = factory(**args)
+    if not isinstance(model, ProteinLLM):
+        raise DataError(f"model {spec!r}", f"built a {type(model).__name__}, not a ProteinLLM",
+                        "A model plug-in must implement sepit.models.interface.ProteinLLM.")
+    return model
+
+
+def bench(model: str, tasks: list[str] | str, output: Path, devices: int = 1, batch_size: int = 8,
+          model_args: dict[str, Any] | None = None, generation: GenerationConfig = GenerationConfig(),
+          split: str = "test", limit: int | None = None, profile: str = "sepit_v1", vocab: Path | None = None,
+          closed_methods: dict[str, str] | None = None, leakage: bool = True, n_resamples: int = 1000,
+          seed: int = 0, accelerator: str = "auto", strategy: str = "auto", fresh: bool = False) -> None:
+    """Predict the tasks' samples with a model, then score them into <output>/results.json.
+
+    Re-running the same command resumes: samples already in <output> are not predicted again, whatever the
+    number of devices.
+
+    Args:
+        model: a registered model name (an unknown name lists the known ones), or a YAML file
+            {model: NAME, args: {...}}.
+        tasks: task names, suite names (e.g. sp14) or generic JSONL task files; a list or comma-separated.
+        output: the run folder.
+        devices: processes (GPUs, or CPU processes) predicting in parallel.
+        batch_size: samples per generate call (batches are sorted by length).
+        model_args: keyword arguments for the model's constructor.
+        generation: decoding settings; part of each row's key, so changing them never reuses old rows.
+        split: which split to predict.
+        limit: predict only the first N samples of each task (by id): for smoke runs.
+        profile: metric profile (sepit_v1 or corpus_v1).
+        vocab: WordPiece vocab.txt for BLEU/METEOR tokens (default: word tokens).
+        closed_methods: per task (or "*"): last_match, choice or loglikelihood.
+        leakage: add the test-to-train identity report.
+        n_resamples: bootstrap resamples for the 95 % CIs.
+        seed: bootstrap seed.
+        accelerator: auto, cpu or gpu.
+        strategy: auto (ddp on GPUs, ddp_fork on CPU when devices > 1) or any Lightning strategy name.
+        fresh: discard earlier predictions in <output> and start over.
+    """
+    from sepit.commands.score import write_results
+    from sepit.evaluation.predict import run_predict
+
+    started, clock = now(), time.perf_counter()
+    output = Path(output)
+    closed_methods = dict(closed_methods or {})
+    for task_name, method in closed_methods.items():
+        if method not in CLOSED_METHODS:
+            raise DataError(f"--closed_methods {task_name}", f"unknown method {method!r}",
+                            f"Use one of {', '.join(CLOSED_METHODS)}.")
+    chosen = resolve_tasks(tasks.split(",") if isinstance(tasks, str) else tasks)
+    llm = build_model(model, model_args)
+    card = llm.describe()
+    likelihood_tasks = sorted(t.name for t in chosen if t.kind == "closed"
+                              and closed_methods.get(t.name, closed_methods.get("*")) == "loglikelihood")
+    if likelihood_tasks and not llm.supports_loglikelihood:
+        raise DataError(f"model {card.name!r}", "cannot score choices by log-likelihood",
+                        "Choose last_match or choice in --closed_methods for " + ", ".join(likelihood_tasks) + ".")
+    key = json.dumps({"generation": generation.hash(), "loglikelihood": likelihood_tasks})
+    store = PredictionStore(output, card.fingerprint, hashlib.sha256(key.encode()).hexdigest()[:16])
+    if fresh:
+        for folder in (store.folder, store.journals, output / "samples"):
+            shutil.rmtree(folder, ignore_errors=True)
+
+    samples = {t.name: sorted(t.samples(split), key=lambda s: s.id)[:limit] for t in chosen}
+    done = store.done()
+    pending = [s for task_samples in samples.values() for s in task_samples if (s.task, s.id) not in done]
+    total = sum(map(len, samples.values()))
+    print(f"{card.name}: {total} samples in {len(chosen)} tasks, {total - len(pending)} already predicted, "
+          f"{len(pending)} to go on {devices} device(s)")
+    if pending:
+        llm.prepare(chosen)
+        if not run_predict(llm, pending, store, generation, batch_size, devices, accelerator, strategy,
+                           likelihood_tasks):
+            return  # not global rank 0 (ddp launched this process): rank 0 scores
+        done = store.done()
+    lost = [f"{s.task}/{s.id}" for task_samples in samples.values() for s in task_samples
+            if (s.task, s.id) not in done]
+    if lost:
+        raise DataError(str(output), f"{len(lost)} samples have no prediction after predicting (e.g. {lost[:3]})",
+                        "Re-run the same command to predict them.")
+    store.finish(done.values())
+    rows = {name: [done[name, s.id] for s in task_samples] for name, task_samples in samples.items()}
+    config = {"generation": asdict(generation), "generation_hash": store.generation_hash, "split": split,
+              "limit": limit, "batch_size": batch_size, "devices": devices, "model_args": redact(model_args or {}), "tasks": [t.name for t in chosen]}
+    model_record = {"name": card.name, "fingerprint": card.fingerprint, "modality": card.modality,
+                    "params_total": card.params_total, "params_active": card.params_active}
+    document = write_results(output / "results.json", rows, model_record, config, started, profile=profile,
+                             vocab=vocab, closed_methods=closed_methods, split=split, leakage=leakage,
+                             n_resamples=n_resamples, seed=seed, tasks={t.name: t for t in chosen})
+    print(summary_table(document["tasks"]))
+    print(f"wrote {output / 'results.json'} in {time.perf_counter() - clock:.1f} s")

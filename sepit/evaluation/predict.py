@@ -1,0 +1,138 @@
+"""Predicting with Lightning: length-sorted batches sharded over processes, rows journalled as they come.
+
+Each process gets every world-size-th batch of one length-sorted list, so no sample is seen twice and none is
+padded in (Lightning's distributed sampler is off: `DistributedSampler` pads by repeating samples). Each
+process appends its rows to its own journal; the files are the gathering mechanism, which is what makes a
+killed run resumable at any device count (the output folder must be on a filesystem every process sees).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from typing import Sequence
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import BasePredictionWriter, TQDMProgressBar
+
+from sepit.data.sample import InstructionSample
+from sepit.evaluation.predictions import Journal, PredictionStore, prediction_row
+from sepit.models.interface import GenerationConfig, ProteinLLM
+
+
+def length_sorted_batches(samples: Sequence[InstructionSample], batch_size: int) -> list[list[InstructionSample]]:
+    """Longest first, so padding is small within a batch and an out-of-memory error shows up at once."""
+    ordered = sorted(samples, key=lambda s: (-(len(s.protein.sequence) + len(s.instruction)), s.task, s.id))
+    return [ordered[i:i + batch_size] for i in range(0, len(ordered), batch_size)]
+
+
+class _Batches(torch.utils.data.Dataset):
+    def __init__(self, batches: list[list[InstructionSample]]):
+        self.batches = batches
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __getitem__(self, index: int) -> list[InstructionSample]:
+        return self.batches[index]
+
+
+def _as_is(batch: list[InstructionSample]) -> list[InstructionSample]:
+    return batch
+
+
+class PendingSamples(L.LightningDataModule):
+    def __init__(self, samples: Sequence[InstructionSample], batch_size: int):
+        super().__init__()
+        self.batches = length_sorted_batches(samples, batch_size)
+
+    def transfer_batch_to_device(self, batch, device, dataloader_idx):
+        return batch  # samples are plain data; the model moves its own tensors
+
+    def predict_dataloader(self) -> torch.utils.data.DataLoader:
+        rank, world = self.trainer.global_rank, self.trainer.world_size
+        return torch.utils.data.DataLoader(_Batches(self.batches[rank::world]), batch_size=None,
+                                           collate_fn=_as_is)
+
+
+class Predictor(L.LightningModule):
+    """Wraps any ProteinLLM for `trainer.predict`; one prediction row per sample."""
+
+    def __init__(self, model: ProteinLLM, generation: GenerationConfig, generation_hash: str,
+                 loglikelihood_tasks: Sequence[str] = ()):
+        super().__init__()
+        self.model, self.generation, self.generation_hash = model, generation, generation_hash
+        self.loglikelihood_tasks = set(loglikelihood_tasks)
+        card = model.describe()
+        self.name, self.fingerprint = card.name, card.fingerprint
+
+    def predict_step(self, batch: list[InstructionSample], batch_idx: int) -> list[dict]:
+        start = time.perf_counter()
+        texts = self.model.generate(batch, self.generation)
+        details = self.model.details(batch)
+        scored = [s for s in batch if s.task in self.loglikelihood_tasks and s.choices is not None]
+        likelihoods = dict(zip((s.id for s in scored), self.model.loglikelihood(scored))) if scored else {}
+        seconds = (time.perf_counter() - start) / max(len(batch), 1)
+        rows = []
+        for sample, text, extra in zip(batch, texts, details, strict=True):
+            extra = {**extra, "seconds": round(seconds, 6)}
+            if sample.id in likelihoods:
+                extra["loglikelihoods"] = [float(v) for v in likelihoods[sample.id]]
+            rows.append(prediction_row(sample, text, self.name, self.fingerprint, self.generation_hash, extra))
+        return rows
+
+
+class JournalWriter(BasePredictionWriter):
+    """Appends each batch's rows to this process's journal before the next batch starts."""
+
+    def __init__(self, store: PredictionStore):
+        super().__init__(write_interval="batch")
+        self.store = store
+        self.journal: Journal | None = None
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        self.journal = self.store.journal(trainer.global_rank)
+
+    def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx,
+                           dataloader_idx) -> None:
+        self.journal.append(prediction)
+
+    def on_predict_end(self, trainer, pl_module) -> None:
+        self.journal.close()
+        trainer.strategy.barrier()  # every process's rows are on disk before rank 0 reads them
+
+
+class SamplesPerSecond(TQDMProgressBar):
+    """Lightning's bar counts batches; people want samples per second."""
+
+    def on_predict_epoch_start(self, trainer, pl_module) -> None:
+        super().on_predict_epoch_start(trainer, pl_module)
+        self._samples, self._start = 0, time.perf_counter()
+
+    def on_predict_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        super().on_predict_batch_end(trainer, pl_module, outputs, batch, batch_idx, dataloader_idx)
+        self._samples += len(batch)
+        rate = self._samples / max(time.perf_counter() - self._start, 1e-9)
+        self.predict_progress_bar.set_postfix(samples_per_s=f"{rate:.1f}")
+
+
+def run_predict(model: ProteinLLM, samples: Sequence[InstructionSample], store: PredictionStore,
+                generation: GenerationConfig, batch_size: int, devices: int, accelerator: str, strategy: str,
+                loglikelihood_tasks: Sequence[str] = ()) -> bool:
+    """Predict `samples` into the store's journals; True in the process that should go on (global rank 0)."""
+    if accelerator == "auto":
+        accelerator = "gpu" if torch.cuda.is_available() else "cpu"
+    if strategy == "auto":
+        strategy = "auto" if devices == 1 else ("ddp" if accelerator == "gpu" else "ddp_fork")
+    # Batches come whole from the dataset, so Lightning cannot (and need not) infer sample indices.
+    warnings.filterwarnings("ignore", message="Couldn't infer the batch indices")
+    warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\)")
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)  # no banner and tips
+    trainer = L.Trainer(accelerator=accelerator, devices=devices, strategy=strategy, logger=False,
+                        enable_checkpointing=False, enable_model_summary=False, use_distributed_sampler=False,
+                        callbacks=[JournalWriter(store), SamplesPerSecond()])
+    predictor = Predictor(model, generation, store.generation_hash, loglikelihood_tasks)
+    trainer.predict(predictor, datamodule=PendingSamples(samples, batch_size), return_predictions=False)
+    return trainer.is_global_zero

@@ -1,0 +1,164 @@
+"""Prediction files: the rows `sepit bench` writes and `sepit score` reads (DESIGN.md §5).
+
+One JSON object per sample: `task`, `id`, `prediction`, `reference`, `kind`, `choices`, plus extras that make a
+row checkable and resumable: the model `fingerprint` and `generation_hash` (together with task and id they
+key the row), hashes of the prompt, protein sequence and reference (lm-eval style), and whatever the model
+reported in `details()`.
+
+While predicting, each process appends its rows to its own journal file as they are produced (one write and
+an fsync per batch), so a killed run loses at most the batch in flight. When every sample is done the
+journals are merged into one sorted file per task, written atomically, and removed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from sepit.data.errors import DataError, location
+from sepit.data.jsonl import field, read_jsonl, write_jsonl_atomic
+from sepit.data.sample import InstructionSample
+
+KINDS = ("open", "closed")
+
+
+def text_hash(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def prediction_row(sample: InstructionSample, prediction: str, model: str, fingerprint: str,
+                   generation_hash: str, extras: dict[str, Any] | None = None) -> dict[str, Any]:
+    row = {"task": sample.task, "id": sample.id, "prediction": prediction, "reference": sample.reference,
+           "kind": sample.kind, "choices": list(sample.choices) if sample.choices is not None else None,
+           "model": model, "fingerprint": fingerprint, "generation_hash": generation_hash,
+           "prompt_hash": text_hash(sample.instruction), "protein_hash": text_hash(sample.protein.sequence),
+           "reference_hash": text_hash(sample.reference)}
+    row.update(extras or {})
+    return row
+
+
+def check_row(row: dict, where: str) -> dict:
+    """A row in the predictions format, or a DataError naming the place and the fix."""
+    for key in ("task", "id", "reference"):
+        if not field(row, key, str, where):
+            raise DataError(where, f"field {key!r} is empty", f"Give every row a non-empty {key!r}.")
+    if not isinstance(row.get("prediction"), str):
+        raise DataError(where, f"field 'prediction' must be a string, got {type(row.get('prediction')).__name__}",
+                        "Write the model's answer as text (an empty string if it gave none).")
+    kind = field(row, "kind", str, where)
+    if kind not in KINDS:
+        raise DataError(where, f"kind must be 'open' or 'closed', got {kind!r}", "")
+    choices = row.get("choices")
+    if kind == "closed":
+        if not isinstance(choices, list) or len(choices) < 2 or not all(isinstance(c, str) for c in choices):
+            raise DataError(where, "a closed-set row needs 'choices', a list of at least two strings",
+                            'Add the options, e.g. "choices": ["yes", "no"].')
+        if row["reference"].strip().lower() not in {c.strip().lower() for c in choices}:
+            raise DataError(where, f"reference {row['reference']!r} is not one of the choices {choices!r}", "")
+        scores = row.get("loglikelihoods")
+        if scores is not None and (not isinstance(scores, list) or len(scores) != len(choices)):
+            raise DataError(where, "'loglikelihoods' must hold one number per choice", "")
+    return row
+
+
+def read_predictions(path: str | Path) -> dict[str, list[dict]]:
+    """Rows by task from a predictions file or a directory of `*.jsonl` files; a duplicate is an error."""
+    path = Path(path)
+    files = sorted(path.glob("*.jsonl")) if path.is_dir() else [path]
+    if not files:
+        raise DataError(str(path), "no predictions (*.jsonl) found", "Point --predictions at a file or a "
+                        "directory holding prediction JSONL files.")
+    by_task: dict[str, list[dict]] = {}
+    seen: dict[tuple[str, str], str] = {}
+    for file in files:
+        for number, row in read_jsonl(file):
+            where = location(file, number, row.get("id") if isinstance(row.get("id"), str) else None)
+            check_row(row, where)
+            key = (row["task"], row["id"])
+            if key in seen:
+                raise DataError(where, f"sample {row['id']!r} of task {row['task']!r} appears twice (first at "
+                                f"{seen[key]})", "Keep one row per task and sample id.")
+            seen[key] = where
+            by_task.setdefault(row["task"], []).append(row)
+    return by_task
+
+
+class PredictionStore:
+    """`<output>/predictions/<task>.jsonl` plus the journals of runs in progress, for one model and settings."""
+
+    def __init__(self, output: str | Path, fingerprint: str, generation_hash: str):
+        self.folder = Path(output) / "predictions"
+        self.journals = Path(output) / "journal"
+        self.fingerprint, self.generation_hash = fingerprint, generation_hash
+
+    def done(self) -> dict[tuple[str, str], dict]:
+        """Rows already predicted, final or journalled, by (task, id). Rows of another model or other
+        generation settings are an error: mixing them would score two systems as one."""
+        rows: dict[tuple[str, str], dict] = {}
+        finals = sorted(self.folder.glob("*.jsonl")) if self.folder.is_dir() else []
+        journals = sorted(self.journals.glob("*.jsonl")) if self.journals.is_dir() else []
+        for file in finals + journals:
+            for number, row in _read_tolerating_torn_tail(file):
+                where = location(file, number)
+                check_row(row, where)
+                if (row.get("fingerprint"), row.get("generation_hash")) != (self.fingerprint, self.generation_hash):
+                    raise DataError(where, "holds predictions of another model or other generation settings "
+                                    f"(fingerprint {row.get('fingerprint')}, generation {row.get('generation_hash')}; "
+                                    f"this run: {self.fingerprint}, {self.generation_hash})",
+                                    "Use another --output directory, or pass --fresh to discard them.")
+                rows.setdefault((row["task"], row["id"]), row)
+        return rows
+
+    def journal(self, rank: int) -> "Journal":
+        return Journal(self.journals / f"rank{rank}-{os.getpid()}-{time.time_ns()}.jsonl")
+
+    def finish(self, rows: Iterable[dict]) -> dict[str, Path]:
+        """Write one sorted file per task atomically, then drop the journals (their rows are in `rows`)."""
+        by_task: dict[str, list[dict]] = {}
+        for row in rows:
+            by_task.setdefault(row["task"], []).append(row)
+        paths = {}
+        for task, task_rows in by_task.items():
+            paths[task] = self.folder / f"{task}.jsonl"
+            write_jsonl_atomic(paths[task], sorted(task_rows, key=lambda r: r["id"]))
+        for journal in self.journals.glob("*.jsonl") if self.journals.is_dir() else []:
+            journal.unlink()
+        return paths
+
+
+class Journal:
+    """Append-only rows of one process; each batch is one write, flushed and synced before returning."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._handle = None
+
+    def append(self, rows: Sequence[dict]) -> None:
+        if not rows:
+            return
+        if self._handle is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._handle = open(self.path, "a", encoding="utf-8")
+        self._handle.write("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+        self._handle.flush()
+        os.fsync(self._handle.fileno())
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
+
+
+def _read_tolerating_torn_tail(path: Path):
+    """Rows of a journal; a last line cut short by a kill (no newline at the end) is dropped, not an error."""
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        cut = data.rfind(b"\n") + 1
+        tmp = path.with_name(path.name + ".repaired")
+        tmp.write_bytes(data[:cut])
+        os.replace(tmp, path)
+    yield from read_jsonl(path)

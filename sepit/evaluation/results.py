@@ -1,0 +1,72 @@
+"""The results file (`schema_version` 1, DESIGN.md §5) and the record of where its numbers came from.
+
+All scores are on the 0-100 scale (accuracy, F1, failure rates and text metrics alike); `scale` says so.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import tempfile
+from datetime import datetime, timezone
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+SCHEMA_VERSION = 1
+SCALE = "0-100"
+# Packages whose versions can change a number; recorded in every results file.
+RECORDED_PACKAGES = ("sepit-bench", "numpy", "nltk", "rouge-score", "sacrebleu", "tokenizers", "biopython",
+                     "torch", "lightning", "transformers", "fair-esm", "peft")
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def environment() -> dict[str, Any]:
+    packages = {}
+    for name in RECORDED_PACKAGES:
+        try:
+            packages[name] = version(name)
+        except PackageNotFoundError:
+            packages[name] = None
+    return {"python": platform.python_version(), "platform": platform.platform(), "packages": packages,
+            **git_state(Path(__file__).resolve().parents[2])}
+
+
+def git_state(folder: Path) -> dict[str, Any]:
+    """Commit and dirtiness of the source tree the code runs from (None outside a git checkout)."""
+    def run(*args: str) -> str | None:
+        try:
+            done = subprocess.run(["git", "-C", str(folder), *args], capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    commit = run("rev-parse", "HEAD")
+    status = run("status", "--porcelain", "--untracked-files=no") if commit else None
+    return {"git_commit": commit, "git_dirty": bool(status) if status is not None else None}
+
+
+def results_document(model: dict, profile: dict, tasks: dict, config: dict, started: str) -> dict[str, Any]:
+    return {"schema_version": SCHEMA_VERSION, "scale": SCALE, "model": model, "metric_profile": profile,
+            "tasks": tasks, "config": config, "env": environment(),
+            "timestamps": {"started": started, "finished": now()}}
+
+
+def write_json_atomic(path: str | Path, document: Any) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=path.parent, prefix=f".{path.name}.",
+                                     suffix=".tmp", delete=False) as handle:
+        json.dump(document, handle, indent=2, ensure_ascii=False, allow_nan=False)
+        handle.write("\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(handle.name, 0o666 & ~umask)
+    os.replace(handle.name, path)

@@ -1,0 +1,133 @@
+"""Scoring: prediction rows -> per-task metrics, bootstrap CIs, leakage report and per-sample logs.
+
+A pure function of the rows (no model, no deep-learning import), so predictions made anywhere score the same
+way. Every metric is computed from per-sample statistics and a weight matrix W (B, n): the point estimate is
+W = ones, a bootstrap resample is a row of multinomial counts, an identity bin is a 0/1 row. One code path
+therefore gives the value, its confidence interval and its value per leakage bin.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from sepit.data.errors import DataError
+from sepit.metrics.bootstrap import percentile_cis
+from sepit.metrics.extraction import last_option_text, last_yes_no, multiple_choice
+from sepit.registry import METRICS, call_if_factory
+
+CLOSED_METHODS = ("last_match", "choice", "loglikelihood")
+# Test-to-train identity bins of the leakage report, in percent: [lo, hi).
+IDENTITY_BINS = (("<30", 0.0, 30.0), ("30-50", 30.0, 50.0), ("50-70", 50.0, 70.0), ("70-90", 70.0, 90.0),
+                 (">=90", 90.0, float("inf")))
+
+
+def get_profile(name: str):
+    from sepit.metrics.profiles import MetricProfile
+
+    return call_if_factory(METRICS.get(name), (MetricProfile,))
+
+
+def default_closed_method(choices: Sequence[str], answer_format: str | None = None) -> str:
+    if answer_format == "multiple_choice":
+        return "choice"
+    if answer_format == "yes_no" or {c.lower() for c in choices} == {"yes", "no"}:
+        return "last_match"
+    return "choice"
+
+
+def extract_answer(row: dict, method: str) -> str | None:
+    """The option a closed-set row chose, by one of the three methods, or None (an extraction failure)."""
+    choices = row["choices"]
+    if method == "loglikelihood":
+        scores = row.get("loglikelihoods")
+        if scores is None:
+            raise DataError(f"task {row['task']!r}, sample {row['id']!r}", "has no 'loglikelihoods' to score by",
+                            "Predict with a model that supports log-likelihood scoring, or choose the "
+                            "'last_match' or 'choice' method for this task.")
+        return choices[int(np.argmax(scores))]
+    if method == "choice":
+        return multiple_choice(row["prediction"], choices)
+    if method == "last_match":
+        if {c.lower() for c in choices} == {"yes", "no"}:
+            return last_yes_no(row["prediction"])
+        return last_option_text(row["prediction"], choices)
+    raise DataError(f"task {row['task']!r}", f"unknown closed-set method {method!r}",
+                    f"Use one of {', '.join(CLOSED_METHODS)}.")
+
+
+def score_task(rows: Sequence[dict], profile, tokenizer, method: str | None = None,
+               answer_format: str | None = None, identities: Mapping[str, float] | None = None,
+               n_resamples: int = 1000, seed: int = 0) -> tuple[dict[str, Any], list[dict]]:
+    """(task results, per-sample log rows) for the rows of one task."""
+    rows = sorted(rows, key=lambda r: r["id"])
+    n = len(rows)
+    kinds = {r["kind"] for r in rows}
+    if len(kinds) > 1:
+        raise DataError(f"task {rows[0]['task']!r}", "mixes open and closed rows", "Give one kind per task.")
+    logs = [{"id": r["id"], **{k: r[k] for k in ("prompt_hash", "protein_hash", "reference_hash") if k in r}}
+            for r in rows]
+    result: dict[str, Any] = {"n": n, "kind": kinds.pop() if kinds else None}
+    if result["kind"] == "closed":
+        method = method or default_closed_method(rows[0]["choices"], answer_format)
+        answers = [extract_answer(r, method) for r in rows]
+        labels = sorted({c.lower() for r in rows for c in r["choices"]})
+        gold = np.array([labels.index(r["reference"].lower()) for r in rows])
+        pred = np.array([labels.index(a.lower()) if a is not None else -1 for a in answers])
+        metrics = lambda w: profile.closed_metrics(gold, pred, len(labels), w)  # noqa: E731
+        result["closed_method"] = method
+        for log, answer, g in zip(logs, answers, gold):
+            log.update(answer=answer, correct=answer is not None and answer.lower() == labels[g])
+    else:
+        stats = profile.open_statistics([r["prediction"] for r in rows], [r["reference"] for r in rows], tokenizer)
+        metrics = lambda w: profile.open_metrics(stats, w)  # noqa: E731
+        for name, values in profile.per_sample(stats).items():
+            for log, value in zip(logs, values):
+                log[name] = float(value)
+    result["metrics"] = {name: _finite(v[0]) for name, v in metrics(np.ones((1, n))).items()} if n else {}
+    result["ci"] = {name: [_finite(lo), _finite(hi)]
+                    for name, (lo, hi) in percentile_cis(metrics, n, n_resamples, seed).items()}
+    if identities is not None:
+        identity = np.array([identities.get(r["id"], np.nan) for r in rows], dtype=float)
+        for log, value in zip(logs, identity):
+            log["train_identity"] = None if np.isnan(value) else float(value)
+        result["leakage"] = leakage_report(identity, metrics)
+    return result, logs
+
+
+def _finite(value: float) -> float | None:
+    """JSON has no NaN: a metric undefined on a set (e.g. a bin with no samples) is null."""
+    return None if np.isnan(value) else float(value)
+
+
+def leakage_report(identity: np.ndarray, metrics: Callable[[np.ndarray], dict[str, np.ndarray]]) -> dict:
+    """How close test proteins are to training proteins, and the metrics within each identity bin."""
+    known = ~np.isnan(identity)
+    masks = np.array([known & (identity >= lo) & (identity < hi) for _, lo, hi in IDENTITY_BINS], dtype=float)
+    counts = masks.sum(1).astype(int)
+    values = metrics(masks) if counts.any() else {}
+    bins = {}
+    for i, (label, _, _) in enumerate(IDENTITY_BINS):
+        bins[label] = {"n": int(counts[i]),
+                       "metrics": {name: _finite(v[i]) for name, v in values.items()} if counts[i] else {}}
+    return {"bins": bins, "median_identity": float(np.median(identity[known])) if known.any() else None,
+            "unknown": int((~known).sum())}
+
+
+def summary_table(tasks: Mapping[str, dict]) -> str:
+    """A plain-text table of the headline metrics with 95 % CIs and the identity bins, for the terminal."""
+    lines = []
+    for name, result in tasks.items():
+        shown = [m for m in ("accuracy", "macro_f1", "extraction_failure_rate", "bleu2", "bleu4", "rougeL",
+                             "meteor", "corpus_bleu4") if m in result["metrics"]]
+        cells = [f"{m} {result['metrics'][m]:.2f}" + (f" [{result['ci'][m][0]:.2f}, {result['ci'][m][1]:.2f}]"
+                                                     if m in result.get("ci", {}) else "") for m in shown]
+        lines.append(f"{name} (n={result['n']}): " + "; ".join(cells))
+        leakage = result.get("leakage")
+        if leakage:
+            main = shown[0] if shown else None
+            parts = [f"{label}: n={b['n']}" + (f" {main} {b['metrics'][main]:.1f}" if main and b["n"] else "")
+                     for label, b in leakage["bins"].items()]
+            lines.append("    identity to train " + ", ".join(parts))
+    return "\n".join(lines)

@@ -1,0 +1,145 @@
+"""`sepit bench` end to end on a small task file: resume, exact gathering over processes, results schema."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from sepit.commands.bench import bench
+from sepit.registry import MODELS
+from fake_models import CoinModel
+
+MODELS.register("coin", CoinModel)
+SEQUENCES = ["MKTAYIAKQRQISFVKSHFSRQLEERLGLIEVQAPILSRVGDGTQDNLSGAEKAVQVKVKALPDAQFEVVHSLAKWKRQTLGQHDFSAGEGLYTHMKALRPDEDRLSPLHSVYVDQWDWERVMGDGERQFSTLKSTVEAIWAGIKATEAAVSEEFGLAPFLPDQIHFVHSQELLSRYPDLDAKGRERAIAKDLGAVFLVGIGGKLSDGHRHDVRAPDYDDWUAASSNGQ",
+             "MSDNGPQNQRNAPRITFGGPSDSTGSNQNGERSGARSKQRRPQGLPNNTASWFTALTQHGKEDLKFPRGQGVPINTNSSPDDQIGYYRRATRRIRGGDGKMKDLSPRWYFYYLGTGPEAGLPYGANKDGIIWVATEGALNTPKDHIGTRNPANNAAIVLQLPQGTTLPKGFYAE",
+             "MVLSPADKTNVKAAWGKVGAHAGEYGAEALERMFLSFPTTKTYFPHFDLSHGSAQVKGHGKKVADALTNAVAHVDDMPNALSALSDLHAHKLRVDPVNFKLLSHCLLVTLAAHLPAEFTPAVHASLDKFLASVSTVLTSKYR",
+             "MGLSDGEWQLVLNVWGKVEADIPGHGQEVLIRLFKGHPETLEKFDKFKHLKSEDEMKASEDLKKHGATVLTALGGILKKKGHHEAEIKPLAQSHATKHKIPVKYLEFISECIIQVLQSKHPGDFGADAQGAMNKALELFRKDMASNYKELGFQG"]
+
+
+def make_task_file(path, n=12):
+    rows = []
+    for split, count in (("train", 8), ("test", n)):
+        for i in range(count):
+            seq = SEQUENCES[i % 4][: 60 + 7 * i]
+            protein = {"id": f"{split}{i}", "sequence": seq}
+            rows.append({"id": f"{split[:2]}o{i}", "task": "tiny_open", "split": split, "protein": protein,
+                         "instruction": "Describe <protein>.",
+                         "reference": f"A protein of family {i % 4} that binds metal ions."})
+            rows.append({"id": f"{split[:2]}c{i}", "task": "tiny_closed", "split": split, "protein": protein,
+                         "instruction": "Is <protein> an enzyme?", "reference": "yes" if i % 4 < 2 else "no",
+                         "choices": ["yes", "no"]})
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def predictions(folder):
+    rows = [json.loads(line) for f in sorted((folder / "predictions").glob("*.jsonl"))
+            for line in f.read_text().splitlines()]
+    return [{k: v for k, v in r.items() if k != "seconds"} for r in rows]  # timings differ run to run
+
+
+def stable(results):
+    return {k: v for k, v in results.items() if k not in ("timestamps", "config")}
+
+
+@pytest.fixture
+def task_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("SEPIT_CACHE", str(tmp_path / "cache"))
+    return make_task_file(tmp_path / "tiny.jsonl")
+
+
+def test_bench_writes_one_row_per_sample_and_a_results_file(task_file, tmp_path, capsys):
+    bench("coin", [str(task_file)], tmp_path / "run", batch_size=5, n_resamples=200)
+    rows = predictions(tmp_path / "run")
+    assert sorted((r["task"], r["id"]) for r in rows) == sorted(
+        [("tiny_open", f"teo{i}") for i in range(12)] + [("tiny_closed", f"tec{i}") for i in range(12)])
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert results["schema_version"] == 1 and results["scale"] == "0-100"
+    assert results["model"] == {"name": "coin", "fingerprint": "coin-v1", "modality": "text-only",
+                                "params_total": 0, "params_active": 0}
+    closed = results["tasks"]["tiny_closed"]
+    right = sum(r["prediction"] == r["reference"] for r in rows if r["task"] == "tiny_closed")
+    assert closed["n"] == 12 and closed["metrics"]["accuracy"] == pytest.approx(100 * right / 12)
+    assert closed["metrics"]["extraction_failure_rate"] == pytest.approx(100 * (12 - right) / 12)
+    lo, hi = closed["ci"]["accuracy"]
+    assert lo <= closed["metrics"]["accuracy"] <= hi
+    assert closed["complete"] and closed["dataset_hash"]
+    assert sum(b["n"] for b in closed["leakage"]["bins"].values()) == 12
+    assert set(results["tasks"]["tiny_open"]["metrics"]) >= {"bleu1", "bleu4", "rouge1", "rougeL", "meteor"}
+    assert results["env"]["packages"]["nltk"] and "git_commit" in results["env"]
+    log = [json.loads(line) for line in (tmp_path / "run" / "samples" / "tiny_closed.jsonl").read_text().splitlines()]
+    assert {"prompt_hash", "protein_hash", "reference_hash", "answer", "correct", "train_identity"} <= set(log[0])
+    assert "tiny_closed (n=12)" in capsys.readouterr().out
+
+
+def test_a_crashed_run_resumes_to_the_same_results(task_file, tmp_path):
+    bench("coin", [str(task_file)], tmp_path / "whole", batch_size=5, n_resamples=200)
+
+    class Crash(RuntimeError):
+        pass
+
+    calls = []
+
+    def crashing(self, samples, config, original=CoinModel.generate):
+        calls.append(len(samples))
+        if len(calls) == 3:
+            raise Crash
+        return original(self, samples, config)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(CoinModel, "generate", crashing)
+        with pytest.raises(Crash):
+            bench("coin", [str(task_file)], tmp_path / "resumed", batch_size=5, n_resamples=200)
+    assert len(predictions(tmp_path / "resumed")) == 0  # still journalled, not final
+    journalled = sum(len(f.read_text().splitlines()) for f in (tmp_path / "resumed" / "journal").glob("*"))
+    assert journalled == 10
+
+    seen = []
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(CoinModel, "generate", lambda self, s, c, o=CoinModel.generate: seen.extend(s) or o(self, s, c))
+        bench("coin", [str(task_file)], tmp_path / "resumed", batch_size=5, n_resamples=200)
+    assert len(seen) == 24 - 10  # only what was missing
+    assert predictions(tmp_path / "resumed") == predictions(tmp_path / "whole")
+    whole = json.loads((tmp_path / "whole" / "results.json").read_text())
+    resumed = json.loads((tmp_path / "resumed" / "results.json").read_text())
+    assert stable(resumed) == stable(whole)
+
+
+def test_two_processes_predict_exactly_what_one_does(task_file, tmp_path):
+    bench("coin", [str(task_file)], tmp_path / "one", batch_size=3, n_resamples=200)
+    bench("coin", [str(task_file)], tmp_path / "two", batch_size=3, devices=2, strategy="ddp_fork",
+          n_resamples=200)
+    assert predictions(tmp_path / "two") == predictions(tmp_path / "one")
+    one = json.loads((tmp_path / "one" / "results.json").read_text())
+    two = json.loads((tmp_path / "two" / "results.json").read_text())
+    assert stable(two) == stable(one)
+
+
+KILLED_RUN = """
+import sys
+sys.path.insert(0, {tests!r})
+from fake_models import CoinModel
+from sepit.cli import main
+from sepit.registry import MODELS
+MODELS.register("coin", lambda: CoinModel(kill_after_batches=2))
+main(["bench", "--model", "coin", "--tasks", {tasks!r}, "--output", {output!r}, "--batch_size", "5"])
+"""
+
+
+@pytest.mark.slow
+def test_a_run_killed_with_sigkill_resumes_to_the_same_results(task_file, tmp_path):
+    import os
+    from pathlib import Path
+
+    bench("coin", [str(task_file)], tmp_path / "whole", batch_size=5)
+    script = KILLED_RUN.format(tests=str(Path(__file__).parent), tasks=str(task_file), output=str(tmp_path / "run"))
+    killed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            env={**os.environ, "SEPIT_CACHE": str(tmp_path / "cache")})
+    assert killed.returncode == -9, killed.stderr
+    assert sum(len(f.read_text().splitlines()) for f in (tmp_path / "run" / "journal").glob("*")) == 10
+    bench("coin", [str(task_file)], tmp_path / "run", batch_size=5)
+    assert predictions(tmp_path / "run") == predictions(tmp_path / "whole")
+    whole = json.loads((tmp_path / "whole" / "results.json").read_text())
+    resumed = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert stable(resumed) == stable(whole)
