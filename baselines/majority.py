@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from sepit.data.sample import InstructionSample
 from sepit.models.interface import GenerationConfig, ModelCard, ProteinLLM
-from sepit.tasks import Task
+
+if TYPE_CHECKING:
+    from sepit.tasks import Task
 
 # Bump when the rule changes: it keys saved predictions through the fingerprint.
 CODE_VERSION = "majority-v1"

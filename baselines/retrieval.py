@@ -2,14 +2,14 @@
 
 No learning and no text generation: it measures how far sequence homology alone gets on a task, so every
 leaderboard shows what a model adds beyond copying its nearest training neighbour (DESIGN §7). Identity is
-`sepit.identity`'s (identical residues in a BLOSUM62 local alignment over the shorter length).
-The neighbour is the most identical training protein among significant alignments (E <= 1e-3); when none
-aligns significantly, the one with the best alignment score, as a BLAST top hit would be.
+`sepit.identity`'s: identical residues in a BLOSUM62 local alignment over the shorter length.
 
-A neighbour is looked for among the training samples comparable to the question: those with the same
-`metadata` (sp14_go_cc asks about one GO term per sample, so the neighbour must answer about the same term),
-or all training samples when none has it. Ties in identity go to the smaller protein id; a protein with several
-comparable samples answers with the first in file order.
+The neighbour is looked for among the training samples comparable to the question: those with the same
+`metadata` (sp14_go_cc asks about one GO term per sample, so the neighbour must answer about the same term), or
+all training samples when none has it. It is the most identical of the significant alignments (E <= 1e-3 in a
+search of the task's whole training set), ties to the smaller protein id; when none is significant, the one with
+the best alignment score, as a BLAST top hit would be (with MMseqs2, which reports only significant hits, the
+first comparable sample). A protein with several comparable samples answers with the first in file order.
 """
 
 from __future__ import annotations
@@ -18,12 +18,14 @@ import hashlib
 import json
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from sepit.data.sample import InstructionSample
 from sepit.identity import DEFAULT_CANDIDATES, METHOD_VERSION, IdentitySearch, resolve_backend
 from sepit.models.interface import GenerationConfig, ModelCard, ProteinLLM
-from sepit.tasks import Task
+
+if TYPE_CHECKING:
+    from sepit.tasks import Task
 
 # Bump when the neighbour rule changes: it keys saved predictions through the fingerprint.
 CODE_VERSION = "retrieval-v1"
