@@ -143,3 +143,23 @@ def test_a_run_killed_with_sigkill_resumes_to_the_same_results(task_file, tmp_pa
     whole = json.loads((tmp_path / "whole" / "results.json").read_text())
     resumed = json.loads((tmp_path / "run" / "results.json").read_text())
     assert stable(resumed) == stable(whole)
+
+
+def test_closed_tasks_can_be_scored_by_loglikelihood(task_file, tmp_path):
+    bench("coin", [str(task_file)], tmp_path / "ll", closed_methods={"*": "loglikelihood"}, n_resamples=100)
+    rows = [r for r in predictions(tmp_path / "ll") if r["task"] == "tiny_closed"]
+    assert all(len(r["loglikelihoods"]) == 2 for r in rows)
+    results = json.loads((tmp_path / "ll" / "results.json").read_text())["tasks"]["tiny_closed"]
+    assert results["closed_method"] == "loglikelihood"
+    right = sum(r["coin"] for r in rows)  # the coin model likes the right option exactly when its coin is up
+    assert results["metrics"]["accuracy"] == pytest.approx(100 * right / 12)
+    assert results["metrics"]["extraction_failure_rate"] == 0
+
+
+def test_loglikelihood_scoring_needs_a_model_that_supports_it(task_file, tmp_path):
+    from sepit.data.errors import DataError
+
+    with pytest.raises(DataError, match="cannot score choices by log-likelihood"):
+        bench("majority", [str(task_file)], tmp_path / "x", closed_methods={"tiny_closed": "loglikelihood"})
+    with pytest.raises(DataError, match="unknown method 'likelihood'"):
+        bench("coin", [str(task_file)], tmp_path / "x", closed_methods={"*": "likelihood"})

@@ -6,7 +6,8 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from contextlib import contextmanager
+from typing import IO, Any, Iterable, Iterator
 
 from sepit.data.errors import DataError, location
 
@@ -44,16 +45,17 @@ def field(row: dict, key: str, kind: type | tuple[type, ...], where: str, fix: s
     return value
 
 
-def write_jsonl_atomic(path: str | Path, rows: Iterable[dict]) -> None:
-    """Write all rows to a temporary file beside `path`, then rename: readers never see half a file."""
+@contextmanager
+def atomic_open(path: str | Path) -> Iterator[IO[str]]:
+    """A text handle on a temporary file beside `path`, renamed over it only once everything is written:
+    readers never see half a file, and a crash leaves the old file as it was."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle = tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=path.parent, prefix=f".{path.name}.",
                                          suffix=".tmp", delete=False)
     try:
         with handle:
-            for row in rows:
-                handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+            yield handle
             handle.flush()
             os.fsync(handle.fileno())
         umask = os.umask(0)
@@ -63,3 +65,9 @@ def write_jsonl_atomic(path: str | Path, rows: Iterable[dict]) -> None:
     except BaseException:
         Path(handle.name).unlink(missing_ok=True)
         raise
+
+
+def write_jsonl_atomic(path: str | Path, rows: Iterable[dict]) -> None:
+    with atomic_open(path) as handle:
+        for row in rows:
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")

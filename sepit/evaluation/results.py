@@ -6,14 +6,14 @@ All scores are on the 0-100 scale (accuracy, F1, failure rates and text metrics 
 from __future__ import annotations
 
 import json
-import os
 import platform
 import subprocess
-import tempfile
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
+
+from sepit.data.jsonl import atomic_open
 
 SCHEMA_VERSION = 1
 SCALE = "0-100"
@@ -58,15 +58,6 @@ def results_document(model: dict, profile: dict, tasks: dict, config: dict, star
 
 
 def write_json_atomic(path: str | Path, document: Any) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=path.parent, prefix=f".{path.name}.",
-                                     suffix=".tmp", delete=False) as handle:
+    with atomic_open(path) as handle:
         json.dump(document, handle, indent=2, ensure_ascii=False, allow_nan=False)
         handle.write("\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(handle.name, 0o666 & ~umask)
-    os.replace(handle.name, path)
