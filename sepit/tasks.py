@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Literal, Mapping, Sequence
 
+from sepit.data.errors import DataError
 from sepit.data.manifest import verify_files
 from sepit.data.sample import CaptionPair, InstructionSample
 from sepit.registry import TASKS, RegistryError, call_if_factory
@@ -44,7 +45,7 @@ class Task:
     def samples(self, split: str) -> list[InstructionSample]:
         splits = self.splits()
         if split not in splits:
-            raise KeyError(f"task {self.name!r} has no split {split!r}; it has {', '.join(splits)}")
+            raise DataError(f"task {self.name!r}", f"has no split {split!r}", f"Choose one of {', '.join(splits)}.")
         return splits[split]
 
 

@@ -163,3 +163,46 @@ def test_loglikelihood_scoring_needs_a_model_that_supports_it(task_file, tmp_pat
         bench("majority", [str(task_file)], tmp_path / "x", closed_methods={"tiny_closed": "loglikelihood"})
     with pytest.raises(DataError, match="unknown method 'likelihood'"):
         bench("coin", [str(task_file)], tmp_path / "x", closed_methods={"*": "likelihood"})
+
+
+def test_shared_ids_across_tasks_keep_their_own_loglikelihoods(tmp_path, monkeypatch):
+    monkeypatch.setenv("SEPIT_CACHE", str(tmp_path / "cache"))
+    rows = []
+    for task, choices in (("a_yn", ["yes", "no"]), ("b_mc", ["red", "green", "blue"])):
+        for split in ("train", "test"):
+            rows += [{"id": f"{split}{i}", "task": task, "split": split, "choices": choices, "reference": choices[0],
+                      "protein": {"id": f"{split}{i}", "sequence": SEQUENCES[i % 4][:50]},
+                      "instruction": "Which is <protein>?"} for i in range(3)]
+    path = tmp_path / "shared.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    bench("coin", [str(path)], tmp_path / "run", closed_methods={"*": "loglikelihood"}, n_resamples=10)
+    lengths = {(r["task"], len(r["loglikelihoods"])) for r in predictions(tmp_path / "run")}
+    assert lengths == {("a_yn", 2), ("b_mc", 3)}
+
+
+def test_resuming_refuses_rows_of_a_changed_task_and_allows_fewer_tasks(task_file, tmp_path):
+    from sepit.data.errors import DataError
+
+    bench("coin", [str(task_file)], tmp_path / "run", closed_methods={"*": "loglikelihood"}, n_resamples=10)
+    bench("coin", [str(task_file)], tmp_path / "run", n_resamples=10)  # fewer log-likelihood tasks: fine
+    changed = task_file.read_text().replace("binds metal ions", "binds zinc")
+    task_file.write_text(changed)
+    with pytest.raises(DataError, match="sample 'teo0'.*cannot be reused: its reference .*--fresh"):
+        bench("coin", [str(task_file)], tmp_path / "run", n_resamples=10)
+    bench("coin", [str(task_file)], tmp_path / "run", n_resamples=10, fresh=True)
+    assert all("zinc" in r["reference"] for r in predictions(tmp_path / "run") if r["task"] == "tiny_open")
+
+
+def test_more_devices_than_batches_still_predicts_every_sample(task_file, tmp_path):
+    bench("coin", [str(task_file)], tmp_path / "run", batch_size=100, devices=2, strategy="ddp_fork",
+          limit=3, n_resamples=10)
+    assert len(predictions(tmp_path / "run")) == 6
+
+
+def test_secrets_in_model_arguments_never_reach_the_results():
+    from sepit.commands.bench import redact
+
+    args = {"api_key": "sk-1", "client": {"headers": {"Authorization": "Bearer x"}, "hf_token": "t"},
+            "max_new_tokens": 5, "endpoints": [{"secret": "s", "url": "http://127.0.0.1"}]}
+    assert redact(args) == {"api_key": "***", "client": {"headers": {"Authorization": "***"}, "hf_token": "***"},
+                            "max_new_tokens": 5, "endpoints": [{"secret": "***", "url": "http://127.0.0.1"}]}

@@ -30,7 +30,9 @@ def test_reads_a_file_or_a_directory_by_task(tmp_path):
     (row(choices=None), "a closed-set row needs 'choices'"),
     (row(reference="maybe"), "reference 'maybe' is not one of the choices"),
     (row(id="a"), r"sample 'a' of task 't' appears twice \(first at .*line 1"),
-    (row(loglikelihoods=[0.1]), "'loglikelihoods' must hold one number per choice"),
+    (row(loglikelihoods=[0.1]), "'loglikelihoods' must hold one finite number per choice"),
+    (row(loglikelihoods=[0.1, float("-inf")]), "'loglikelihoods' must hold one finite number per choice"),
+    (row(reference="yes ", choices=("Yes", "yes")), "duplicate choices"),
 ])
 def test_bad_rows_are_named_by_file_and_line(tmp_path, bad, message):
     if bad["id"] == "a" and "appears" not in message:

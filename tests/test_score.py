@@ -74,3 +74,23 @@ def test_a_bad_predictions_file_fails_with_its_line(tmp_path, capsys):
     assert exit.value.code == 1
     assert "bad.jsonl, line 2: malformed JSON" in capsys.readouterr().err
     assert not (tmp_path / "r.json").exists()
+
+
+def test_rows_of_a_registered_task_are_scored_against_its_own_references(tmp_path):
+    from sepit.commands.score import score_rows
+    from sepit.tasks import get_task
+
+    samples = get_task("sp14_membrane").samples("test")
+    rows = [{"task": s.task, "id": s.id, "prediction": "yes", "reference": "yes", "kind": "closed",
+             "choices": list(s.choices)} for s in samples]  # every gold answer rewritten to "yes"
+    with pytest.raises(DataError, match=r"task 'sp14_membrane' \(version [^)]*\), sample .* its reference 'yes' is "
+                                        r"not the task's 'no'"):
+        score_rows({"sp14_membrane": rows}, leakage=False)
+
+
+def test_references_match_their_choices_whatever_the_case_and_spacing(tmp_path):
+    path = tmp_path / "p.jsonl"
+    path.write_text(json.dumps({"task": "t", "id": "1", "prediction": "Yes", "reference": "yes ", "kind": "closed",
+                                "choices": ["Yes", "No"]}) + "\n")
+    main(["score", "--predictions", str(path), "--output", str(tmp_path / "r.json")])
+    assert json.loads((tmp_path / "r.json").read_text())["tasks"]["t"]["metrics"]["accuracy"] == 100.0

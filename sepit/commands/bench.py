@@ -19,7 +19,8 @@ from typing import Any
 import yaml
 
 from sepit.data.errors import DataError
-from sepit.evaluation.predictions import PredictionStore
+from sepit.data.sample import InstructionSample
+from sepit.evaluation.predictions import PredictionStore, mismatch
 from sepit.evaluation.results import now
 from sepit.evaluation.scoring import CLOSED_METHODS, summary_table
 from sepit.models.interface import GenerationConfig, ProteinLLM
@@ -27,12 +28,40 @@ from sepit.registry import MODELS
 from sepit.tasks import resolve_tasks
 
 
-SECRET_WORDS = ("key", "token", "secret", "password")
+SECRET_WORDS = ("key", "secret", "password", "passwd", "auth", "credential")
 
 
-def redact(args: dict[str, Any]) -> dict[str, Any]:
-    """Model arguments fit for a results file: anything that looks like a credential is masked."""
-    return {k: "***" if any(w in k.lower() for w in SECRET_WORDS) else v for k, v in args.items()}
+def redact(value: Any) -> Any:
+    """Model arguments fit for a results file: values under names that look like credentials are masked,
+    at any depth (an API key nested in a client config included)."""
+    if isinstance(value, dict):
+        return {k: "***" if _secret(str(k)) else redact(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [redact(v) for v in value]
+    return value
+
+
+def _secret(name: str) -> bool:
+    name = name.lower()
+    return any(word in name for word in SECRET_WORDS) or name.endswith("token")  # not max_new_tokens
+
+
+def check_reusable(done: dict[tuple[str, str], dict], samples: dict[str, list[InstructionSample]],
+                   likelihood_tasks: list[str]) -> None:
+    """Saved rows are reused only for the very samples they answered, with what scoring will need."""
+    for name, task_samples in samples.items():
+        for sample in task_samples:
+            row = done.get((name, sample.id))
+            if row is None:
+                continue
+            problem = mismatch(row, sample)
+            if problem is None and name in likelihood_tasks and "loglikelihoods" not in row:
+                problem = "it was predicted without the log-likelihoods that --closed_methods asks for"
+            if problem:
+                raise DataError(f"saved prediction of task {name!r}, sample {sample.id!r}",
+                                f"cannot be reused: {problem}",
+                                "The task or the run settings changed since; pass --fresh to predict again "
+                                "(or use another --output).")
 
 
 def build_model(spec: str, model_args: dict[str, Any] | None = None) -> ProteinLLM:
@@ -104,7 +133,10 @@ def bench(model: str, tasks: list[str] | str, output: Path, devices: int = 1, ba
     if likelihood_tasks and not llm.supports_loglikelihood:
         raise DataError(f"model {card.name!r}", "cannot score choices by log-likelihood",
                         "Choose last_match or choice in --closed_methods for " + ", ".join(likelihood_tasks) + ".")
-    key = json.dumps({"generation": generation.hash(), "loglikelihood": likelihood_tasks})
+    if limit is not None and limit < 0:
+        raise DataError("--limit", f"must be 0 or more, got {limit}", "Leave it out to predict every sample.")
+    # The split is part of the key: rows of another split in the same folder are never mixed in.
+    key = json.dumps({"generation": generation.hash(), "split": split})
     store = PredictionStore(output, card.fingerprint, hashlib.sha256(key.encode()).hexdigest()[:16])
     if fresh:
         for folder in (store.folder, store.journals, output / "samples"):
@@ -112,6 +144,7 @@ def bench(model: str, tasks: list[str] | str, output: Path, devices: int = 1, ba
 
     samples = {t.name: sorted(t.samples(split), key=lambda s: s.id)[:limit] for t in chosen}
     done = store.done()
+    check_reusable(done, samples, likelihood_tasks)
     pending = [s for task_samples in samples.values() for s in task_samples if (s.task, s.id) not in done]
     total = sum(map(len, samples.values()))
     print(f"{card.name}: {total} samples in {len(chosen)} tasks, {total - len(pending)} already predicted, "
@@ -130,7 +163,8 @@ def bench(model: str, tasks: list[str] | str, output: Path, devices: int = 1, ba
     store.finish(done.values())
     rows = {name: [done[name, s.id] for s in task_samples] for name, task_samples in samples.items()}
     config = {"generation": asdict(generation), "generation_hash": store.generation_hash, "split": split,
-              "limit": limit, "batch_size": batch_size, "devices": devices, "model_args": redact(model_args or {}), "tasks": [t.name for t in chosen]}
+              "limit": limit, "batch_size": batch_size, "devices": devices,
+              "model_args": redact(model_args or {}), "tasks": [t.name for t in chosen]}
     model_record = {"name": card.name, "fingerprint": card.fingerprint, "modality": card.modality,
                     "params_total": card.params_total, "params_active": card.params_active}
     document = write_results(output / "results.json", rows, model_record, config, started, profile=profile,

@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from sepit.data.jsonl import write_jsonl_atomic
-from sepit.evaluation.predictions import read_predictions
+from sepit.data.errors import DataError
+from sepit.evaluation.predictions import mismatch, read_predictions
 from sepit.evaluation.results import now, results_document, write_json_atomic
 from sepit.evaluation.scoring import get_profile, score_task, summary_table
 from sepit.registry import RegistryError
@@ -35,6 +36,14 @@ def score_rows(rows_by_task: Mapping[str, list[dict]], profile: str = "sepit_v1"
         info: dict[str, Any] = {"version": None, "dataset_hash": None, "complete": None}
         if task is not None:
             expected = task.samples(split)
+            by_id = {s.id: s for s in expected}
+            for row in rows:
+                problem = row["id"] in by_id and mismatch(row, by_id[row["id"]])
+                if problem:
+                    raise DataError(f"task {name!r} (version {task.version}), sample {row['id']!r}",
+                                    f"the prediction row does not match the task: {problem}",
+                                    "Predictions are scored against the registered task's own references; "
+                                    "re-predict with this version of the task.")
             ids = {r["id"] for r in rows}
             missing = sum(s.id not in ids for s in expected)
             unknown = len(ids - {s.id for s in expected})
@@ -85,7 +94,7 @@ def score(predictions: Path, output: Path = Path("results.json"), profile: str =
     """
     started, clock = now(), time.perf_counter()
     rows = read_predictions(predictions)
-    fingerprints = sorted({str(r.get("fingerprint")) for task in rows.values() for r in task})
+    fingerprints = sorted({str(r["fingerprint"]) for task in rows.values() for r in task if r.get("fingerprint")})
     names = sorted({str(r.get("model")) for task in rows.values() for r in task if r.get("model")})
     model = {"name": names[0] if len(names) == 1 else ("mixed: " + ", ".join(names) if names else "unknown"),
              "fingerprint": fingerprints[0] if len(fingerprints) == 1 else None,

@@ -53,8 +53,11 @@ class PendingSamples(L.LightningDataModule):
 
     def predict_dataloader(self) -> torch.utils.data.DataLoader:
         rank, world = self.trainer.global_rank, self.trainer.world_size
-        return torch.utils.data.DataLoader(_Batches(self.batches[rank::world]), batch_size=None,
-                                           collate_fn=_as_is)
+        shard = self.batches[rank::world]
+        # Every process runs the same number of steps (Lightning refuses an empty loader): short shards get
+        # empty batches, which predict nothing.
+        shard += [[]] * (-(-len(self.batches) // world) - len(shard))
+        return torch.utils.data.DataLoader(_Batches(shard), batch_size=None, collate_fn=_as_is)
 
 
 class Predictor(L.LightningModule):
@@ -69,17 +72,19 @@ class Predictor(L.LightningModule):
         self.name, self.fingerprint = card.name, card.fingerprint
 
     def predict_step(self, batch: list[InstructionSample], batch_idx: int) -> list[dict]:
+        if not batch:
+            return []
         start = time.perf_counter()
         texts = self.model.generate(batch, self.generation)
         details = self.model.details(batch)
-        scored = [s for s in batch if s.task in self.loglikelihood_tasks and s.choices is not None]
-        likelihoods = dict(zip((s.id for s in scored), self.model.loglikelihood(scored))) if scored else {}
-        seconds = (time.perf_counter() - start) / max(len(batch), 1)
+        scored = [i for i, s in enumerate(batch) if s.task in self.loglikelihood_tasks and s.choices is not None]
+        likelihoods = dict(zip(scored, self.model.loglikelihood([batch[i] for i in scored]))) if scored else {}
+        seconds = (time.perf_counter() - start) / len(batch)
         rows = []
-        for sample, text, extra in zip(batch, texts, details, strict=True):
+        for i, (sample, text, extra) in enumerate(zip(batch, texts, details, strict=True)):
             extra = {**extra, "seconds": round(seconds, 6)}
-            if sample.id in likelihoods:
-                extra["loglikelihoods"] = [float(v) for v in likelihoods[sample.id]]
+            if i in likelihoods:
+                extra["loglikelihoods"] = [float(v) for v in likelihoods[i]]
             rows.append(prediction_row(sample, text, self.name, self.fingerprint, self.generation_hash, extra))
         return rows
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import time
 from pathlib import Path
@@ -24,6 +25,11 @@ from sepit.data.jsonl import field, read_jsonl, write_jsonl_atomic
 from sepit.data.sample import InstructionSample
 
 KINDS = ("open", "closed")
+
+
+def answer_key(text: str) -> str:
+    """How a closed-set reference is matched to its choices: case and surrounding space do not count."""
+    return text.strip().lower()
 
 
 def text_hash(text: str) -> str:
@@ -41,6 +47,20 @@ def prediction_row(sample: InstructionSample, prediction: str, model: str, finge
     return row
 
 
+def mismatch(row: dict, sample: InstructionSample) -> str | None:
+    """What differs between a saved row and the sample it claims to answer (None if nothing does): a row
+    predicted for an older version of a task must not be scored against, or mixed with, the current one."""
+    if row["reference"] != sample.reference:
+        return f"its reference {row['reference']!r} is not the task's {sample.reference!r}"
+    if (row.get("choices") is None) != (sample.choices is None) or (
+            sample.choices is not None and list(row["choices"]) != list(sample.choices)):
+        return "its choices are not the task's"
+    for key, text in (("prompt_hash", sample.instruction), ("protein_hash", sample.protein.sequence)):
+        if key in row and row[key] != text_hash(text):
+            return f"its {key.split('_')[0]} is not the task's"
+    return None
+
+
 def check_row(row: dict, where: str) -> dict:
     """A row in the predictions format, or a DataError naming the place and the fix."""
     for key in ("task", "id", "reference"):
@@ -51,23 +71,31 @@ def check_row(row: dict, where: str) -> dict:
                         "Write the model's answer as text (an empty string if it gave none).")
     kind = field(row, "kind", str, where)
     if kind not in KINDS:
-        raise DataError(where, f"kind must be 'open' or 'closed', got {kind!r}", "")
+        raise DataError(where, f"kind must be 'open' or 'closed', got {kind!r}",
+                        "Use 'closed' for rows with choices and 'open' for free-text answers.")
     choices = row.get("choices")
     if kind == "closed":
         if not isinstance(choices, list) or len(choices) < 2 or not all(isinstance(c, str) for c in choices):
             raise DataError(where, "a closed-set row needs 'choices', a list of at least two strings",
                             'Add the options, e.g. "choices": ["yes", "no"].')
-        if row["reference"].strip().lower() not in {c.strip().lower() for c in choices}:
-            raise DataError(where, f"reference {row['reference']!r} is not one of the choices {choices!r}", "")
+        if len({answer_key(c) for c in choices}) != len(choices):
+            raise DataError(where, f"duplicate choices {choices!r}", "Make every option distinct.")
+        if answer_key(row["reference"]) not in {answer_key(c) for c in choices}:
+            raise DataError(where, f"reference {row['reference']!r} is not one of the choices {choices!r}",
+                            "The reference of a closed-set row must be one of its choices.")
         scores = row.get("loglikelihoods")
-        if scores is not None and (not isinstance(scores, list) or len(scores) != len(choices)):
-            raise DataError(where, "'loglikelihoods' must hold one number per choice", "")
+        if scores is not None and (not isinstance(scores, list) or len(scores) != len(choices) or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in scores)):
+            raise DataError(where, "'loglikelihoods' must hold one finite number per choice",
+                            "Write the model's log-likelihood of each choice, in the order of 'choices'.")
     return row
 
 
 def read_predictions(path: str | Path) -> dict[str, list[dict]]:
     """Rows by task from a predictions file or a directory of `*.jsonl` files; a duplicate is an error."""
     path = Path(path)
+    if not path.exists():
+        raise DataError(str(path), "not found", "Give the path of a predictions file or of a directory of them.")
     files = sorted(path.glob("*.jsonl")) if path.is_dir() else [path]
     if not files:
         raise DataError(str(path), "no predictions (*.jsonl) found", "Point --predictions at a file or a "
@@ -84,6 +112,8 @@ def read_predictions(path: str | Path) -> dict[str, list[dict]]:
                                 f"{seen[key]})", "Keep one row per task and sample id.")
             seen[key] = where
             by_task.setdefault(row["task"], []).append(row)
+    if not by_task:
+        raise DataError(str(path), "holds no prediction rows", "Score a file with one JSON row per sample.")
     return by_task
 
 

@@ -14,6 +14,7 @@ import numpy as np
 
 from sepit.data.errors import DataError
 from sepit.metrics.bootstrap import percentile_cis
+from sepit.evaluation.predictions import answer_key
 from sepit.metrics.extraction import last_option_text, last_yes_no, multiple_choice
 from sepit.registry import METRICS, call_if_factory
 
@@ -32,7 +33,7 @@ def get_profile(name: str):
 def default_closed_method(choices: Sequence[str], answer_format: str | None = None) -> str:
     if answer_format == "multiple_choice":
         return "choice"
-    if answer_format == "yes_no" or {c.lower() for c in choices} == {"yes", "no"}:
+    if answer_format == "yes_no" or {answer_key(c) for c in choices} == {"yes", "no"}:
         return "last_match"
     return "choice"
 
@@ -50,7 +51,7 @@ def extract_answer(row: dict, method: str) -> str | None:
     if method == "choice":
         return multiple_choice(row["prediction"], choices)
     if method == "last_match":
-        if {c.lower() for c in choices} == {"yes", "no"}:
+        if {answer_key(c) for c in choices} == {"yes", "no"}:
             return last_yes_no(row["prediction"])
         return last_option_text(row["prediction"], choices)
     raise DataError(f"task {row['task']!r}", f"unknown closed-set method {method!r}",
@@ -72,13 +73,13 @@ def score_task(rows: Sequence[dict], profile, tokenizer, method: str | None = No
     if result["kind"] == "closed":
         method = method or default_closed_method(rows[0]["choices"], answer_format)
         answers = [extract_answer(r, method) for r in rows]
-        labels = sorted({c.lower() for r in rows for c in r["choices"]})
-        gold = np.array([labels.index(r["reference"].lower()) for r in rows])
-        pred = np.array([labels.index(a.lower()) if a is not None else -1 for a in answers])
+        labels = sorted({answer_key(c) for r in rows for c in r["choices"]})
+        gold = np.array([labels.index(answer_key(r["reference"])) for r in rows])
+        pred = np.array([labels.index(answer_key(a)) if a is not None else -1 for a in answers])
         metrics = lambda w: profile.closed_metrics(gold, pred, len(labels), w)  # noqa: E731
         result["closed_method"] = method
         for log, answer, g in zip(logs, answers, gold):
-            log.update(answer=answer, correct=answer is not None and answer.lower() == labels[g])
+            log.update(answer=answer, correct=answer is not None and answer_key(answer) == labels[g])
     else:
         stats = profile.open_statistics([r["prediction"] for r in rows], [r["reference"] for r in rows], tokenizer)
         metrics = lambda w: profile.open_metrics(stats, w)  # noqa: E731
