@@ -139,6 +139,9 @@ def resolve_tasks(specs: Sequence[str]) -> list[Task]:
     found: dict[str, Task] = {}
     for spec in specs:
         if spec.endswith(".jsonl") or Path(spec).is_file():
+            if not Path(spec).is_file():
+                raise DataError(spec, "task file not found", "Give task names, suite names or an existing "
+                                "JSONL task file (docs/data.md).")
             chosen = tasks_from_file(spec)
         elif spec in (known_suites := suites()):
             chosen = list(known_suites[spec].tasks)
