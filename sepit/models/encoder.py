@@ -1,0 +1,204 @@
+"""The structure-aware protein encoder: ESM-2 (fair-esm) with a Transformer-M style 3-D structure bias.
+
+Data flow: `Protein`s -> `StructureAwareESM.tokenize` (crop to the ESM-2 window, tokens, C-alpha coordinates,
+observed mask) -> `forward` -> per-residue features from the second-to-last layer (DESIGN §6), which the
+projector maps into the LLM. The structure enters twice (Transformer-M, Luo et al. 2023, `Molecule3DBias`):
+(a) a per-head bias from pairwise C-alpha distances, computed once and added to the residue-residue attention
+scores of every layer; (b) a per-residue encoding added to the input embedding. Residues without coordinates
+get neither. fair-esm's layers are reused parameter for parameter; only the attention call is ours, because
+fair-esm's `attn_mask` takes one (L, L) mask and cannot carry a (B, H, L, L) bias.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from esm.model.esm2 import ESM2
+from esm.modules import TransformerLayer, gelu
+from torch import Tensor, nn
+
+from sepit.data.protein import ESM2_WINDOW, Protein, crop_to_window
+
+# Released fair-esm ESM-2 models: name -> (layers, width, attention heads), from the fair-esm README.
+ESM2_SIZES: dict[str, tuple[int, int, int]] = {
+    "esm2_t6_8M_UR50D": (6, 320, 20),
+    "esm2_t12_35M_UR50D": (12, 480, 20),
+    "esm2_t30_150M_UR50D": (30, 640, 20),
+    "esm2_t33_650M_UR50D": (33, 1280, 20),  # paper scale
+    "esm2_t36_3B_UR50D": (36, 2560, 40),
+}
+# fairseq saved the released weights under these prefixes; fair-esm's v2 loader strips them.
+_RELEASE_PREFIX = re.compile(r"^(encoder\.sentence_encoder\.|encoder\.)")
+# Not in the released model file (fair-esm ships them in a separate contact-regression file).
+_CONTACT_REGRESSION = {"contact_head.regression.weight", "contact_head.regression.bias"}
+
+
+def esm2_tiny(num_layers: int = 2, embed_dim: int = 32, attention_heads: int = 4) -> ESM2:
+    """A randomly initialised ESM-2 (tests, smoke configs); `esm2_tiny(*ESM2_SIZES[name])` for a real size."""
+    return ESM2(num_layers=num_layers, embed_dim=embed_dim, attention_heads=attention_heads, alphabet="ESM-1b")
+
+
+def esm2_from_checkpoint(path: str | Path) -> ESM2:
+    """Load a released fair-esm ESM-2 file (e.g. `esm2_t33_650M_UR50D.pt`) from disk, without unpickling code.
+
+    The file holds `{"model": state dict, "cfg": {"model": Namespace(encoder_layers=...)}, ...}`; only
+    `argparse.Namespace` is allowed besides tensors and plain containers.
+    """
+    with torch.serialization.safe_globals([argparse.Namespace]):
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    cfg = data["cfg"]["model"]
+    get = cfg.get if isinstance(cfg, Mapping) else lambda name, default=None: getattr(cfg, name, default)
+    model = ESM2(
+        num_layers=get("encoder_layers"),
+        embed_dim=get("encoder_embed_dim"),
+        attention_heads=get("encoder_attention_heads"),
+        alphabet="ESM-1b",
+        token_dropout=get("token_dropout", True),
+    )
+    state = {_RELEASE_PREFIX.sub("", name): tensor for name, tensor in data["model"].items()}
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if set(missing) - _CONTACT_REGRESSION or unexpected:
+        raise RuntimeError(f"{path} is not an ESM-2 checkpoint of this layout: "
+                           f"missing {sorted(set(missing) - _CONTACT_REGRESSION)}, unexpected {sorted(unexpected)}")
+    return model
+
+
+class StructureBias(nn.Module):
+    """C-alpha distances -> K Gaussian kernels -> (a) one attention bias per head, (b) a per-residue encoding.
+
+    Kernel means and widths are learnable, initialised as Transformer-M's `GaussianLayer` (means and stds
+    uniform in [0, 3], width |std| + 0.01). Its per-edge-type affine on the distance is left out: with one
+    edge type (C-alpha pairs) it is fixed at scale 1, shift 0 there (padding_idx=0 freezes it).
+    """
+
+    def __init__(self, num_kernels: int, num_heads: int, embed_dim: int):
+        super().__init__()
+        self.means = nn.Parameter(torch.empty(num_kernels).uniform_(0, 3))
+        self.stds = nn.Parameter(torch.empty(num_kernels).uniform_(0, 3))
+        # Transformer-M's NonLinear: hidden width = number of kernels.
+        self.bias_mlp = nn.Sequential(nn.Linear(num_kernels, num_kernels), nn.GELU(),
+                                      nn.Linear(num_kernels, num_heads))
+        self.encoding_proj = nn.Linear(num_kernels, embed_dim)
+
+    def forward(self, coords: Tensor, observed: Tensor) -> tuple[Tensor, Tensor]:
+        """coords (B, T, 3) finite, observed (B, T) -> bias (B, H, T, T), encoding (B, T, D); 0 off observed pairs."""
+        pair = observed[:, :, None] & observed[:, None, :]  # (B, T, T)
+        coords = coords.float().masked_fill(~observed[..., None], 0.0)  # NaN never reaches the arithmetic
+        distance = torch.linalg.vector_norm(coords[:, :, None] - coords[:, None, :], dim=-1)  # (B, T, T)
+        std = self.stds.float().abs() + 1e-2  # Transformer-M's epsilon keeps widths positive
+        z = (distance[..., None] - self.means.float()) / std
+        kernels = torch.exp(-0.5 * z * z) / (math.sqrt(2 * math.pi) * std)  # (B, T, T, K), float32 as there
+        kernels = kernels.masked_fill(~pair[..., None], 0.0).to(self.means.dtype)
+        bias = self.bias_mlp(kernels).masked_fill(~pair[..., None], 0.0).permute(0, 3, 1, 2)  # (B, H, T, T)
+        # Summed over partners, then projected; the Linear's own bias must not leak into unobserved residues.
+        encoding = self.encoding_proj(kernels.sum(dim=2)).masked_fill(~observed[..., None], 0.0)  # (B, T, D)
+        return bias, encoding
+
+
+def _layer_with_bias(layer: TransformerLayer, x: Tensor, mask: Tensor) -> Tensor:
+    """One fair-esm `TransformerLayer` on batch-first x (B, T, D), attention scores + `mask` (B, H|1, T, T).
+
+    Same parameters and arithmetic as fair-esm's pre-LayerNorm layer; its explicit attention (q scaled by
+    head_dim**-0.5, then rotary) equals scaled_dot_product_attention's default scaling after rotary, since the
+    rotation is linear.
+    """
+    attn = layer.self_attn
+    B, T, D = x.shape
+    h = layer.self_attn_layer_norm(x)
+
+    def heads(t: Tensor) -> Tensor:
+        return t.view(B, T, attn.num_heads, attn.head_dim).transpose(1, 2)  # (B, H, T, d)
+
+    q, k = attn.rot_emb(heads(attn.q_proj(h)), heads(attn.k_proj(h)))
+    out = F.scaled_dot_product_attention(q, k, heads(attn.v_proj(h)), attn_mask=mask.to(q.dtype),
+                                         dropout_p=attn.dropout if layer.training else 0.0)
+    x = x + attn.out_proj(out.transpose(1, 2).reshape(B, T, D))
+    return x + layer.fc2(gelu(layer.fc1(layer.final_layer_norm(x))))
+
+
+class StructureAwareESM(nn.Module):
+    """ESM-2 whose attention in every layer sees the structure bias, and whose input sees the encoding."""
+
+    def __init__(self, esm: ESM2, num_kernels: int = 128, sequence_only: bool = False,
+                 drop_structure_rate: float = 0.0, encoding_scale: float = 0.01):
+        """`num_kernels`: K=128 in the paper (Sec. 3.1) and Transformer-M. `sequence_only`: ignore coordinates
+        (the structure parameters stay, so one checkpoint serves both). `drop_structure_rate`: in training, drop
+        each protein's structure with this probability (0.15 in stage 1). `encoding_scale`: 0.01 in the
+        official code."""
+        super().__init__()
+        if not 0.0 <= drop_structure_rate <= 1.0:
+            raise ValueError(f"drop_structure_rate must be in [0, 1], got {drop_structure_rate}")
+        self.esm = esm
+        self.alphabet = esm.alphabet
+        self.embed_dim = esm.embed_dim
+        self.num_heads = esm.attention_heads
+        self.sequence_only = sequence_only
+        self.drop_structure_rate = drop_structure_rate
+        self.encoding_scale = encoding_scale
+        self.structure = StructureBias(num_kernels, self.num_heads, self.embed_dim)
+        self._batch_converter = esm.alphabet.get_batch_converter()
+
+    def tokenize(self, proteins: Sequence[Protein]) -> dict[str, Tensor]:
+        """tokens (B, T) with BOS/EOS/padding, T = longest cropped length + 2; coords (B, T, 3) with 0 where
+        unknown; observed (B, T), False at BOS, EOS, padding and residues without coordinates."""
+        proteins = [crop_to_window(p, ESM2_WINDOW) for p in proteins]
+        _, _, tokens = self._batch_converter([(p.id, p.sequence) for p in proteins])
+        coords = torch.zeros(*tokens.shape, 3)
+        observed = torch.zeros(tokens.shape, dtype=torch.bool)
+        for i, protein in enumerate(proteins):
+            if protein.coords is not None:
+                residues = torch.from_numpy(protein.coords.copy())  # (L, 3), NaN rows unobserved
+                seen = torch.isfinite(residues).all(dim=1)
+                coords[i, 1:len(protein) + 1] = residues.nan_to_num(0.0)
+                observed[i, 1:len(protein) + 1] = seen
+        return {"tokens": tokens, "coords": coords, "observed": observed}
+
+    def forward(self, tokens: Tensor, coords: Tensor, observed: Tensor,
+                return_attention_bias: bool = False) -> dict[str, Tensor]:
+        """-> features (B, T, D) from the second-to-last layer; final (B, T, D) the last layer after ESM-2's
+        final LayerNorm (what `esm.lm_head` expects); padding_mask (B, T) True at padding; attention_bias
+        (B, H, T, T) with `return_attention_bias` (zeros without structure)."""
+        model = self.esm
+        padding_mask = tokens.eq(model.padding_idx)  # (B, T)
+        B, T = tokens.shape
+        observed = observed & ~padding_mask
+        if self.sequence_only:
+            observed = torch.zeros_like(observed)
+        elif self.training and self.drop_structure_rate > 0:
+            keep = torch.rand(B, device=tokens.device) >= self.drop_structure_rate
+            observed = observed & keep[:, None]
+
+        x = model.embed_scale * model.embed_tokens(tokens)  # (B, T, D)
+        if model.token_dropout:
+            # ESM-2's training-time token dropout rescaling (applied by fair-esm at every forward).
+            is_mask = tokens.eq(model.mask_idx)
+            x = x.masked_fill(is_mask[..., None], 0.0)
+            mask_ratio = is_mask.sum(-1).to(x.dtype) / (~padding_mask).sum(-1)
+            x = x * (1 - 0.15 * 0.8) / (1 - mask_ratio)[:, None, None]
+
+        # Key padding as -inf, structure bias on top; the bias is 0 at BOS/EOS/padding rows and columns.
+        mask = torch.zeros(B, 1, T, T, device=tokens.device, dtype=x.dtype)
+        mask = mask.masked_fill(padding_mask[:, None, None, :], float("-inf"))
+        bias = None
+        if not self.sequence_only:
+            bias, encoding = self.structure(coords, observed)
+            # Per residue: the official code's `x[1:-1] += ...` on a (B, T, D) tensor slices the batch instead.
+            x = x + self.encoding_scale * encoding.to(x.dtype)
+            mask = mask + bias.to(x.dtype)  # (B, H, T, T), computed once, used by every layer
+        x = x.masked_fill(padding_mask[..., None], 0.0)
+
+        features = x
+        for index, layer in enumerate(model.layers):
+            x = _layer_with_bias(layer, x, mask)
+            if index == model.num_layers - 2:
+                features = x
+        out = {"features": features, "final": model.emb_layer_norm_after(x), "padding_mask": padding_mask}
+        if return_attention_bias:
+            out["attention_bias"] = bias if bias is not None else x.new_zeros(B, self.num_heads, T, T)
+        return out

@@ -1,0 +1,182 @@
+"""Sparse upcycling of a dense Hugging Face decoder into a mixture of experts (SEPIT Stage 2, DESIGN §6).
+
+`upcycle_to_moe` replaces the FFN (`mlp`) of every decoder layer by a `MoEFeedForward`: E experts that are
+deep copies of the dense FFN and a fresh linear router. The trainer then adds `moe_aux_loss(model)` to the
+LM loss and logs `expert_load(model)`; `save_upcycled` / `load_upcycled` keep checkpoints self-describing.
+
+Choices, stated once:
+- Gate weights are the softmax probabilities of the selected experts renormalised over the top-k (as Mixtral
+  and Qwen2-MoE with `norm_topk_prob`). For top-1 the weight is p/p = 1.0 exactly, so at initialisation,
+  when all experts equal the dense FFN, the model computes exactly what the dense one did. The normaliser is
+  detached, so the weight is p/stop_gradient(p): still 1.0, yet the LM loss trains the router through
+  d(log p), not only the aux loss.
+- Padding: the HF causal LMs pass `attention_mask` by keyword to the module that owns the decoder layers; a
+  forward pre-hook on that module hands the 2-D mask to every MoE layer, so padded positions count neither in
+  the expert load nor in the aux loss. Padded tokens are still computed (their outputs are never used). A
+  4-D or missing mask counts every token.
+- Parameter counts: `active` counts everything a token passes through: all non-expert weights, the routers
+  and top_k experts per layer. After top-1 upcycling, active = dense count + router weights (E x hidden per
+  layer).
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import torch
+from torch import nn
+
+WEIGHTS_NAME = "model.safetensors"
+MOE_CONFIG_KEY = "moe_upcycling"  # stored in the HF config, so the checkpoint describes itself
+
+
+class MoEFeedForward(nn.Module):
+    """Top-k routed experts with the Switch Transformer load-balancing loss (Fedus et al. 2021, Sec. 2.2)."""
+
+    def __init__(self, dense_ffn: nn.Module, hidden_size: int, num_experts: int, top_k: int,
+                 aux_loss_coef: float, router_jitter: float, init_std: float):
+        super().__init__()
+        if not 1 <= top_k <= num_experts:
+            raise ValueError(f"top_k must be in [1, num_experts={num_experts}], got {top_k}")
+        self.num_experts, self.top_k = num_experts, top_k
+        self.aux_loss_coef, self.router_jitter = aux_loss_coef, router_jitter
+        weight = next(dense_ffn.parameters())
+        self.router = nn.Linear(hidden_size, num_experts, bias=False, device=weight.device, dtype=weight.dtype)
+        nn.init.normal_(self.router.weight, std=init_std)
+        self.experts = nn.ModuleList(copy.deepcopy(dense_ffn) for _ in range(num_experts))
+        # Set per forward pass: the (B, T) padding mask (by the pre-hook), the aux loss and load (for the trainer).
+        self.token_mask: torch.Tensor | None = None
+        self.aux_loss: torch.Tensor | None = None
+        self.load: torch.Tensor | None = None
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        shape = hidden_states.shape  # (B, L, H)
+        x = hidden_states.reshape(-1, shape[-1])  # (N, H)
+        router_in = x
+        if self.training and self.router_jitter > 0:  # multiplicative jitter on the router input (Switch)
+            noise = torch.empty_like(x).uniform_(1 - self.router_jitter, 1 + self.router_jitter)
+            router_in = x * noise
+        # Router in float32 for stability (Switch Sec. 2.4, selective precision).
+        probs = self.router(router_in).float().softmax(dim=-1)  # (N, E)
+        top_p, top_e = probs.topk(self.top_k, dim=-1)  # (N, k)
+        # The denominator is held constant: same values, but the LM loss still reaches the router at top-1.
+        gates = (top_p / top_p.sum(dim=-1, keepdim=True).detach()).to(x.dtype)
+
+        out = torch.zeros_like(x)
+        flat_e = top_e.reshape(-1)  # (N*k,) assignment i belongs to token i // k
+        for e in range(self.num_experts):
+            slots = (flat_e == e).nonzero().squeeze(-1)
+            if slots.numel() == 0:
+                continue
+            tokens = slots // self.top_k
+            y = self.experts[e](x.index_select(0, tokens)) * gates.reshape(-1, 1).index_select(0, slots)
+            out.index_add_(0, tokens, y)
+
+        self._record_balance(probs, top_e, shape[:-1])
+        return out.reshape(shape)
+
+    def _record_balance(self, probs: torch.Tensor, top_e: torch.Tensor, batch_shape: torch.Size) -> None:
+        keep = torch.ones(probs.shape[0], dtype=torch.bool, device=probs.device)
+        if self.token_mask is not None:
+            mask = self.token_mask
+            if mask.shape[0] != batch_shape[0] or mask.shape[1] < batch_shape[1]:
+                raise ValueError(f"token mask {tuple(mask.shape)} does not cover hidden states {tuple(batch_shape)}")
+            keep = mask[:, -batch_shape[1]:].reshape(-1).bool()  # with a KV cache, the last L positions
+        probs, top_e = probs[keep], top_e[keep]
+        load = torch.bincount(top_e.reshape(-1), minlength=self.num_experts)  # (E,) tokens per expert (x k)
+        n = max(probs.shape[0], 1)
+        f = load.float() / (n * self.top_k)  # fraction of routing slots per expert
+        p = probs.sum(dim=0) / n  # mean router probability per expert
+        self.load = load.detach()
+        self.aux_loss = self.aux_loss_coef * self.num_experts * (f * p).sum()
+
+
+def _decoder_layers(model: nn.Module) -> tuple[nn.Module, nn.ModuleList]:
+    """The one ModuleList whose members all have an `mlp` (the decoder layers), and the module that owns it."""
+    found = [name for name, m in model.named_modules() if isinstance(m, nn.ModuleList) and len(m) > 0
+             and all(hasattr(layer, "mlp") for layer in m)]
+    if len(found) != 1:
+        raise ValueError(f"cannot upcycle {type(model).__name__}: expected one list of decoder layers with an "
+                         f"`mlp` attribute, found {found}")
+    return model.get_submodule(found[0].rpartition(".")[0]), model.get_submodule(found[0])
+
+
+def _pass_token_mask(module: nn.Module, args: tuple, kwargs: dict) -> None:
+    mask = kwargs.get("attention_mask")
+    mask = mask if isinstance(mask, torch.Tensor) and mask.dim() == 2 else None
+    for m in module.modules():
+        if isinstance(m, MoEFeedForward):
+            m.token_mask = mask
+
+
+def upcycle_to_moe(model: nn.Module, num_experts: int = 4, top_k: int = 1, aux_loss_coef: float = 0.01,
+                   router_jitter: float = 0.0) -> nn.Module:
+    """Replace every decoder layer's FFN by `num_experts` copies of it behind a new router, in place."""
+    owner, layers = _decoder_layers(model)
+    if any(isinstance(layer.mlp, MoEFeedForward) for layer in layers):
+        raise ValueError(f"{type(model).__name__} is already upcycled")
+    hidden_size = model.config.hidden_size
+    init_std = getattr(model.config, "initializer_range", 0.02)
+    for layer in layers:
+        layer.mlp = MoEFeedForward(layer.mlp, hidden_size, num_experts, top_k, aux_loss_coef, router_jitter,
+                                   init_std)
+    owner.register_forward_pre_hook(_pass_token_mask, with_kwargs=True)
+    setattr(model.config, MOE_CONFIG_KEY, dict(num_experts=num_experts, top_k=top_k,
+                                               aux_loss_coef=aux_loss_coef, router_jitter=router_jitter))
+    return model
+
+
+def moe_layers(model: nn.Module) -> dict[int, MoEFeedForward]:
+    """The MoE FFNs by decoder-layer index."""
+    _, layers = _decoder_layers(model)
+    found = {i: layer.mlp for i, layer in enumerate(layers) if isinstance(layer.mlp, MoEFeedForward)}
+    if not found:
+        raise ValueError(f"{type(model).__name__} has no MoE layers; call upcycle_to_moe first")
+    return found
+
+
+def moe_aux_loss(model: nn.Module) -> torch.Tensor:
+    """Sum over layers of the load-balancing losses of the latest forward pass (already times the coef)."""
+    losses = [m.aux_loss for m in moe_layers(model).values()]
+    if any(loss is None for loss in losses):
+        raise RuntimeError("no aux loss recorded yet: run a forward pass first")
+    return torch.stack(losses).sum()
+
+
+def expert_load(model: nn.Module) -> dict[int, torch.Tensor]:
+    """Tokens routed to each expert in the latest forward pass, (E,) per layer; sums to k x unpadded tokens."""
+    return {i: m.load for i, m in moe_layers(model).items()}
+
+
+def count_parameters(model: nn.Module) -> tuple[int, int]:
+    """(total, active): active leaves out the num_experts - top_k experts a token skips; routers count."""
+    total = sum(p.numel() for p in model.parameters())
+    skipped = sum((m.num_experts - m.top_k) * sum(p.numel() for p in m.experts[0].parameters())
+                  for m in model.modules() if isinstance(m, MoEFeedForward))
+    return total, total - skipped
+
+
+def save_upcycled(model: nn.Module, directory: str | Path) -> None:
+    """The HF config (with the MoE settings) and all weights, enough for `load_upcycled`."""
+    from safetensors.torch import save_model
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    model.config.save_pretrained(directory)
+    save_model(model, str(directory / WEIGHTS_NAME))  # handles tied embeddings
+
+
+def load_upcycled(directory: str | Path) -> nn.Module:
+    """Rebuild the dense model from the saved config, upcycle it with the saved settings, load the weights."""
+    from safetensors.torch import load_model
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    directory = Path(directory)
+    config = AutoConfig.from_pretrained(directory)
+    settings = getattr(config, MOE_CONFIG_KEY, None)
+    if settings is None:
+        raise ValueError(f"{directory / 'config.json'} has no {MOE_CONFIG_KEY!r}: not an upcycled checkpoint")
+    model = upcycle_to_moe(AutoModelForCausalLM.from_config(config), **settings)
+    load_model(model, str(directory / WEIGHTS_NAME), strict=True)
+    return model.eval()

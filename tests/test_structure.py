@@ -1,0 +1,209 @@
+"""The structure-aware ESM-2 encoder (sepit/models/encoder.py), checked against plain fair-esm ESM-2."""
+
+import argparse
+import collections
+
+import numpy as np
+import pytest
+import torch
+from esm.pretrained import load_model_and_alphabet_core
+
+import sepit.models.encoder as encoder
+from sepit.data.protein import make_protein
+from sepit.models.encoder import ESM2_SIZES, StructureAwareESM, esm2_from_checkpoint, esm2_tiny
+
+LAYERS = 3
+
+
+def _coords(length: int, seed: int) -> np.ndarray:
+    """A C-alpha trace with ~3.8 Å steps."""
+    steps = np.random.default_rng(seed).normal(size=(length, 3))
+    steps *= 3.8 / np.linalg.norm(steps, axis=1, keepdims=True)
+    return np.cumsum(steps, axis=0).astype(np.float32)
+
+
+def _model(**options) -> StructureAwareESM:
+    torch.manual_seed(0)
+    model = StructureAwareESM(esm2_tiny(num_layers=LAYERS), num_kernels=16, **options)
+    return model.eval()
+
+
+def _batch():
+    holey = _coords(9, 3)
+    holey[[0, 4, 5]] = np.nan
+    return [
+        make_protein("a", "MKTAYIAKQR", _coords(10, 1)),
+        make_protein("b", "GSHMLE"),  # sequence only
+        make_protein("c", "ACDEFGHIK", holey),
+    ]
+
+
+def _run(model, proteins, **options):
+    return model(**model.tokenize(proteins), **options)
+
+
+def _residues(out, proteins, key="features"):
+    """Non-padded positions (BOS, residues, EOS) of each protein."""
+    return [out[key][i, : len(p) + 2] for i, p in enumerate(proteins)]
+
+
+def test_sequence_only_reproduces_fair_esm_on_a_padded_batch():
+    model, proteins = _model(sequence_only=True), _batch()
+    batch = model.tokenize(proteins)
+    assert batch["tokens"].eq(model.alphabet.padding_idx).any()
+    with torch.no_grad():
+        ours = model(**batch)
+        ref = model.esm(batch["tokens"], repr_layers=[LAYERS - 1, LAYERS])["representations"]
+    for i, protein in enumerate(proteins):
+        n = len(protein) + 2
+        assert torch.allclose(ours["features"][i, :n], ref[LAYERS - 1][i, :n], atol=1e-5, rtol=0)
+        assert torch.allclose(ours["final"][i, :n], ref[LAYERS][i, :n], atol=1e-5, rtol=0)
+
+
+def test_structure_changes_the_features():
+    model, proteins = _model(), _batch()[:1]
+    with torch.no_grad():
+        with_structure = _run(model, proteins)["features"]
+        model.sequence_only = True
+        without = _run(model, proteins)["features"]
+    assert (with_structure - without).abs().max() > 1e-3
+
+
+def test_missing_coordinates_equal_sequence_only_alone_and_in_a_batch():
+    model = _model()
+    all_nan = make_protein("n", "GSHMLE", np.full((6, 3), np.nan, dtype=np.float32))
+    proteins = _batch()
+    with torch.no_grad():
+        alone = _run(model, [proteins[1]])["features"][0]
+        batched = _residues(_run(model, proteins + [all_nan]), proteins + [all_nan])
+        model.sequence_only = True
+        reference = _run(model, [proteins[1]])["features"][0]
+    for features in (alone, batched[1], batched[3]):
+        assert torch.isfinite(features).all()
+        assert torch.allclose(features, reference, atol=1e-6, rtol=0)
+
+
+def test_unobserved_residues_give_finite_outputs_and_gradients():
+    model, proteins = _model().train(), _batch()
+    batch = model.tokenize(proteins)
+    batch["coords"].requires_grad_(True)
+    out = model(**batch)
+    assert torch.isfinite(out["features"]).all() and torch.isfinite(out["final"]).all()
+    out["features"].sum().backward()
+    grads = {name: p.grad for name, p in model.named_parameters() if p.grad is not None}
+    assert "structure.means" in grads and "structure.bias_mlp.0.weight" in grads
+    assert all(torch.isfinite(g).all() for g in grads.values())
+    assert torch.isfinite(batch["coords"].grad).all()
+
+
+def test_bias_and_features_invariant_to_rotation_and_translation():
+    model, proteins = _model(), _batch()
+    rotation, _ = np.linalg.qr(np.random.default_rng(7).normal(size=(3, 3)))
+    moved = [make_protein(p.id, p.sequence, None if p.coords is None else p.coords @ rotation.T + [30.0, -5.0, 12.0])
+             for p in proteins]
+    with torch.no_grad():
+        before, after = (_run(model, ps, return_attention_bias=True) for ps in (proteins, moved))
+    assert before["attention_bias"].abs().max() > 0
+    assert torch.allclose(before["attention_bias"], after["attention_bias"], atol=1e-5, rtol=0)
+    assert torch.allclose(before["features"], after["features"], atol=1e-5, rtol=0)
+
+
+def test_bias_is_zero_off_observed_residue_pairs():
+    model, proteins = _model(), _batch()
+    batch = model.tokenize(proteins)
+    with torch.no_grad():
+        bias = model(**batch, return_attention_bias=True)["attention_bias"]  # (B, H, T, T)
+    assert bias.shape == (3, model.num_heads, 12, 12)
+    observed = batch["observed"]
+    assert not observed[:, 0].any()  # BOS
+    assert [int(observed[i].sum()) for i in range(3)] == [10, 0, 6]
+    off = ~(observed[:, :, None] & observed[:, None, :])
+    assert bias.masked_select(off[:, None]).eq(0).all()
+    assert bias[0, :, 1:11, 1:11].ne(0).all()
+    for i, protein in enumerate(proteins):  # BOS and EOS rows and columns
+        for position in (0, len(protein) + 1):
+            assert bias[i, :, position].eq(0).all() and bias[i, :, :, position].eq(0).all()
+
+
+def test_bias_is_added_in_every_layer(monkeypatch):
+    model, proteins = _model(), _batch()[:1]
+    masks = []
+    original = encoder._layer_with_bias
+    skip = collections.Counter()
+
+    def recording(layer, x, mask):
+        masks.append(mask)
+        index = len(masks) - 1
+        return original(layer, x, torch.zeros_like(mask) if skip[index] else mask)
+
+    monkeypatch.setattr(encoder, "_layer_with_bias", recording)
+    with torch.no_grad():
+        out = _run(model, proteins, return_attention_bias=True)
+        assert len(masks) == LAYERS
+        assert all(torch.equal(mask, out["attention_bias"]) for mask in masks)  # no padding in this batch
+        for layer in range(LAYERS):  # removing the bias from any single layer changes the output
+            masks.clear()
+            skip.clear()
+            skip[layer] = 1
+            assert (_run(model, proteins)["final"] - out["final"]).abs().max() > 1e-4
+
+
+def test_drop_structure_rate_drops_all_in_training_and_nothing_in_eval():
+    proteins = _batch()
+    dropping, reference = _model(drop_structure_rate=1.0), _model(sequence_only=True)
+    with torch.no_grad():
+        evaluated = _run(dropping, proteins)["features"]
+        assert (evaluated - _run(reference, proteins)["features"]).abs().max() > 1e-3
+        assert torch.equal(evaluated, _run(_model(), proteins)["features"])
+        dropping.train()
+        reference.train()
+        assert torch.allclose(_run(dropping, proteins)["features"], _run(reference, proteins)["features"],
+                              atol=1e-6, rtol=0)
+
+
+@pytest.mark.filterwarnings("ignore:Regression weights not found")  # fair-esm's loader, on contact weights
+def test_checkpoint_round_trip_in_the_released_layout(tmp_path):
+    torch.manual_seed(0)
+    original = esm2_tiny(num_layers=2, embed_dim=32, attention_heads=4).eval()
+    released = {("encoder." if name.startswith("lm_head") else "encoder.sentence_encoder.") + name: tensor
+                for name, tensor in original.state_dict().items() if not name.startswith("contact_head.regression")}
+    cfg = argparse.Namespace(encoder_layers=2, encoder_embed_dim=32, encoder_attention_heads=4, token_dropout=True)
+    path = tmp_path / "esm2_t2_tiny.pt"
+    torch.save({"model": released, "args": None, "cfg": {"model": cfg}}, path)
+
+    loaded = esm2_from_checkpoint(path).eval()
+    # Independent reference: fair-esm's own loader, given the same file's contents.
+    with torch.serialization.safe_globals([argparse.Namespace]):
+        reference, _ = load_model_and_alphabet_core("esm2_t2_tiny", torch.load(path, weights_only=True))
+    proteins = _batch()
+    tokens = StructureAwareESM(loaded).tokenize(proteins)["tokens"]
+    with torch.no_grad():
+        expected = original(tokens, repr_layers=[1])["representations"][1]
+        for model in (loaded, reference.eval()):
+            assert torch.equal(model(tokens, repr_layers=[1])["representations"][1], expected)
+
+
+def test_checkpoint_with_arbitrary_objects_is_refused(tmp_path):
+    path = tmp_path / "evil.pt"
+    torch.save({"model": {}, "cfg": {"model": collections.OrderedDict}, "payload": np.random.default_rng(0)},
+               path)
+    with pytest.raises(Exception, match="[Ww]eights only"):
+        esm2_from_checkpoint(path)
+
+
+def test_long_protein_is_cropped_to_the_esm2_window():
+    model = StructureAwareESM(esm2_tiny(num_layers=2), num_kernels=4).eval()  # small: T=1024 on CPU
+    long = make_protein("long", "A" * 1100, _coords(1100, 5))
+    batch = model.tokenize([long])
+    assert batch["tokens"].shape == (1, 1024) and batch["observed"].sum() == 1022
+    with torch.no_grad():
+        features = model(**batch)["features"]
+    assert features.shape == (1, 1024, model.embed_dim) and torch.isfinite(features).all()
+
+
+def test_named_sizes_build_the_released_architectures():
+    assert set(ESM2_SIZES) == {"esm2_t6_8M_UR50D", "esm2_t12_35M_UR50D", "esm2_t30_150M_UR50D",
+                               "esm2_t33_650M_UR50D", "esm2_t36_3B_UR50D"}
+    small = esm2_tiny(*ESM2_SIZES["esm2_t6_8M_UR50D"])
+    assert 7.5e6 < sum(p.numel() for p in small.parameters()) < 8.5e6
+    assert StructureAwareESM(small).structure.means.shape == (128,)  # K=128, paper Sec. 3.1
