@@ -1,0 +1,218 @@
+"""The protein-language model: encoder features -> projector -> spliced into a Hugging Face causal LM.
+
+Data flow (DESIGN §6): `InstructionSample`s -> `ProteinLanguageModel.collate` (encoder tokens from
+`StructureAwareESM.tokenize`, chat-template prompt ids with one `<protein>` token per sample) -> the encoder
+gives per-position features (B, T, D) -> `Projector` maps them to the LLM width -> `splice_embeddings` replaces
+each `<protein>` by `<bop>` + that protein's projected vectors + `<eop>` -> the LLM, for the teacher-forced loss
+or for `generate`.
+
+Choices, stated once:
+- The protein contributes every valid encoder position, BOS and EOS included ("all residues plus BOS/EOS",
+  DESIGN §6): a protein of n residues (after cropping) becomes `<bop>` + n + 2 vectors + `<eop>`.
+- Training text is the generation prompt (chat template, `add_generation_prompt=True`) followed by the answer
+  tokens and eos, so the model learns to continue exactly the prompt it sees at generation time. The loss
+  covers the answer tokens and that eos, nothing else.
+- Spliced batches are LEFT padded, with position ids counted from each sequence's first real token, so a
+  sequence gives the same logits alone or in a batch, in training and in batched generation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from sepit.data.sample import PROTEIN_PLACEHOLDER, InstructionSample
+from sepit.models.encoder import StructureAwareESM
+from sepit.models.interface import GenerationConfig
+
+BEGIN_PROTEIN = "<bop>"
+END_PROTEIN = "<eop>"
+PAD_TOKEN = "<pad>"
+IGNORE_INDEX = -100  # torch cross_entropy's default ignore_index, also what HF causal LMs expect
+
+
+class Projector(nn.Module):
+    """Encoder width -> LLM width. `mlp` (Linear, GELU, Linear; hidden = out_dim) as in the official code;
+    `linear` as the paper describes it."""
+
+    def __init__(self, in_dim: int, out_dim: int, kind: Literal["mlp", "linear"] = "mlp"):
+        super().__init__()
+        if kind == "mlp":
+            self.net = nn.Sequential(nn.Linear(in_dim, out_dim), nn.GELU(), nn.Linear(out_dim, out_dim))
+        elif kind == "linear":
+            self.net = nn.Linear(in_dim, out_dim)
+        else:
+            raise ValueError(f"projector kind must be 'mlp' or 'linear', got {kind!r}")
+        self.kind = kind
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)  # (..., in_dim) -> (..., out_dim)
+
+
+@dataclass(frozen=True)
+class ProteinTokenIds:
+    protein: int
+    bop: int
+    eop: int
+
+
+def add_protein_tokens(tokenizer: Any, model: nn.Module) -> ProteinTokenIds:
+    """Give `tokenizer` the special tokens `<protein>`, `<bop>`, `<eop>` and a pad token distinct from eos,
+    and grow `model`'s embeddings (input, and output where untied) to match. Idempotent: a tokenizer that
+    already has them (e.g. reloaded from a checkpoint) keeps its ids."""
+    new = [t for t in (PROTEIN_PLACEHOLDER, BEGIN_PROTEIN, END_PROTEIN) if t not in tokenizer.get_vocab()]
+    if new:
+        extra = list(getattr(tokenizer, "extra_special_tokens", None) or [])
+        tokenizer.add_special_tokens({"extra_special_tokens": extra + new})
+    if tokenizer.pad_token is None or tokenizer.pad_token_id == tokenizer.eos_token_id:
+        # Padding with eos would hide the real eos from the loss mask and from generation's stopping.
+        tokenizer.add_special_tokens({"pad_token": PAD_TOKEN})
+    if len(tokenizer) > model.get_input_embeddings().num_embeddings:
+        model.resize_token_embeddings(len(tokenizer))
+    model.config.pad_token_id = tokenizer.pad_token_id
+    if getattr(model, "generation_config", None) is not None:
+        model.generation_config.pad_token_id = tokenizer.pad_token_id
+    ids = tokenizer.convert_tokens_to_ids([PROTEIN_PLACEHOLDER, BEGIN_PROTEIN, END_PROTEIN])
+    return ProteinTokenIds(*ids)
+
+
+def build_prompt(tokenizer: Any, instruction: str, answer: str | None = None) -> tuple[Tensor, Tensor]:
+    """The chat-template prompt for one instruction (which holds `<protein>`), plus the answer and eos when
+    training. -> ids (L,), answer_mask (L,) True exactly on the answer tokens and the final eos."""
+    messages = [{"role": "user", "content": instruction}]
+    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    # The template writes its own BOS where the model wants one; adding special tokens would double it.
+    prompt = tokenizer(text, add_special_tokens=False)["input_ids"]
+    protein_id = tokenizer.convert_tokens_to_ids(PROTEIN_PLACEHOLDER)
+    if prompt.count(protein_id) != 1:
+        raise ValueError(f"the prompt must hold exactly one {PROTEIN_PLACEHOLDER} token, found "
+                         f"{prompt.count(protein_id)} (was add_protein_tokens called on this tokenizer?)")
+    target = []
+    if answer is not None:
+        target = tokenizer(answer, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+    ids = torch.tensor(prompt + target, dtype=torch.long)
+    answer_mask = torch.zeros(len(ids), dtype=torch.bool)
+    answer_mask[len(prompt):] = True
+    return ids, answer_mask
+
+
+def splice_embeddings(input_ids: Sequence[Tensor], protein_embeds: Tensor, protein_mask: Tensor,
+                      embed_tokens: nn.Module, protein_token_id: int, bop_id: int, eop_id: int,
+                      answer_masks: Sequence[Tensor] | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    """Replace the one `<protein>` in each sequence by `<bop>` + its valid protein vectors + `<eop>`.
+
+    input_ids: B unpadded id sequences (L_i,); protein_embeds (B, T, H) projected encoder features;
+    protein_mask (B, T) True at the positions to splice in (per sample a different count); answer_masks: B
+    (L_i,) masks of the tokens that carry loss (none when generating).
+    -> inputs_embeds (B, L', H), attention_mask (B, L'), labels (B, L') with IGNORE_INDEX on prompt,
+    protein and padding positions; left padded to the longest spliced sequence L'.
+    """
+    specials = embed_tokens(torch.tensor([bop_id, eop_id], device=protein_embeds.device))  # (2, H)
+    pieces, targets = [], []
+    for i, ids in enumerate(input_ids):
+        ids = ids.to(protein_embeds.device)
+        where = (ids == protein_token_id).nonzero().flatten()
+        if where.numel() != 1:
+            raise ValueError(f"sequence {i} holds {where.numel()} {PROTEIN_PLACEHOLDER} tokens, expected 1")
+        at = int(where)
+        text = embed_tokens(ids)  # (L_i, H)
+        protein = protein_embeds[i][protein_mask[i]].to(text.dtype)  # (n_i, H)
+        pieces.append(torch.cat([text[:at], specials[:1], protein, specials[1:], text[at + 1:]]))
+        labels = ids.masked_fill(~answer_masks[i].to(ids.device), IGNORE_INDEX) if answer_masks is not None \
+            else torch.full_like(ids, IGNORE_INDEX)
+        skipped = torch.full((protein.shape[0] + 2,), IGNORE_INDEX, dtype=ids.dtype, device=ids.device)
+        targets.append(torch.cat([labels[:at], skipped, labels[at + 1:]]))
+
+    length = max(p.shape[0] for p in pieces)
+    B, H = len(pieces), specials.shape[-1]
+    inputs_embeds = specials.new_zeros(B, length, H)
+    attention_mask = torch.zeros(B, length, dtype=torch.long, device=specials.device)
+    labels = torch.full((B, length), IGNORE_INDEX, dtype=torch.long, device=specials.device)
+    for i, (piece, target) in enumerate(zip(pieces, targets)):
+        n = piece.shape[0]
+        inputs_embeds[i, length - n:] = piece
+        attention_mask[i, length - n:] = 1
+        labels[i, length - n:] = target
+    return inputs_embeds, attention_mask, labels
+
+
+def left_padded_position_ids(attention_mask: Tensor) -> Tensor:
+    """Positions counted from each sequence's first real token (0 on padding), as `generate` does itself."""
+    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+
+
+class ProteinLanguageModel(nn.Module):
+    """StructureAwareESM -> Projector -> a Hugging Face causal LM, with its tokenizer."""
+
+    def __init__(self, encoder: StructureAwareESM, llm: nn.Module, tokenizer: Any,
+                 projector_kind: Literal["mlp", "linear"] = "mlp"):
+        super().__init__()
+        self.encoder = encoder
+        self.llm = llm
+        self.tokenizer = tokenizer
+        self.token_ids = add_protein_tokens(tokenizer, llm)
+        self.projector = Projector(encoder.embed_dim, llm.config.hidden_size, projector_kind)
+
+    def collate(self, samples: Sequence[InstructionSample], with_answers: bool = True) -> dict[str, Any]:
+        """Encoder inputs for the proteins; prompt ids (and, with answers, the answer masks) per sample."""
+        prompts = [build_prompt(self.tokenizer, s.instruction, s.reference if with_answers else None)
+                   for s in samples]
+        batch: dict[str, Any] = dict(self.encoder.tokenize([s.protein for s in samples]))
+        batch["input_ids"] = [ids for ids, _ in prompts]
+        batch["answer_masks"] = [mask for _, mask in prompts] if with_answers else None
+        return batch
+
+    def embed(self, batch: dict[str, Any]) -> tuple[Tensor, Tensor, Tensor]:
+        """-> inputs_embeds (B, L', H), attention_mask (B, L'), labels (B, L'), left padded."""
+        device = next(self.projector.parameters()).device
+        encoded = self.encoder(batch["tokens"].to(device), batch["coords"].to(device),
+                               batch["observed"].to(device))
+        protein = self.projector(encoded["features"])  # (B, T, H)
+        ids = self.token_ids
+        return splice_embeddings(batch["input_ids"], protein, ~encoded["padding_mask"],
+                                 self.llm.get_input_embeddings(), ids.protein, ids.bop, ids.eop,
+                                 batch["answer_masks"])
+
+    def forward(self, batch: dict[str, Any]) -> Tensor:
+        """Teacher-forced mean cross-entropy over the answer tokens (and their eos)."""
+        inputs_embeds, attention_mask, labels = self.embed(batch)
+        logits = self.llm(inputs_embeds=inputs_embeds, attention_mask=attention_mask,
+                          position_ids=left_padded_position_ids(attention_mask)).logits  # (B, L', V)
+        # Token t predicts token t+1; the loss lives here once rather than in each LLM's own loss function.
+        return F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(),
+                               ignore_index=IGNORE_INDEX)
+
+    @torch.no_grad()
+    def generate_token_ids(self, samples: Sequence[InstructionSample], config: GenerationConfig) -> list[Tensor]:
+        """The new token ids per sample (up to and including eos), decoded in one left-padded batch with the
+        KV cache."""
+        was_training = self.training
+        self.eval()
+        try:
+            inputs_embeds, attention_mask, _ = self.embed(self.collate(samples, with_answers=False))
+            options: dict[str, Any] = {"do_sample": config.do_sample}
+            if config.do_sample:
+                torch.manual_seed(config.seed)
+                options.update(temperature=config.temperature, top_p=config.top_p)
+            # With inputs_embeds and no input_ids, decoder-only `generate` returns only the new tokens.
+            new_tokens = self.llm.generate(
+                inputs_embeds=inputs_embeds, attention_mask=attention_mask,
+                max_new_tokens=config.max_new_tokens, pad_token_id=self.tokenizer.pad_token_id,
+                eos_token_id=self.tokenizer.eos_token_id, **options)  # (B, <= max_new_tokens)
+        finally:
+            self.train(was_training)
+        answers = []
+        for row in new_tokens:
+            stop = (row == self.tokenizer.eos_token_id).nonzero()
+            answers.append(row[: int(stop[0]) + 1] if len(stop) else row)  # finished rows are padded after eos
+        return answers
+
+    def generate(self, samples: Sequence[InstructionSample], config: GenerationConfig) -> list[str]:
+        """One answer per sample: only the new tokens, special tokens skipped, stripped."""
+        ids = self.generate_token_ids(samples, config)
+        return [self.tokenizer.decode(row, skip_special_tokens=True).strip() for row in ids]

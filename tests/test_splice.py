@@ -1,0 +1,203 @@
+"""The protein-language model glue (sepit/models/splice.py): special tokens, prompts, splicing, loss and
+batched generation, on a tiny random Llama and a word-level tokenizer trained here, both loaded from disk."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+from sepit.data.protein import make_protein
+from sepit.data.sample import make_sample
+from sepit.models.encoder import StructureAwareESM, esm2_tiny
+from sepit.models.interface import GenerationConfig
+from sepit.models.splice import (IGNORE_INDEX, ProteinLanguageModel, Projector, add_protein_tokens,
+                                 build_prompt, splice_embeddings)
+
+CORPUS = [
+    "what does this protein do",
+    "describe the function of the protein in one sentence",
+    "is this protein an enzyme answer yes or no",
+    "it binds dna and regulates transcription",
+    "yes it is a kinase",
+    "no",
+]
+TEMPLATE = ("{{ bos_token }}{% for m in messages %}<|{{ m['role'] }}|> {{ m['content'] }} {{ eos_token }} "
+            "{% endfor %}{% if add_generation_prompt %}<|assistant|> {% endif %}")
+
+
+@pytest.fixture(scope="module")
+def llm_dir(tmp_path_factory):
+    """A word-level tokenizer (pad == eos, as many chat models ship) and a 2-layer Llama, saved to disk."""
+    path = tmp_path_factory.mktemp("llm")
+    specials = ["<unk>", "<s>", "</s>", "<|user|>", "<|assistant|>"]
+    raw = Tokenizer(models.WordLevel(unk_token="<unk>"))
+    raw.pre_tokenizer = pre_tokenizers.Whitespace()
+    raw.train_from_iterator(CORPUS, trainers.WordLevelTrainer(special_tokens=specials))
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=raw, unk_token="<unk>", bos_token="<s>",
+                                        eos_token="</s>", pad_token="</s>",
+                                        extra_special_tokens=["<|user|>", "<|assistant|>"])
+    tokenizer.chat_template = TEMPLATE
+    tokenizer.save_pretrained(path)
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+                         tie_word_embeddings=False, bos_token_id=tokenizer.bos_token_id,
+                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    LlamaForCausalLM(config).save_pretrained(path)
+    return path
+
+
+def _load(path):
+    return AutoTokenizer.from_pretrained(path), AutoModelForCausalLM.from_pretrained(path)
+
+
+def _coords(length, seed):
+    steps = np.random.default_rng(seed).normal(size=(length, 3))
+    return np.cumsum(3.8 * steps / np.linalg.norm(steps, axis=1, keepdims=True), axis=0).astype(np.float32)
+
+
+def _samples():
+    """Three samples whose prompts and proteins all differ in length."""
+    return [
+        make_sample("a", "t", make_protein("a", "MKTAYIAKQR", _coords(10, 1)), "what does <protein> do",
+                    "it binds dna and regulates transcription"),
+        make_sample("b", "t", make_protein("b", "GSHM"), "is <protein> an enzyme answer yes or no", "no"),
+        make_sample("c", "t", make_protein("c", "ACDEFGHIKLMNPQ", _coords(14, 2)),
+                    "describe the function of the protein <protein> in one sentence", "yes it is a kinase"),
+    ]
+
+
+def _model(llm_dir, kind="mlp"):
+    tokenizer, llm = _load(llm_dir)
+    torch.manual_seed(0)
+    encoder = StructureAwareESM(esm2_tiny(), num_kernels=16)
+    return ProteinLanguageModel(encoder, llm, tokenizer, projector_kind=kind).eval()
+
+
+def test_projector_kinds():
+    x = torch.randn(2, 5, 8)
+    assert Projector(8, 16, "mlp")(x).shape == (2, 5, 16)
+    assert len(list(Projector(8, 16, "mlp").parameters())) == 4
+    assert isinstance(Projector(8, 16, "linear").net, torch.nn.Linear)
+    with pytest.raises(ValueError, match="mlp"):
+        Projector(8, 16, "conv")
+
+
+def test_protein_tokens_and_distinct_pad_survive_a_reload(llm_dir, tmp_path):
+    tokenizer, llm = _load(llm_dir)
+    assert tokenizer.pad_token_id == tokenizer.eos_token_id
+    ids = add_protein_tokens(tokenizer, llm)
+    assert tokenizer.pad_token == "<pad>" and tokenizer.pad_token_id != tokenizer.eos_token_id
+    assert len({ids.protein, ids.bop, ids.eop, tokenizer.pad_token_id}) == 4
+    assert llm.get_input_embeddings().num_embeddings == len(tokenizer)
+    assert llm.get_output_embeddings().out_features == len(tokenizer)  # untied: the head grew too
+    assert tokenizer("a <protein> b", add_special_tokens=False)["input_ids"][1] == ids.protein
+
+    tokenizer.save_pretrained(tmp_path)
+    llm.save_pretrained(tmp_path)
+    tokenizer2, llm2 = _load(tmp_path)
+    assert add_protein_tokens(tokenizer2, llm2) == ids  # idempotent: nothing new, same ids
+    assert len(tokenizer2) == len(tokenizer)
+    assert tokenizer2.pad_token_id == tokenizer.pad_token_id != tokenizer2.eos_token_id
+    assert llm2.get_input_embeddings().num_embeddings == len(tokenizer)
+    assert torch.equal(llm2.get_input_embeddings().weight, llm.get_input_embeddings().weight)
+
+
+def test_build_prompt_masks_only_the_answer_and_its_eos(llm_dir):
+    tokenizer, llm = _load(llm_dir)
+    add_protein_tokens(tokenizer, llm)
+    prompt, prompt_mask = build_prompt(tokenizer, "what does <protein> do")
+    ids, mask = build_prompt(tokenizer, "what does <protein> do", "yes it is")
+    assert not prompt_mask.any()
+    assert tokenizer.decode(prompt) == "<s> <|user|> what does <protein> do </s> <|assistant|>"
+    assert torch.equal(ids[: len(prompt)], prompt)  # training continues exactly the generation prompt
+    answer = tokenizer("yes it is", add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+    assert ids[mask].tolist() == answer and mask[len(prompt):].all()
+    with pytest.raises(ValueError, match="exactly one"):
+        build_prompt(tokenizer, "no placeholder here")
+
+
+def test_splice_places_bop_protein_vectors_eop_with_left_padding(llm_dir):
+    model, samples = _model(llm_dir), _samples()
+    batch = model.collate(samples)
+    with torch.no_grad():
+        encoded = model.encoder(batch["tokens"], batch["coords"], batch["observed"])
+        protein = model.projector(encoded["features"])  # (B, T, H)
+        embeds, attention, labels = model.embed(batch)
+    table, ids = model.llm.get_input_embeddings().weight, model.token_ids
+    lengths = attention.sum(1)
+    assert len(set(lengths.tolist())) == 3  # really padded, on the left
+    for i, (sample, prompt) in enumerate(zip(samples, batch["input_ids"])):
+        n = len(sample.protein) + 2  # every residue plus BOS/EOS
+        pad = attention.shape[1] - int(lengths[i])
+        assert attention[i, :pad].eq(0).all() and attention[i, pad:].eq(1).all()
+        assert int(lengths[i]) == len(prompt) - 1 + n + 2
+        at = pad + int((prompt == ids.protein).nonzero())
+        row = embeds[i]
+        assert torch.equal(row[:pad], torch.zeros_like(row[:pad]))
+        assert torch.equal(row[pad:at], table[prompt[: at - pad]])
+        assert torch.equal(row[at], table[ids.bop])
+        assert torch.equal(row[at + 1: at + 1 + n], protein[i, :n])
+        assert torch.equal(row[at + 1 + n], table[ids.eop])
+        assert torch.equal(row[at + 2 + n:], table[prompt[at - pad + 1:]])
+        assert labels[i, : at + 2 + n].eq(IGNORE_INDEX).all()
+
+    # Called directly: a mask that keeps 2 of 4 positions splices exactly those two vectors.
+    vectors = torch.randn(1, 4, 32)
+    out, mask, _ = splice_embeddings([torch.tensor([5, ids.protein, 6])], vectors,
+                                     torch.tensor([[True, False, True, False]]), model.llm.get_input_embeddings(),
+                                     ids.protein, ids.bop, ids.eop)
+    assert out.shape == (1, 6, 32) and mask.all()
+    assert torch.equal(out[0, 2], vectors[0, 0]) and torch.equal(out[0, 3], vectors[0, 2])
+
+
+def test_labels_and_loss_cover_only_answer_tokens(llm_dir):
+    model, samples = _model(llm_dir), _samples()
+    batch = model.collate(samples)
+    with torch.no_grad():
+        embeds, attention, labels = model.embed(batch)
+        loss = model(batch)
+        positions = (attention.cumsum(-1) - 1).clamp(min=0)
+        logits = model.llm(inputs_embeds=embeds, attention_mask=attention, position_ids=positions).logits
+    eos = model.tokenizer.eos_token_id
+    terms = []
+    for i, sample in enumerate(samples):
+        answer = model.tokenizer(sample.reference, add_special_tokens=False)["input_ids"] + [eos]
+        kept = labels[i].ne(IGNORE_INDEX).nonzero().flatten()
+        assert labels[i, kept].tolist() == answer
+        assert kept.tolist() == list(range(labels.shape[1] - len(answer), labels.shape[1]))  # the tail
+        for t in kept.tolist():
+            terms.append(-F.log_softmax(logits[i, t - 1], dim=-1)[labels[i, t]])
+    assert torch.allclose(loss, torch.stack(terms).mean(), atol=1e-6)
+
+
+def test_loss_decreases_when_overfitting_one_batch(llm_dir):
+    model = _model(llm_dir, kind="linear").train()
+    batch = model.collate(_samples())
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    losses = []
+    for _ in range(8):
+        loss = model(batch)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0], losses
+
+
+def test_batched_greedy_generation_equals_one_at_a_time(llm_dir):
+    model, samples = _model(llm_dir), _samples()
+    config = GenerationConfig(max_new_tokens=8)
+    _, attention, _ = model.embed(model.collate(samples, with_answers=False))
+    assert len(set(attention.sum(1).tolist())) == 3 and attention[:, 0].eq(0).any()  # left padding in use
+
+    batched = model.generate_token_ids(samples, config)
+    alone = [model.generate_token_ids([s], config)[0] for s in samples]
+    for together, single in zip(batched, alone):
+        assert together.tolist() == single.tolist()
+    assert any(len(ids) > 1 for ids in batched)  # something was generated, not only an instant eos
+    texts = model.generate(samples, config)
+    assert texts == [model.tokenizer.decode(ids, skip_special_tokens=True).strip() for ids in alone]
+    assert not model.training
