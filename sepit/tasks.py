@@ -15,7 +15,7 @@ from typing import Callable, Literal, Mapping, Sequence
 
 from sepit.data.errors import DataError
 from sepit.data.manifest import verify_files
-from sepit.data.sample import CaptionPair, InstructionSample
+from sepit.data.sample import CaptionPair, InstructionSample, is_yes_no
 from sepit.registry import TASKS, RegistryError, call_if_factory
 
 SPLITS = ("train", "valid", "test")
@@ -128,7 +128,7 @@ def tasks_from_file(path: str | Path) -> list[Task]:
         first = next(iter(task_splits.values()))[0]
         kind = first.kind
         answer_format = "free_text" if kind == "open" else (
-            "yes_no" if {c.lower() for c in first.choices} == {"yes", "no"} else "multiple_choice")
+            "yes_no" if is_yes_no(first.choices) else "multiple_choice")
         tasks.append(Task(name, version, kind, f"from {path}", answer_format,
                           build=lambda task_splits=task_splits: task_splits))
     return tasks

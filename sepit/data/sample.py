@@ -51,19 +51,34 @@ def make_sample(id: str, task: str, protein: Protein, instruction: Any, referenc
         raise DataError(where, f"metadata must be an object, got {type(metadata).__name__}",
                         'Write metadata as {"key": value, ...} or leave it out.')
     if choices is not None:
-        if not isinstance(choices, (list, tuple)):
-            raise DataError(where, f"choices must be a list of strings, got {type(choices).__name__}",
-                            'Write the options as ["yes", "no"], or leave choices out.')
-        choices = tuple(choices)
-        if len(choices) < 2 or not all(isinstance(c, str) and c.strip() for c in choices):
-            raise DataError(where, f"choices must be at least two non-empty strings, got {list(choices)!r}",
-                            "List the options as strings, or leave choices out for an open-ended question.")
-        if len({c.strip().lower() for c in choices}) != len(choices):
-            raise DataError(where, f"duplicate choices {list(choices)!r}", "Make every option distinct.")
-        if reference.strip().lower() not in {c.strip().lower() for c in choices}:
-            raise DataError(where, f"reference {reference!r} is not one of the choices {list(choices)!r}",
-                            "The reference of a closed-set question must be one of its choices.")
+        choices = check_choices(choices, reference, where)
     return InstructionSample(id, task, protein, instruction, reference, choices, dict(metadata or {}))
+
+
+def answer_key(text: str) -> str:
+    """How a closed-set answer is matched to its choices: case and surrounding space do not count."""
+    return text.strip().lower()
+
+
+def is_yes_no(choices: Sequence[str]) -> bool:
+    return {answer_key(c) for c in choices} == {"yes", "no"}
+
+
+def check_choices(choices: Any, reference: str, where: str) -> tuple[str, ...]:
+    """The options of a closed-set question (a sample or a prediction row), checked; DataError otherwise."""
+    if not isinstance(choices, (list, tuple)):
+        raise DataError(where, f"choices must be a list of strings, got {type(choices).__name__}",
+                        'Write the options as ["yes", "no"], or leave choices out.')
+    choices = tuple(choices)
+    if len(choices) < 2 or not all(isinstance(c, str) and c.strip() for c in choices):
+        raise DataError(where, f"choices must be at least two non-empty strings, got {list(choices)!r}",
+                        "List the options as strings, or leave choices out for an open-ended question.")
+    if len({answer_key(c) for c in choices}) != len(choices):
+        raise DataError(where, f"duplicate choices {list(choices)!r}", "Make every option distinct.")
+    if answer_key(reference) not in {answer_key(c) for c in choices}:
+        raise DataError(where, f"reference {reference!r} is not one of the choices {list(choices)!r}",
+                        "The reference of a closed-set question must be one of its choices.")
+    return choices
 
 
 @dataclass(frozen=True)

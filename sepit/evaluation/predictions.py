@@ -22,14 +22,9 @@ from typing import Any, Iterable, Sequence
 
 from sepit.data.errors import DataError, location
 from sepit.data.jsonl import field, read_jsonl, write_jsonl_atomic
-from sepit.data.sample import InstructionSample
+from sepit.data.sample import InstructionSample, check_choices
 
 KINDS = ("open", "closed")
-
-
-def answer_key(text: str) -> str:
-    """How a closed-set reference is matched to its choices: case and surrounding space do not count."""
-    return text.strip().lower()
 
 
 def text_hash(text: str) -> str:
@@ -75,14 +70,10 @@ def check_row(row: dict, where: str) -> dict:
                         "Use 'closed' for rows with choices and 'open' for free-text answers.")
     choices = row.get("choices")
     if kind == "closed":
-        if not isinstance(choices, list) or len(choices) < 2 or not all(isinstance(c, str) for c in choices):
+        if choices is None:
             raise DataError(where, "a closed-set row needs 'choices', a list of at least two strings",
                             'Add the options, e.g. "choices": ["yes", "no"].')
-        if len({answer_key(c) for c in choices}) != len(choices):
-            raise DataError(where, f"duplicate choices {choices!r}", "Make every option distinct.")
-        if answer_key(row["reference"]) not in {answer_key(c) for c in choices}:
-            raise DataError(where, f"reference {row['reference']!r} is not one of the choices {choices!r}",
-                            "The reference of a closed-set row must be one of its choices.")
+        check_choices(choices, row["reference"], where)
         scores = row.get("loglikelihoods")
         if scores is not None and (not isinstance(scores, list) or len(scores) != len(choices) or not all(
                 isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in scores)):

@@ -13,8 +13,8 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from sepit.data.errors import DataError
+from sepit.data.sample import answer_key, is_yes_no
 from sepit.metrics.bootstrap import percentile_cis
-from sepit.evaluation.predictions import answer_key
 from sepit.metrics.extraction import last_option_text, last_yes_no, multiple_choice
 from sepit.registry import METRICS, call_if_factory
 
@@ -33,7 +33,7 @@ def get_profile(name: str):
 def default_closed_method(choices: Sequence[str], answer_format: str | None = None) -> str:
     if answer_format == "multiple_choice":
         return "choice"
-    if answer_format == "yes_no" or {answer_key(c) for c in choices} == {"yes", "no"}:
+    if answer_format == "yes_no" or is_yes_no(choices):
         return "last_match"
     return "choice"
 
@@ -51,7 +51,7 @@ def extract_answer(row: dict, method: str) -> str | None:
     if method == "choice":
         return multiple_choice(row["prediction"], choices)
     if method == "last_match":
-        if {answer_key(c) for c in choices} == {"yes", "no"}:
+        if is_yes_no(choices):
             return last_yes_no(row["prediction"])
         return last_option_text(row["prediction"], choices)
     raise DataError(f"task {row['task']!r}", f"unknown closed-set method {method!r}",
