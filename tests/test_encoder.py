@@ -11,6 +11,7 @@ from esm.pretrained import load_model_and_alphabet_core
 import sepit.models.encoder as encoder
 from sepit.data.protein import make_protein
 from sepit.models.encoder import ESM2_SIZES, StructureAwareESM, esm2_from_checkpoint, esm2_tiny
+from sepit.models.tiny import save_esm2_checkpoint
 
 LAYERS = 3
 
@@ -165,11 +166,7 @@ def test_drop_structure_rate_drops_all_in_training_and_nothing_in_eval():
 def test_checkpoint_round_trip_in_the_released_layout(tmp_path):
     torch.manual_seed(0)
     original = esm2_tiny(num_layers=2, embed_dim=32, attention_heads=4).eval()
-    released = {("encoder." if name.startswith("lm_head") else "encoder.sentence_encoder.") + name: tensor
-                for name, tensor in original.state_dict().items() if not name.startswith("contact_head.regression")}
-    cfg = argparse.Namespace(encoder_layers=2, encoder_embed_dim=32, encoder_attention_heads=4, token_dropout=True)
-    path = tmp_path / "esm2_t2_tiny.pt"
-    torch.save({"model": released, "args": None, "cfg": {"model": cfg}}, path)
+    path = save_esm2_checkpoint(original, tmp_path / "esm2_t2_tiny.pt")
 
     loaded = esm2_from_checkpoint(path).eval()
     # Independent reference: fair-esm's own loader, given the same file's contents.

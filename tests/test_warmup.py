@@ -5,11 +5,10 @@ import math
 import numpy as np
 import pytest
 import torch
-from tokenizers import Tokenizer, models, pre_tokenizers, trainers
-from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
 
 from sepit.data.protein import make_protein
 from sepit.models.encoder import StructureAwareESM, esm2_tiny
+from sepit.models.tiny import build_tiny_text_encoder
 from sepit.models.warmup import (IGNORE_INDEX, CaptionEncoder, DenoisingHead, WarmupObjectives, clip_loss,
                                  mask_residues, noise_coordinates)
 
@@ -40,20 +39,9 @@ def _encoder() -> StructureAwareESM:
 
 @pytest.fixture(scope="module")
 def text_encoder_dir(tmp_path_factory):
-    """A 1-layer BERT and a WordLevel tokenizer trained on the test captions, saved like a hub checkpoint."""
-    path = tmp_path_factory.mktemp("text_encoder")
-    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    tokenizer = Tokenizer(models.WordLevel(unk_token="[UNK]"))
-    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
-    tokenizer.train_from_iterator(CAPTIONS, trainers.WordLevelTrainer(special_tokens=specials))
-    fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, pad_token="[PAD]", unk_token="[UNK]",
-                                   cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]")
-    fast.save_pretrained(path)
-    torch.manual_seed(0)
-    config = BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
-                        vocab_size=tokenizer.get_vocab_size(), max_position_embeddings=64)
-    BertModel(config).save_pretrained(path)
-    return path
+    """A 1-layer BERT and a tokenizer trained on the test captions, saved like a hub checkpoint."""
+    return build_tiny_text_encoder(tmp_path_factory.mktemp("text_encoder"), corpus=CAPTIONS, num_layers=1,
+                                   num_heads=2)
 
 
 def _objectives(text_encoder_dir) -> WarmupObjectives:
