@@ -11,6 +11,7 @@ from sepit.registry import RegistryError
 
 # Boolean options that read as flags (`--json`); jsonargparse itself wants `--json true`.
 FLAGS = ("--json", "--fresh")
+TRAINING = ("fit", "validate", "test", "predict")  # Lightning's CLI: sepit.training.cli
 
 
 def bare_flags(argv: list[str]) -> list[str]:
@@ -23,6 +24,9 @@ def bare_flags(argv: list[str]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in TRAINING:
+        return train(argv)
     from jsonargparse import auto_cli
 
     from sepit.commands import data
@@ -34,10 +38,30 @@ def main(argv: list[str] | None = None) -> None:
                          "manifest": data.manifest},
                 "bench": bench, "score": score}
     try:
-        auto_cli(commands, args=bare_flags(sys.argv[1:] if argv is None else argv), as_positional=False)
+        auto_cli(commands, args=bare_flags(argv), as_positional=False)
     except (DataError, MetricError, RegistryError, OSError) as err:
-        print(f"sepit: error: {err}", file=sys.stderr)
-        raise SystemExit(1) from None
+        fail(err)
+
+
+def train(argv: list[str]) -> None:
+    """The LightningCLI subcommands (sepit.training.cli); bad data or paths end in one clear message."""
+    from sepit.training.cli import run
+
+    try:
+        run(argv)
+    except Exception as err:
+        # jsonargparse wraps what a model's constructor raised; the user needs the DataError inside.
+        cause = err
+        while cause is not None and not isinstance(cause, (DataError, RegistryError)):
+            cause = cause.__cause__ or cause.__context__
+        if cause is None:
+            raise
+        fail(cause)
+
+
+def fail(err: Exception) -> None:
+    print(f"sepit: error: {err}", file=sys.stderr)
+    raise SystemExit(1) from None
 
 
 if __name__ == "__main__":

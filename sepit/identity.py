@@ -26,7 +26,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import shutil
 import subprocess
 import tempfile
@@ -37,6 +36,7 @@ from typing import TYPE_CHECKING, Iterable, Mapping, NamedTuple
 import numpy as np
 from Bio.Align import PairwiseAligner, substitution_matrices
 
+from sepit.cache import cache_dir
 from sepit.data.jsonl import read_jsonl, write_jsonl_atomic
 
 if TYPE_CHECKING:
@@ -306,10 +306,6 @@ def _run_mmseqs(queries: list[str], targets: list[str], max_evalue: float) -> li
         same = sum(a == b != "-" for a, b in zip(qaln.upper(), taln.upper()))
         found.append((queries[int(qname[1:])], int(tname[1:]), 100.0 * same / min(int(qlen), int(tlen))))
     return found
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("SEPIT_CACHE") or Path.home() / ".cache" / "sepit")
 
 
 def max_train_identity(task: Task, *, candidates: int = DEFAULT_CANDIDATES, max_evalue: float = DEFAULT_MAX_EVALUE,

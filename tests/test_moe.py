@@ -64,8 +64,8 @@ def test_parameter_counts():
     assert routers == 2 * 4 * TINY["hidden_size"]
     total, active = count_parameters(moe)
     assert total == dense_total + 2 * 3 * ffn + routers
-    assert active - routers == dense_total  # convention: active counts the routers
-    assert count_parameters(upcycled(dense, num_experts=4, top_k=2))[1] == dense_total + 2 * ffn + routers
+    assert active == dense_total  # the paper's "same activated parameters": routers are not counted as active
+    assert count_parameters(upcycled(dense, num_experts=4, top_k=2))[1] == dense_total + 2 * ffn
 
 
 def hand_aux_loss(x, router_weight, coef, keep):

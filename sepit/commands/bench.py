@@ -65,9 +65,12 @@ def check_reusable(done: dict[tuple[str, str], dict], samples: dict[str, list[In
 
 
 def build_model(spec: str, model_args: dict[str, Any] | None = None) -> ProteinLLM:
-    """A registered model by name, or a YAML file `{model: NAME, args: {...}}`; `model_args` override."""
+    """A registered model by name, a YAML file `{model: NAME, args: {...}}`, or a SEPIT checkpoint (.ckpt);
+    `model_args` override."""
     args: dict[str, Any] = {}
-    if spec.endswith((".yaml", ".yml")):
+    if spec.endswith(".ckpt"):
+        spec, args = "sepit", {"checkpoint": spec}
+    elif spec.endswith((".yaml", ".yml")):
         path = Path(spec)
         if not path.is_file():
             raise DataError(spec, "model config file not found", "Give a registered model name or a YAML file.")
@@ -95,8 +98,8 @@ def bench(model: str, tasks: list[str] | str, output: Path, devices: int = 1, ba
     number of devices.
 
     Args:
-        model: a registered model name (an unknown name lists the known ones), or a YAML file
-            {model: NAME, args: {...}}.
+        model: a registered model name (an unknown name lists the known ones), a YAML file
+            {model: NAME, args: {...}}, or a SEPIT checkpoint (.ckpt) from `sepit fit`.
         tasks: task names, suite names (e.g. sp14) or generic JSONL task files; a list or comma-separated.
         output: the run folder.
         devices: processes (GPUs, or CPU processes) predicting in parallel.

@@ -87,7 +87,21 @@ class StructureBias(nn.Module):
         self.encoding_proj = nn.Linear(num_kernels, embed_dim)
 
     def forward(self, coords: Tensor, observed: Tensor) -> tuple[Tensor, Tensor]:
-        """coords (B, T, 3) finite, observed (B, T) -> bias (B, H, T, T), encoding (B, T, D); 0 off observed pairs."""
+        """coords (B, T, 3) finite, observed (B, T) -> bias (B, H, T, T), encoding (B, T, D); 0 off observed pairs.
+
+        The O(T^2 K) kernels are computed only for the proteins that have coordinates (in mixed data most
+        have none); the others get zeros, as they would from the full computation.
+        """
+        with_structure = observed.any(dim=1)  # (B,)
+        if bool(with_structure.all()):
+            return self._pairwise(coords, observed)
+        index = with_structure.nonzero().flatten()
+        bias, encoding = self._pairwise(coords[index], observed[index])  # (b, H, T, T), (b, T, D)
+        B = observed.shape[0]
+        return (bias.new_zeros(B, *bias.shape[1:]).index_copy(0, index, bias),
+                encoding.new_zeros(B, *encoding.shape[1:]).index_copy(0, index, encoding))
+
+    def _pairwise(self, coords: Tensor, observed: Tensor) -> tuple[Tensor, Tensor]:
         pair = observed[:, :, None] & observed[:, None, :]  # (B, T, T)
         coords = coords.float().masked_fill(~observed[..., None], 0.0)  # NaN never reaches the arithmetic
         distance = torch.linalg.vector_norm(coords[:, :, None] - coords[:, None, :], dim=-1)  # (B, T, T)
@@ -126,12 +140,15 @@ class StructureAwareESM(nn.Module):
     """ESM-2 whose attention in every layer sees the structure bias, and whose input sees the encoding."""
 
     def __init__(self, esm: ESM2, num_kernels: int = 128, sequence_only: bool = False,
-                 drop_structure_rate: float = 0.0, encoding_scale: float = 0.01):
+                 drop_structure_rate: float = 0.0, encoding_scale: float = 0.01, window: int = ESM2_WINDOW):
         """`num_kernels`: K=128 in the paper (Sec. 3.1) and Transformer-M. `sequence_only`: ignore coordinates
         (the structure parameters stay, so one checkpoint serves both). `drop_structure_rate`: in training, drop
         each protein's structure with this probability (0.15 in stage 1). `encoding_scale`: 0.01 in the
-        official code."""
+        official code. `window`: residues kept per protein (`crop_to_window`); 1022 for ESM-2, less only to
+        save memory in small runs."""
         super().__init__()
+        if not 1 <= window <= ESM2_WINDOW:
+            raise ValueError(f"window must be in [1, {ESM2_WINDOW}], got {window}")
         if not 0.0 <= drop_structure_rate <= 1.0:
             raise ValueError(f"drop_structure_rate must be in [0, 1], got {drop_structure_rate}")
         self.esm = esm
@@ -141,13 +158,23 @@ class StructureAwareESM(nn.Module):
         self.sequence_only = sequence_only
         self.drop_structure_rate = drop_structure_rate
         self.encoding_scale = encoding_scale
+        self.window = window
         self.structure = StructureBias(num_kernels, self.num_heads, self.embed_dim)
         self._batch_converter = esm.alphabet.get_batch_converter()
+
+    def parameters_unused_by_features(self) -> list[nn.Parameter]:
+        """What `features` never depends on: the last layer, the final LayerNorm, the LM head (except its weight,
+        which is the tied input embedding) and the contact head. Frozen where only features are trained, so
+        distributed training finds no parameter without a gradient."""
+        esm = self.esm
+        tied = {id(esm.embed_tokens.weight)}
+        parts = (esm.layers[-1], esm.emb_layer_norm_after, esm.lm_head, esm.contact_head)
+        return [p for part in parts for p in part.parameters() if id(p) not in tied]
 
     def tokenize(self, proteins: Sequence[Protein]) -> dict[str, Tensor]:
         """tokens (B, T) with BOS/EOS/padding, T = longest cropped length + 2; coords (B, T, 3) with 0 where
         unknown; observed (B, T), False at BOS, EOS, padding and residues without coordinates."""
-        proteins = [crop_to_window(p, ESM2_WINDOW) for p in proteins]
+        proteins = [crop_to_window(p, self.window) for p in proteins]
         _, _, tokens = self._batch_converter([(p.id, p.sequence) for p in proteins])
         coords = torch.zeros(*tokens.shape, 3)
         observed = torch.zeros(tokens.shape, dtype=torch.bool)
@@ -160,10 +187,11 @@ class StructureAwareESM(nn.Module):
         return {"tokens": tokens, "coords": coords, "observed": observed}
 
     def forward(self, tokens: Tensor, coords: Tensor, observed: Tensor,
-                return_attention_bias: bool = False) -> dict[str, Tensor]:
+                return_attention_bias: bool = False, return_final: bool = True) -> dict[str, Tensor]:
         """-> features (B, T, D) from the second-to-last layer; final (B, T, D) the last layer after ESM-2's
-        final LayerNorm (what `esm.lm_head` expects); padding_mask (B, T) True at padding; attention_bias
-        (B, H, T, T) with `return_attention_bias` (zeros without structure)."""
+        final LayerNorm (what `esm.lm_head` expects), unless `return_final` is False, when the last layer is
+        not run at all (the instruction stages need only the features); padding_mask (B, T) True at padding;
+        attention_bias (B, H, T, T) with `return_attention_bias` (zeros without structure)."""
         model = self.esm
         padding_mask = tokens.eq(model.padding_idx)  # (B, T)
         B, T = tokens.shape
@@ -194,11 +222,13 @@ class StructureAwareESM(nn.Module):
         x = x.masked_fill(padding_mask[..., None], 0.0)
 
         features = x
-        for index, layer in enumerate(model.layers):
+        for index, layer in enumerate(model.layers if return_final else model.layers[:-1]):
             x = _layer_with_bias(layer, x, mask)
             if index == model.num_layers - 2:
                 features = x
-        out = {"features": features, "final": model.emb_layer_norm_after(x), "padding_mask": padding_mask}
+        out = {"features": features, "padding_mask": padding_mask}
+        if return_final:
+            out["final"] = model.emb_layer_norm_after(x)
         if return_attention_bias:
             out["attention_bias"] = bias if bias is not None else x.new_zeros(B, self.num_heads, T, T)
         return out

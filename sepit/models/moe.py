@@ -14,9 +14,10 @@ Choices, stated once:
   forward pre-hook on that module hands the 2-D mask to every MoE layer, so padded positions count neither in
   the expert load nor in the aux loss. Padded tokens are still computed (their outputs are never used). A
   4-D or missing mask counts every token.
-- Parameter counts: `active` counts everything a token passes through: all non-expert weights, the routers
-  and top_k experts per layer. After top-1 upcycling, active = dense count + router weights (E x hidden per
-  layer).
+- Parameter counts follow the paper's "same activated parameters": `active` counts the weights that
+  transform a token (all non-expert weights and top_k experts per layer), not the routers, which only pick
+  experts (E x hidden per layer, 0.01 % of TinyLlama). After top-1 upcycling, active = the dense count;
+  `total` counts everything, routers included.
 """
 
 from __future__ import annotations
@@ -150,10 +151,10 @@ def expert_load(model: nn.Module) -> dict[int, torch.Tensor]:
 
 
 def count_parameters(model: nn.Module) -> tuple[int, int]:
-    """(total, active): active leaves out the num_experts - top_k experts a token skips; routers count."""
+    """(total, active): active leaves out the routers and the num_experts - top_k experts a token skips."""
     total = sum(p.numel() for p in model.parameters())
     skipped = sum((m.num_experts - m.top_k) * sum(p.numel() for p in m.experts[0].parameters())
-                  for m in model.modules() if isinstance(m, MoEFeedForward))
+                  + m.router.weight.numel() for m in model.modules() if isinstance(m, MoEFeedForward))
     return total, total - skipped
 
 

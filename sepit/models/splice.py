@@ -171,21 +171,34 @@ class ProteinLanguageModel(nn.Module):
         """-> inputs_embeds (B, L', H), attention_mask (B, L'), labels (B, L'), left padded."""
         device = next(self.projector.parameters()).device
         encoded = self.encoder(batch["tokens"].to(device), batch["coords"].to(device),
-                               batch["observed"].to(device))
+                               batch["observed"].to(device), return_final=False)
         protein = self.projector(encoded["features"])  # (B, T, H)
         ids = self.token_ids
         return splice_embeddings(batch["input_ids"], protein, ~encoded["padding_mask"],
                                  self.llm.get_input_embeddings(), ids.protein, ids.bop, ids.eop,
                                  batch["answer_masks"])
 
-    def forward(self, batch: dict[str, Any]) -> Tensor:
-        """Teacher-forced mean cross-entropy over the answer tokens (and their eos)."""
+    def token_losses(self, batch: dict[str, Any]) -> tuple[Tensor, Tensor]:
+        """Teacher-forced cross-entropy of every next token -> losses (B, L'-1), answer mask (B, L'-1)."""
         inputs_embeds, attention_mask, labels = self.embed(batch)
         logits = self.llm(inputs_embeds=inputs_embeds, attention_mask=attention_mask,
                           position_ids=left_padded_position_ids(attention_mask)).logits  # (B, L', V)
         # Token t predicts token t+1; the loss lives here once rather than in each LLM's own loss function.
-        return F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(),
-                               ignore_index=IGNORE_INDEX)
+        targets = labels[:, 1:]
+        losses = F.cross_entropy(logits[:, :-1].transpose(1, 2).float(), targets, ignore_index=IGNORE_INDEX,
+                                 reduction="none")  # (B, L'-1), 0 where ignored
+        return losses, targets.ne(IGNORE_INDEX)
+
+    def forward(self, batch: dict[str, Any]) -> Tensor:
+        """Mean cross-entropy over the batch's answer tokens (and their eos)."""
+        losses, answer = self.token_losses(batch)
+        return losses.sum() / answer.sum().clamp(min=1)
+
+    @torch.no_grad()
+    def answer_log_likelihoods(self, samples: Sequence[InstructionSample]) -> Tensor:
+        """(B,) log-probability of each sample's `reference` (tokens and eos) as the answer to its prompt."""
+        losses, _ = self.token_losses(self.collate(samples, with_answers=True))
+        return -losses.sum(dim=1)
 
     @torch.no_grad()
     def generate_token_ids(self, samples: Sequence[InstructionSample], config: GenerationConfig) -> list[Tensor]:

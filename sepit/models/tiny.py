@@ -6,11 +6,17 @@ seed, and saves both with `save_pretrained`, so the result loads through the sam
 `sepit.models.encoder.esm2_from_checkpoint(path)` for ESM-2. Same arguments -> same files, same weights.
 
     python -m sepit.models.tiny OUTPUT_DIR [--force]   # OUTPUT_DIR/{llm,text_encoder,esm2.pt}
+
+Configs name them `tiny:llm`, `tiny:text_encoder` and `tiny:esm2`; `resolve_model_path` builds them once under
+$SEPIT_CACHE/tiny-models and returns the path, so the tiny configs run on a fresh machine.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
+import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Literal
@@ -20,6 +26,8 @@ from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers,
 from transformers import (BertConfig, BertModel, GenerationConfig, LlamaConfig, LlamaForCausalLM, MistralConfig,
                           MistralForCausalLM, PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM)
 
+from sepit.cache import cache_dir
+from sepit.data.errors import DataError
 from sepit.models.encoder import esm2_tiny
 
 FAMILIES = {"llama": (LlamaConfig, LlamaForCausalLM), "qwen2": (Qwen2Config, Qwen2ForCausalLM),
@@ -168,6 +176,39 @@ def build_all(output_dir: str | Path, force: bool = False) -> dict[str, Path]:
                 corpus = default_corpus()  # read once for both tokenizers
             build(target) if build is build_tiny_esm else build(target, corpus=corpus)
     return {name: target for name, (target, _, _) in targets.items()}
+
+
+TINY_SCHEME = "tiny:"
+TINY_MODELS = ("llm", "text_encoder", "esm2")
+
+
+def resolve_model_path(spec: str | Path) -> Path:
+    """A model location from a config: an existing local path, or `tiny:<name>` for a tiny model built here.
+
+    Tiny models are built once into $SEPIT_CACHE/tiny-models, in a temporary folder renamed into place, so
+    processes starting together never see half-written files.
+    """
+    spec = str(spec)
+    if spec.startswith(TINY_SCHEME):
+        name = spec[len(TINY_SCHEME):]
+        if name not in TINY_MODELS:
+            raise DataError(spec, "unknown tiny model", f"Choose one of {', '.join(TINY_SCHEME + n for n in TINY_MODELS)}.")
+        root = cache_dir() / "tiny-models"
+        if not root.is_dir():
+            root.parent.mkdir(parents=True, exist_ok=True)
+            staging = Path(tempfile.mkdtemp(prefix=".tiny-models-", dir=root.parent))
+            build_all(staging)
+            try:
+                os.rename(staging, root)
+            except OSError:  # another process finished first: same arguments, same files
+                shutil.rmtree(staging, ignore_errors=True)
+        return build_all(root)[name]
+    path = Path(spec).expanduser()
+    if not path.exists():
+        raise DataError(spec, "model not found", "Give a local file or folder (no model hub is used), e.g. the "
+                        "released ESM-2 .pt file or a Hugging Face model folder, or tiny:llm, tiny:text_encoder, "
+                        "tiny:esm2 for the tiny random models.")
+    return path
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,0 +1,112 @@
+"""Self-describing SEPIT checkpoints: what `sepit fit` writes and `sepit bench --model <checkpoint>` reads.
+
+A stage checkpoint is Lightning's `.ckpt` plus `checkpoint["sepit"]`, the architecture in plain types:
+
+    {"format": 1, "stage": 0|1|2,
+     "esm": {num_layers, embed_dim, attention_heads, token_dropout},
+     "encoder": {num_kernels, window, encoding_scale, sequence_only},
+     "projector": "mlp"|"linear", "llm_config": {the Hugging Face config, MoE settings included},
+     "protein_token_ids": [<protein>, <bop>, <eop>], "tokenizer": "tokenizer"}     (stages 1 and 2)
+
+and the LLM tokenizer (with the protein tokens) in `tokenizer/` beside the file. Everything loads with
+`torch.load(..., weights_only=True)`: no code is unpickled, so a downloaded checkpoint runs nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from esm.model.esm2 import ESM2
+from torch import nn
+
+from sepit.data.errors import DataError
+from sepit.models.encoder import StructureAwareESM
+from sepit.models.moe import MOE_CONFIG_KEY, upcycle_to_moe
+from sepit.models.splice import ProteinLanguageModel
+
+CHECKPOINT_FORMAT = 1
+TOKENIZER_DIR = "tokenizer"
+
+
+def encoder_record(encoder: StructureAwareESM) -> dict[str, Any]:
+    esm = encoder.esm
+    return {"esm": {"num_layers": esm.num_layers, "embed_dim": esm.embed_dim,
+                    "attention_heads": esm.attention_heads, "token_dropout": bool(esm.token_dropout)},
+            "encoder": {"num_kernels": encoder.structure.means.numel(), "window": encoder.window,
+                        "encoding_scale": encoder.encoding_scale, "sequence_only": encoder.sequence_only}}
+
+
+def model_record(model: ProteinLanguageModel) -> dict[str, Any]:
+    ids = model.token_ids
+    return {**encoder_record(model.encoder), "projector": model.projector.kind,
+            "llm_config": json.loads(model.llm.config.to_json_string(use_diff=False)),
+            "protein_token_ids": [ids.protein, ids.bop, ids.eop], "tokenizer": TOKENIZER_DIR}
+
+
+def read_stage_checkpoint(path: str | Path, stages: tuple[int, ...]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(architecture record, state dict) of a checkpoint written by `sepit fit`, read without unpickling code."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(str(path), "checkpoint not found", "Give a .ckpt written by `sepit fit` (in the "
+                        "stage's checkpoints/ folder; train the previous stage first).")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # a truncated file, or one holding objects weights_only refuses
+        raise DataError(str(path), f"cannot be read as a weights-only checkpoint ({type(err).__name__})",
+                        "Give a complete .ckpt written by `sepit fit`.") from None
+    record = data.get("sepit") if isinstance(data, dict) else None
+    if not isinstance(record, dict) or "stage" not in record:
+        raise DataError(str(path), "not a SEPIT stage checkpoint (it has no 'sepit' architecture record)",
+                        "Give a .ckpt written by `sepit fit --config configs/sepit/...`.")
+    if record["stage"] not in stages:
+        raise DataError(str(path), f"is a stage-{record['stage']} checkpoint",
+                        f"This needs a checkpoint of stage {' or '.join(map(str, stages))}.")
+    return record, data["state_dict"]
+
+
+def load_into(module: nn.Module, state: dict[str, torch.Tensor], prefix: str, path: str | Path) -> None:
+    """Load the entries of `state` under `prefix` into `module`, strictly, with an error that says what to fix."""
+    picked = {name[len(prefix):]: tensor for name, tensor in state.items() if name.startswith(prefix)}
+    try:
+        module.load_state_dict(picked, strict=True)
+    except RuntimeError as err:
+        raise DataError(str(path), f"does not fit this model: {' '.join(str(err).split())[:300]}",
+                        "Use the same esm, llm, num_kernels and projector as the run that wrote it.") from None
+
+
+def save_tokenizer(tokenizer: Any, directory: Path) -> None:
+    """`save_pretrained` into a fresh folder renamed into place: a reader never sees half a tokenizer."""
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}-", dir=directory.parent))
+    tokenizer.save_pretrained(staging)
+    if directory.exists():
+        shutil.rmtree(directory)
+    staging.rename(directory)
+
+
+def build_from_record(record: dict[str, Any], tokenizer: Any, sequence_only: bool = False) -> ProteinLanguageModel:
+    """The stage-1/2 model the record describes, randomly initialised (load the state dict next)."""
+    from transformers import AutoModelForCausalLM
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+
+    esm = ESM2(alphabet="ESM-1b", **record["esm"])
+    settings = record["encoder"]
+    encoder = StructureAwareESM(esm, settings["num_kernels"], sequence_only or settings["sequence_only"],
+                                encoding_scale=settings["encoding_scale"], window=settings["window"])
+    config_dict = dict(record["llm_config"])
+    moe = config_dict.pop(MOE_CONFIG_KEY, None)
+    config = CONFIG_MAPPING[config_dict["model_type"]].from_dict(config_dict)
+    llm = AutoModelForCausalLM.from_config(config)
+    model = ProteinLanguageModel(encoder, llm, tokenizer, record["projector"])
+    found = [model.token_ids.protein, model.token_ids.bop, model.token_ids.eop]
+    if found != list(record["protein_token_ids"]):
+        raise DataError("tokenizer", f"protein token ids {found} differ from the checkpoint's "
+                        f"{record['protein_token_ids']}", "Use the tokenizer/ folder saved beside the checkpoint.")
+    if moe:
+        upcycle_to_moe(llm, **moe)
+    return model

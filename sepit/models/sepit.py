@@ -1,0 +1,93 @@
+"""SEPIT behind the common model interface: a stage-1 or stage-2 checkpoint written by `sepit fit`.
+
+    sepit bench --model runs/tiny/stage2/checkpoints/last.ckpt --tasks sp14 --output runs/tiny/bench
+
+The checkpoint is read with `weights_only=True` and rebuilt from its architecture record and the tokenizer
+saved beside it (`sepit.models.checkpoint`); the original model folders are not needed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from pathlib import Path
+from typing import Literal, Sequence
+
+import torch
+
+from sepit.data.errors import DataError
+from sepit.data.manifest import sha256_file
+from sepit.data.sample import InstructionSample
+from sepit.models.checkpoint import build_from_record, load_into, read_stage_checkpoint
+from sepit.models.interface import GenerationConfig, ModelCard, ProteinLLM
+from sepit.models.moe import count_parameters
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+class SepitModel(ProteinLLM):
+    """Greedy (or sampled) answers and choice log-likelihoods from a trained SEPIT model."""
+
+    def __init__(self, checkpoint: str, name: str = "sepit", sequence_only: bool = False,
+                 dtype: Literal["float32", "bfloat16", "float16"] = "float32", device: str = "auto",
+                 loglikelihood_batch_size: int = 16):
+        """
+        Args:
+            checkpoint: a stage-1 or stage-2 .ckpt from `sepit fit`, with its tokenizer/ folder beside it.
+            name: the model's name in results and on the leaderboard.
+            sequence_only: ignore coordinates (an ablation of the same weights).
+            dtype: weights and activations (bfloat16 halves GPU memory).
+            device: auto (this process's GPU if there is one, else CPU), cpu, cuda or cuda:N.
+            loglikelihood_batch_size: (sample, choice) pairs per forward pass when scoring choices.
+        """
+        from transformers import AutoTokenizer
+
+        path = Path(checkpoint)
+        record, state = read_stage_checkpoint(path, stages=(1, 2))
+        tokenizer_dir = path.parent / record["tokenizer"]
+        if not (tokenizer_dir / "tokenizer_config.json").is_file():
+            raise DataError(str(tokenizer_dir), "tokenizer not found beside the checkpoint",
+                            "Keep the checkpoint in its folder: `sepit fit` writes tokenizer/ next to it.")
+        tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir, local_files_only=True, trust_remote_code=False)
+        self.model = build_from_record(record, tokenizer, sequence_only)
+        load_into(self.model, state, "model.", path)
+        del state
+        self.model.eval().requires_grad_(False).to(DTYPES[dtype])
+        self.name, self.stage, self.device_spec = name, record["stage"], device
+        self.sequence_only = self.model.encoder.sequence_only
+        self.loglikelihood_batch_size = loglikelihood_batch_size
+        options = json.dumps({"sequence_only": self.sequence_only, "dtype": dtype})
+        files = [sha256_file(path)] + [sha256_file(f) for f in sorted(tokenizer_dir.iterdir()) if f.is_file()]
+        self.fingerprint = hashlib.sha256("\n".join([*files, options]).encode()).hexdigest()[:16]
+
+    def _ready(self) -> None:
+        """Move to this process's device on first use (Lightning has set the rank's GPU by then)."""
+        if self.device_spec == "auto":
+            device = torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else "cpu"
+        else:
+            device = torch.device(self.device_spec)
+        self.model.to(device)
+
+    def generate(self, samples: Sequence[InstructionSample], config: GenerationConfig) -> list[str]:
+        self._ready()
+        return self.model.generate(samples, config)
+
+    def loglikelihood(self, samples: Sequence[InstructionSample]) -> list[list[float]]:
+        """Sum of the log-probabilities of each choice's tokens (and eos) as the answer."""
+        self._ready()
+        pairs = [dataclasses.replace(s, reference=choice) for s in samples for choice in s.choices or ()]
+        scores: list[float] = []
+        for start in range(0, len(pairs), self.loglikelihood_batch_size):
+            scores += self.model.answer_log_likelihoods(pairs[start:start + self.loglikelihood_batch_size]).tolist()
+        out, at = [], 0
+        for sample in samples:
+            n = len(sample.choices or ())
+            out.append(scores[at:at + n])
+            at += n
+        return out
+
+    def describe(self) -> ModelCard:
+        total, active = count_parameters(self.model)
+        return ModelCard(self.name, "seq" if self.sequence_only else "seq+structure", total, active,
+                         self.fingerprint)

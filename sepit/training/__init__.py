@@ -1,0 +1,1 @@
+"""Training SEPIT: the stage LightningModules, their data, and the `sepit fit|validate|test|predict` CLI."""

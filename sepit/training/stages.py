@@ -1,0 +1,250 @@
+"""SEPIT's three training stages as LightningModules (DESIGN §6), run with `sepit fit --config ...`.
+
+    stage 0  WarmupStage                 encoder + structure module: CLIP + masked-residue LM + denoising
+    stage 1  InstructionStage            projector + LLM on captions; encoder at 0.1x lr, structure dropped 15 %
+    stage 2  InstructionStage(experts=4) every LLM FFN upcycled into experts; all instructions; encoder frozen
+
+Each stage starts from the previous stage's checkpoint (`init_from`). Checkpoints describe themselves
+(`sepit.models.checkpoint`): the architecture record inside, the tokenizer beside, so
+`sepit bench --model <checkpoint>` needs nothing else.
+
+Optimisation (official settings): AdamW, linear warm-up over `warmup_ratio` of the steps, then cosine decay
+to 0; per-group learning-rate scales for the parts the paper trains faster or slower.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Literal
+
+import lightning as L
+import torch
+from torch import nn
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from sepit.data.sample import CaptionPair, InstructionSample
+from sepit.models.checkpoint import (CHECKPOINT_FORMAT, TOKENIZER_DIR, encoder_record, load_into, model_record,
+                                     read_stage_checkpoint, save_tokenizer)
+from sepit.models.encoder import StructureAwareESM, esm2_from_checkpoint
+from sepit.models.interface import GenerationConfig
+from sepit.models.moe import expert_load, moe_aux_loss, upcycle_to_moe
+from sepit.models.splice import ProteinLanguageModel
+from sepit.models.tiny import resolve_model_path
+from sepit.models.warmup import CaptionEncoder, WarmupObjectives
+
+def warmup_cosine(warmup_steps: int, total_steps: int):
+    """Learning-rate factor per optimizer step: linear warm-up to 1, then cosine decay to 0 at `total_steps`."""
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = min((step - warmup_steps) / max(total_steps - warmup_steps, 1), 1.0)
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+    return factor
+
+
+class _Stage(L.LightningModule):
+    """What every stage shares: AdamW with warm-up and cosine decay over scaled parameter groups, and the
+    architecture record in each checkpoint."""
+
+    stage: int
+
+    def parameter_groups(self) -> list[tuple[list[nn.Parameter], float]]:
+        """(parameters, learning-rate scale) pairs; frozen parameters and scale-0 groups are left out."""
+        raise NotImplementedError
+
+    def architecture(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        h = self.hparams
+        groups = [{"params": [p for p in params if p.requires_grad], "lr": h.lr * scale}
+                  for params, scale in self.parameter_groups() if scale > 0]
+        groups = [g for g in groups if g["params"]]
+        optimizer = torch.optim.AdamW(groups, lr=h.lr, betas=tuple(h.betas), weight_decay=h.weight_decay)
+        total = max(int(self.trainer.estimated_stepping_batches), 1)
+        warmup = max(math.ceil(h.warmup_ratio * total), 1)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(warmup, total))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["sepit"] = {"format": CHECKPOINT_FORMAT, "stage": self.stage, **self.architecture()}
+
+
+class WarmupStage(_Stage):
+    """Stage 0: the encoder and its structure module learn from captions, masked residues and noisy coordinates."""
+
+    stage = 0
+
+    def __init__(self, esm: str, text_encoder: str, num_kernels: int = 128, window: int = 1022,
+                 projection_dim: int = 512, mask_rate: float = 0.15, noise_scale: float = 0.2,
+                 temperature: float = 0.07, lr: float = 1e-6, new_module_lr_scale: float = 10.0,
+                 weight_decay: float = 0.0, warmup_ratio: float = 0.03, betas: tuple[float, float] = (0.9, 0.999)):
+        """
+        Args:
+            esm: a released fair-esm ESM-2 file (e.g. esm2_t33_650M_UR50D.pt) or tiny:esm2.
+            text_encoder: a local Hugging Face encoder folder for the captions (frozen), or tiny:text_encoder.
+            num_kernels: Gaussian distance kernels of the structure module (128 in the paper).
+            window: residues kept per protein (1022 for ESM-2; less saves memory in small runs).
+            projection_dim: CLIP projection width (512).
+            mask_rate: share of residues masked for the masked-residue loss (0.15).
+            noise_scale: coordinate noise in Å per unit Gaussian (0.2).
+            temperature: initial CLIP temperature (0.07, learnable).
+            lr: learning rate of ESM-2 (1e-6 in the paper).
+            new_module_lr_scale: learning-rate factor of the new modules (structure, heads, projections): 10.
+            weight_decay: AdamW weight decay (0).
+            warmup_ratio: share of the steps with linear warm-up (0.03).
+            betas: AdamW betas.
+        """
+        super().__init__()
+        self.save_hyperparameters()
+        encoder = StructureAwareESM(esm2_from_checkpoint(resolve_model_path(esm)), num_kernels, window=window)
+        encoder.esm.contact_head.requires_grad_(False)  # no objective uses it
+        self.objectives = WarmupObjectives(encoder, CaptionEncoder(resolve_model_path(text_encoder)),
+                                           projection_dim, mask_rate, noise_scale, temperature)
+
+    def _losses(self, batch: list[CaptionPair], generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        return self.objectives([pair.protein for pair in batch], [pair.caption for pair in batch], generator)
+
+    def training_step(self, batch: list[CaptionPair], batch_idx: int) -> torch.Tensor:
+        losses = self._losses(batch)
+        self.log("train/loss", losses["loss"], prog_bar=True, batch_size=len(batch))
+        self.log_dict({f"train/{name}": value for name, value in losses.items() if name != "loss"},
+                      batch_size=len(batch))
+        return losses["loss"]
+
+    def _evaluate(self, batch: list[CaptionPair], batch_idx: int, split: str) -> None:
+        # The same masks and noise at every evaluation, so the numbers compare across epochs.
+        generator = torch.Generator(device=self.device).manual_seed(batch_idx)
+        losses = self._losses(batch, generator)
+        self.log_dict({f"{split}/{name}": value for name, value in losses.items()}, batch_size=len(batch),
+                      sync_dist=True, prog_bar=False)
+
+    def validation_step(self, batch: list[CaptionPair], batch_idx: int) -> None:
+        self._evaluate(batch, batch_idx, "val")
+
+    def test_step(self, batch: list[CaptionPair], batch_idx: int) -> None:
+        self._evaluate(batch, batch_idx, "test")
+
+    def parameter_groups(self) -> list[tuple[list[nn.Parameter], float]]:
+        pretrained = list(self.objectives.encoder.esm.parameters())
+        known = {id(p) for p in pretrained}
+        new = [p for p in self.parameters() if id(p) not in known]
+        return [(pretrained, 1.0), (new, self.hparams.new_module_lr_scale)]
+
+    def architecture(self) -> dict[str, Any]:
+        return encoder_record(self.objectives.encoder)
+
+
+class InstructionStage(_Stage):
+    """Stages 1 and 2: instruction tuning of the projector and the LLM (with `experts` > 0, upcycled to MoE)."""
+
+    def __init__(self, llm: str, esm: str, init_from: str | None = None, num_kernels: int = 128,
+                 window: int = 1022, projector: Literal["mlp", "linear"] = "mlp", sequence_only: bool = False,
+                 drop_structure_rate: float = 0.15, encoder_lr_scale: float = 0.1, experts: int = 0,
+                 top_k: int = 1, aux_loss_coef: float = 0.01, router_jitter: float = 0.0, lr: float = 1e-4,
+                 weight_decay: float = 0.0, warmup_ratio: float = 0.03,
+                 betas: tuple[float, float] = (0.9, 0.999), max_new_tokens: int = 256):
+        """
+        Args:
+            llm: a local Hugging Face causal-LM folder (with its tokenizer), or tiny:llm.
+            esm: a released fair-esm ESM-2 file or tiny:esm2 (the architecture; weights come from init_from).
+            init_from: the previous stage's checkpoint: stage 0's for stage 1 (the encoder), stage 1's for
+                stage 2 (encoder, projector and LLM). None starts from the released weights (ablations).
+            num_kernels: Gaussian distance kernels; must match the checkpoint in init_from.
+            window: residues kept per protein.
+            projector: mlp (2 layers, GELU; the official code) or linear (the paper's text).
+            sequence_only: ignore coordinates (ablation).
+            drop_structure_rate: chance per protein of training without its structure (0.15 in stage 1).
+            encoder_lr_scale: encoder learning-rate factor: 0.1 in stage 1; 0 freezes it (stage 2).
+            experts: 0 for a dense LLM (stage 1); >0 upcycles every FFN into that many experts (4 in stage 2).
+            top_k: experts per token (1).
+            aux_loss_coef: load-balancing loss weight (0.01).
+            router_jitter: multiplicative router-input noise in training (0: off).
+            lr: learning rate of the projector and the LLM (1e-4).
+            weight_decay: AdamW weight decay (0).
+            warmup_ratio: share of the steps with linear warm-up (0.03).
+            betas: AdamW betas.
+            max_new_tokens: answer length limit for `sepit predict`.
+        """
+        super().__init__()
+        self.save_hyperparameters()
+        self.stage = 2 if experts else 1
+        llm_path = resolve_model_path(llm)
+        tokenizer = AutoTokenizer.from_pretrained(llm_path, local_files_only=True, trust_remote_code=False)
+        language_model = AutoModelForCausalLM.from_pretrained(llm_path, local_files_only=True,
+                                                              trust_remote_code=False)
+        encoder = StructureAwareESM(esm2_from_checkpoint(resolve_model_path(esm)), num_kernels, sequence_only,
+                                    drop_structure_rate, window=window)
+        self.model = ProteinLanguageModel(encoder, language_model, tokenizer, projector)
+        if init_from is not None:
+            self._start_from(init_from)
+        if experts:
+            upcycle_to_moe(language_model, experts, top_k, aux_loss_coef, router_jitter)
+        for parameter in encoder.parameters_unused_by_features():
+            parameter.requires_grad_(False)
+        if encoder_lr_scale == 0:
+            encoder.requires_grad_(False)
+
+    def _start_from(self, path: str) -> None:
+        wanted = (1,) if self.stage == 2 else (0,)
+        record, state = read_stage_checkpoint(path, wanted)
+        if record["stage"] == 0:
+            load_into(self.model.encoder, state, "objectives.encoder.", path)
+        else:
+            load_into(self.model, state, "model.", path)
+
+    def on_fit_start(self) -> None:
+        """Save the tokenizer (with the protein tokens) beside the checkpoints, before the first one exists."""
+        if not self.trainer.is_global_zero:
+            return
+        for callback in self.trainer.checkpoint_callbacks:
+            if callback.dirpath:
+                save_tokenizer(self.model.tokenizer, Path(callback.dirpath) / TOKENIZER_DIR)
+
+    def _loss(self, batch: list[InstructionSample], split: str) -> torch.Tensor:
+        lm_loss = self.model(self.model.collate(batch))
+        size = len(batch)
+        if not self.hparams.experts:
+            self.log(f"{split}/loss", lm_loss, prog_bar=split == "train", batch_size=size,
+                     sync_dist=split != "train")
+            return lm_loss
+        aux = moe_aux_loss(self.model.llm)
+        loss = lm_loss + aux
+        self.log(f"{split}/loss", loss, prog_bar=split == "train", batch_size=size, sync_dist=split != "train")
+        self.log_dict({f"{split}/lm_loss": lm_loss, f"{split}/aux_loss": aux}, batch_size=size,
+                      sync_dist=split != "train")
+        if split == "train":
+            self._log_expert_load(size)
+        return loss
+
+    def _log_expert_load(self, batch_size: int) -> None:
+        """Share of the routed tokens per expert and layer, and the imbalance: the busiest expert's share x E
+        (1 = perfectly balanced, E = one expert takes everything), averaged over layers."""
+        shares = {layer: load.float() / load.sum().clamp(min=1) for layer, load in expert_load(self.model.llm).items()}
+        metrics = {f"expert_load/layer{layer}/expert{e}": share[e] for layer, share in shares.items()
+                   for e in range(len(share))}
+        metrics["train/expert_imbalance"] = torch.stack([s.max() * len(s) for s in shares.values()]).mean()
+        self.log_dict(metrics, batch_size=batch_size)
+
+    def training_step(self, batch: list[InstructionSample], batch_idx: int) -> torch.Tensor:
+        return self._loss(batch, "train")
+
+    def validation_step(self, batch: list[InstructionSample], batch_idx: int) -> None:
+        self._loss(batch, "val")
+
+    def test_step(self, batch: list[InstructionSample], batch_idx: int) -> None:
+        self._loss(batch, "test")
+
+    def predict_step(self, batch: list[InstructionSample], batch_idx: int) -> list[dict[str, str]]:
+        """Greedy answers (for a quick look; `sepit bench --model <checkpoint>` is the evaluation)."""
+        answers = self.model.generate(batch, GenerationConfig(max_new_tokens=self.hparams.max_new_tokens))
+        return [{"task": s.task, "id": s.id, "prediction": a, "reference": s.reference}
+                for s, a in zip(batch, answers)]
+
+    def parameter_groups(self) -> list[tuple[list[nn.Parameter], float]]:
+        return [(list(self.model.encoder.parameters()), self.hparams.encoder_lr_scale),
+                (list(self.model.projector.parameters()) + list(self.model.llm.parameters()), 1.0)]
+
+    def architecture(self) -> dict[str, Any]:
+        return model_record(self.model)

@@ -1,0 +1,194 @@
+"""The SEPIT stages through `sepit fit`: configs, checkpoints, chaining, resume, and evaluation of the result.
+
+The slow tests run the shipped tiny configs for two steps each (stage 0 -> 1 -> 2) in a temporary folder,
+with the tiny models built there ($SEPIT_CACHE), exactly as a user runs them.
+"""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from sepit.cli import main
+from sepit.data.errors import DataError
+from sepit.data.protein import make_protein
+from sepit.data.sample import CaptionPair, make_sample
+from sepit.data.sepit_format import write_sepit_data
+from sepit.models.checkpoint import read_stage_checkpoint
+from sepit.models.moe import count_parameters, moe_layers
+from sepit.models.splice import left_padded_position_ids
+from sepit.training.callbacks import LossTrend
+from sepit.training.data import stage_items
+from sepit.training.stages import warmup_cosine
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+TINY = {"num_kernels": 16, "window": 256}  # as in configs/sepit/tiny
+QUICK = ["--trainer.max_steps", "2", "--trainer.val_check_interval", "2", "--trainer.limit_val_batches", "1",
+         "--data.init_args.batch_size", "2", "--trainer.enable_progress_bar", "false"]
+
+
+@pytest.mark.parametrize("config", sorted(CONFIGS.rglob("*.yaml")), ids=lambda p: str(p.relative_to(CONFIGS)))
+def test_every_config_prints_offline(config, capsys):
+    with pytest.raises(SystemExit) as exit:
+        main(["fit", "--config", str(config), "--print_config"])
+    assert exit.value.code in (0, None)
+    printed = capsys.readouterr().out
+    assert "class_path: sepit.training.stages." in printed and "trainer:" in printed
+
+
+def test_warmup_then_cosine_schedule():
+    factor = warmup_cosine(warmup_steps=4, total_steps=104)
+    assert [factor(s) for s in range(4)] == [0.25, 0.5, 0.75, 1.0]
+    assert factor(54) == pytest.approx(0.5)  # half-way through the decay
+    assert factor(104) == pytest.approx(0.0) and factor(500) == pytest.approx(0.0)
+
+
+def test_loss_trend_compares_first_and_last_share():
+    trend = LossTrend(share=0.25)
+    assert trend.summary() is None
+    trend.losses = [8.0, 6.0, 5.0, 4.0, 3.0, 2.0, 2.0, 1.0]
+    assert trend.summary() == (7.0, 1.5)
+    assert LossTrend().load_state_dict(trend.state_dict()) is None
+
+
+def test_stage_items_from_the_bundled_suite():
+    pairs = stage_items("sp14", 0, "train")
+    captions = stage_items("sp14", 1, "train")
+    everything = stage_items("sp14", 2, "train")
+    assert all(isinstance(p, CaptionPair) for p in pairs)
+    assert len({p.protein.id for p in pairs}) == len(pairs) == len(captions)  # one caption per protein
+    assert {s.task for s in captions} == {"sp14_caption"}
+    assert len(everything) > len(captions) and "sp14_membrane" in {s.task for s in everything}
+    assert stage_items("sp14", 1, "valid") and not {s.id for s in stage_items("sp14", 1, "valid")} & {
+        s.id for s in captions}
+
+
+def test_stage_items_from_a_sepit_data_folder(tmp_path):
+    protein = make_protein("1abc_A", "MKVLAG", [[0, 0, 0], [1, 2, 3], [4, 5, 6], None, [7, 8, 9], [1, 1, 1]])
+    sample = make_sample("s1", "qa", protein, "Is <protein> a kinase?", "no", ["yes", "no"])
+    write_sepit_data(tmp_path, [protein], {("stage1", "train"): [sample], ("stage2", "qa_test"): [sample]},
+                     {"train": [CaptionPair("c1", protein, "A small protein.")]})
+    assert [p.caption for p in stage_items(str(tmp_path), 0, "train")] == ["A small protein."]
+    assert [s.id for s in stage_items(str(tmp_path), 1, "train")] == ["s1"]
+    assert stage_items(str(tmp_path), 1, "valid") == []  # the release has no validation split
+    assert [s.reference for s in stage_items(str(tmp_path), 2, "test")] == ["no"]
+
+
+def test_unknown_source_says_what_is_accepted():
+    with pytest.raises(DataError, match="neither a task suite nor a SEPIT-Data folder.*sp14"):
+        stage_items("no_such_suite", 1, "train")
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """runs/tiny/stage{0,1,2} after `sepit fit` of each tiny config (two steps each)."""
+    root = tmp_path_factory.mktemp("stages")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(root)
+        patch.setenv("SEPIT_CACHE", str(root / "cache"))
+        for stage in (0, 1, 2):
+            main(["fit", "--config", str(CONFIGS / f"sepit/tiny/stage{stage}.yaml"), *QUICK])
+        yield root / "runs" / "tiny"
+
+
+@pytest.mark.slow
+def test_checkpoints_describe_themselves(runs):
+    for stage in (0, 1, 2):
+        path = runs / f"stage{stage}" / "checkpoints" / "last.ckpt"
+        data = torch.load(path, map_location="cpu", weights_only=True)  # no code unpickled
+        assert data["global_step"] == 2 and data["sepit"]["stage"] == stage
+        assert data["sepit"]["encoder"] == {"num_kernels": 16, "window": 256, "encoding_scale": 0.01,
+                                            "sequence_only": False}
+        assert (path.parent.parent / "logs" / "version_0" / "config.yaml").is_file()  # the resolved config
+    record, state = read_stage_checkpoint(runs / "stage2" / "checkpoints" / "last.ckpt", (2,))
+    assert record["llm_config"]["moe_upcycling"] == {"num_experts": 4, "top_k": 1, "aux_loss_coef": 0.01,
+                                                     "router_jitter": 0.0}
+    assert any(".mlp.experts.3." in name for name in state) and any(".mlp.router." in name for name in state)
+    tokenizer = json.loads((runs / "stage2" / "checkpoints" / "tokenizer" / "tokenizer_config.json").read_text())
+    assert {"<protein>", "<bop>", "<eop>"} <= set(json.dumps(tokenizer).replace('"', " ").split())
+
+
+@pytest.mark.slow
+def test_stage1_starts_from_the_stage0_encoder(runs):
+    from sepit.training.stages import InstructionStage
+
+    stage0 = runs / "stage0" / "checkpoints" / "last.ckpt"
+    module = InstructionStage("tiny:llm", "tiny:esm2", init_from=str(stage0), **TINY)
+    _, state = read_stage_checkpoint(stage0, (0,))
+    for name, tensor in module.model.encoder.state_dict().items():
+        assert torch.equal(tensor, state["objectives.encoder." + name]), name
+
+
+def _logits(model, samples):
+    inputs_embeds, attention_mask, _ = model.embed(model.collate(samples, with_answers=False))
+    return model.llm(inputs_embeds=inputs_embeds, attention_mask=attention_mask,
+                     position_ids=left_padded_position_ids(attention_mask)).logits, attention_mask
+
+
+@pytest.mark.slow
+def test_stage2_after_upcycling_computes_what_stage1_did(runs):
+    from sepit.models.sepit import SepitModel
+    from sepit.training.stages import InstructionStage
+
+    stage1 = runs / "stage1" / "checkpoints" / "last.ckpt"
+    dense = SepitModel(str(stage1)).model
+    upcycled = InstructionStage("tiny:llm", "tiny:esm2", init_from=str(stage1), experts=4, **TINY).model.eval()
+    assert len(moe_layers(upcycled.llm)) == dense.llm.config.num_hidden_layers
+    samples = sorted(stage_items("sp14", 2, "valid")[:6], key=lambda s: len(s.protein))  # different lengths
+    with torch.no_grad():
+        (before, mask), (after, _) = _logits(dense, samples), _logits(upcycled, samples)
+    real = mask.bool()
+    assert (before[real] - after[real]).abs().max() < 1e-5
+    dense_total, _ = count_parameters(dense)
+    total, active = count_parameters(upcycled)
+    assert active == dense_total and total > dense_total
+
+
+@pytest.mark.slow
+def test_resume_continues_from_the_last_checkpoint(runs, monkeypatch):
+    monkeypatch.chdir(runs.parent.parent)
+    monkeypatch.setenv("SEPIT_CACHE", str(runs.parent.parent / "cache"))
+    last = runs / "stage1" / "checkpoints" / "last.ckpt"
+    main(["fit", "--config", str(CONFIGS / "sepit/tiny/stage1.yaml"), *QUICK, "--trainer.max_steps", "3",
+          "--ckpt_path", str(last)])
+    assert torch.load(last, map_location="cpu", weights_only=True)["global_step"] == 3
+
+
+@pytest.mark.slow
+def test_bench_evaluates_a_stage2_checkpoint(runs, tmp_path):
+    checkpoint = runs / "stage2" / "checkpoints" / "last.ckpt"
+    main(["bench", "--model", str(checkpoint), "--tasks", "sp14_membrane,sp14_function", "--limit", "3",
+          "--output", str(tmp_path), "--generation.max_new_tokens", "6", "--n_resamples", "20",
+          "--leakage", "false"])
+    results = json.loads((tmp_path / "results.json").read_text())
+    model = results["model"]
+    assert model["name"] == "sepit" and model["modality"] == "seq+structure"
+    assert model["params_active"] < model["params_total"]
+    assert {name: task["n"] for name, task in results["tasks"].items()} == {"sp14_membrane": 3, "sp14_function": 3}
+
+
+@pytest.mark.slow
+def test_choice_loglikelihoods_batched_equal_one_at_a_time(runs):
+    from sepit.models.sepit import SepitModel
+
+    model = SepitModel(str(runs / "stage2" / "checkpoints" / "last.ckpt"))
+    closed = [s for s in stage_items("sp14", 2, "valid") if s.choices][:4]
+    together = model.loglikelihood(closed)
+    alone = [model.loglikelihood([s])[0] for s in closed]
+    assert [len(s.choices) for s in closed] == [len(v) for v in together]
+    assert torch.allclose(torch.tensor(together), torch.tensor(alone), atol=1e-4)
+
+
+@pytest.mark.slow
+def test_init_from_the_wrong_stage_is_a_clear_error(runs, capsys):
+    from sepit.training.stages import InstructionStage
+
+    with pytest.raises(DataError, match="is a stage-0 checkpoint. This needs a checkpoint of stage 1"):
+        InstructionStage("tiny:llm", "tiny:esm2", init_from=str(runs / "stage0/checkpoints/last.ckpt"),
+                         experts=4, **TINY)
+    with pytest.raises(SystemExit) as exit:
+        main(["fit", "--config", str(CONFIGS / "sepit/tiny/stage1.yaml"), "--model.init_args.init_from",
+              "missing.ckpt"])
+    assert exit.value.code == 1
+    assert "missing.ckpt: checkpoint not found" in capsys.readouterr().err
