@@ -17,7 +17,7 @@ from sepit.data.sample import CaptionPair, make_sample
 from sepit.data.sepit_format import write_sepit_data
 from sepit.models.checkpoint import read_stage_checkpoint
 from sepit.models.moe import count_parameters, moe_layers
-from sepit.models.splice import left_padded_position_ids
+from sepit.models.splice import position_ids_from_mask
 from sepit.training.callbacks import LossTrend
 from sepit.training.data import stage_items
 from sepit.training.stages import warmup_cosine
@@ -123,7 +123,7 @@ def test_stage1_starts_from_the_stage0_encoder(runs):
 def _logits(model, samples):
     inputs_embeds, attention_mask, _ = model.embed(model.collate(samples, with_answers=False))
     return model.llm(inputs_embeds=inputs_embeds, attention_mask=attention_mask,
-                     position_ids=left_padded_position_ids(attention_mask)).logits, attention_mask
+                     position_ids=position_ids_from_mask(attention_mask)).logits, attention_mask
 
 
 @pytest.mark.slow

@@ -12,8 +12,10 @@ Choices, stated once:
 - Training text is the generation prompt (chat template, `add_generation_prompt=True`) followed by the answer
   tokens and eos, so the model learns to continue exactly the prompt it sees at generation time. The loss
   covers the answer tokens and that eos, nothing else.
-- Spliced batches are LEFT padded, with position ids counted from each sequence's first real token, so a
-  sequence gives the same logits alone or in a batch, in training and in batched generation.
+- Position ids count from each sequence's first real token, so a sequence gives the same logits alone or in
+  a batch. Generation pads on the LEFT (new tokens follow every prompt directly); training and scoring pad on
+  the RIGHT, so no query row is fully masked: on GPUs, bf16 attention kernels can return NaN gradients for
+  such rows (seen on an H100 in stage 2: NaN after ~30 steps with left padding).
 """
 
 from __future__ import annotations
@@ -103,14 +105,15 @@ def build_prompt(tokenizer: Any, instruction: str, answer: str | None = None) ->
 
 def splice_embeddings(input_ids: Sequence[Tensor], protein_embeds: Tensor, protein_mask: Tensor,
                       embed_tokens: nn.Module, protein_token_id: int, bop_id: int, eop_id: int,
-                      answer_masks: Sequence[Tensor] | None = None) -> tuple[Tensor, Tensor, Tensor]:
+                      answer_masks: Sequence[Tensor] | None = None,
+                      padding_side: Literal["left", "right"] = "left") -> tuple[Tensor, Tensor, Tensor]:
     """Replace the one `<protein>` in each sequence by `<bop>` + its valid protein vectors + `<eop>`.
 
     input_ids: B unpadded id sequences (L_i,); protein_embeds (B, T, H) projected encoder features;
     protein_mask (B, T) True at the positions to splice in (per sample a different count); answer_masks: B
     (L_i,) masks of the tokens that carry loss (none when generating).
     -> inputs_embeds (B, L', H), attention_mask (B, L'), labels (B, L') with IGNORE_INDEX on prompt,
-    protein and padding positions; left padded to the longest spliced sequence L'.
+    protein and padding positions; padded on `padding_side` to the longest spliced sequence L'.
     """
     specials = embed_tokens(torch.tensor([bop_id, eop_id], device=protein_embeds.device))  # (2, H)
     pieces, targets = [], []
@@ -135,14 +138,16 @@ def splice_embeddings(input_ids: Sequence[Tensor], protein_embeds: Tensor, prote
     labels = torch.full((B, length), IGNORE_INDEX, dtype=torch.long, device=specials.device)
     for i, (piece, target) in enumerate(zip(pieces, targets)):
         n = piece.shape[0]
-        inputs_embeds[i, length - n:] = piece
-        attention_mask[i, length - n:] = 1
-        labels[i, length - n:] = target
+        span = slice(length - n, length) if padding_side == "left" else slice(0, n)
+        inputs_embeds[i, span] = piece
+        attention_mask[i, span] = 1
+        labels[i, span] = target
     return inputs_embeds, attention_mask, labels
 
 
-def left_padded_position_ids(attention_mask: Tensor) -> Tensor:
-    """Positions counted from each sequence's first real token (0 on padding), as `generate` does itself."""
+def position_ids_from_mask(attention_mask: Tensor) -> Tensor:
+    """Positions counted from each sequence's first real token, as `generate` does itself (padding gets 0 on the
+    left, the last real position on the right; it is masked either way)."""
     return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
 
 
@@ -167,8 +172,9 @@ class ProteinLanguageModel(nn.Module):
         batch["answer_masks"] = [mask for _, mask in prompts] if with_answers else None
         return batch
 
-    def embed(self, batch: dict[str, Any]) -> tuple[Tensor, Tensor, Tensor]:
-        """-> inputs_embeds (B, L', H), attention_mask (B, L'), labels (B, L'), left padded."""
+    def embed(self, batch: dict[str, Any], padding_side: Literal["left", "right"] = "left"
+              ) -> tuple[Tensor, Tensor, Tensor]:
+        """-> inputs_embeds (B, L', H), attention_mask (B, L'), labels (B, L')."""
         device = next(self.projector.parameters()).device
         encoded = self.encoder(batch["tokens"].to(device), batch["coords"].to(device),
                                batch["observed"].to(device), return_final=False)
@@ -176,13 +182,13 @@ class ProteinLanguageModel(nn.Module):
         ids = self.token_ids
         return splice_embeddings(batch["input_ids"], protein, ~encoded["padding_mask"],
                                  self.llm.get_input_embeddings(), ids.protein, ids.bop, ids.eop,
-                                 batch["answer_masks"])
+                                 batch["answer_masks"], padding_side)
 
     def token_losses(self, batch: dict[str, Any]) -> tuple[Tensor, Tensor]:
         """Teacher-forced cross-entropy of every next token -> losses (B, L'-1), answer mask (B, L'-1)."""
-        inputs_embeds, attention_mask, labels = self.embed(batch)
+        inputs_embeds, attention_mask, labels = self.embed(batch, padding_side="right")
         logits = self.llm(inputs_embeds=inputs_embeds, attention_mask=attention_mask,
-                          position_ids=left_padded_position_ids(attention_mask)).logits  # (B, L', V)
+                          position_ids=position_ids_from_mask(attention_mask)).logits  # (B, L', V)
         # Token t predicts token t+1; the loss lives here once rather than in each LLM's own loss function.
         targets = labels[:, 1:]
         losses = F.cross_entropy(logits[:, :-1].transpose(1, 2).float(), targets, ignore_index=IGNORE_INDEX,

@@ -5,7 +5,7 @@ SEPIT-Data folder in the official release layout (DESIGN §5):
     stage 1   caption instructions                          suite: its caption task     SEPIT-Data: stage1/
     stage 2   every instruction                             suite: all its tasks        SEPIT-Data: stage2/
 
-Batches are plain lists of `CaptionPair`s or `InstructionSample`s: the LightningModule tokenizes them, because
+Batches are `ItemBatch`es of `CaptionPair`s or `InstructionSample`s: the LightningModule tokenizes them, because
 the tokenizers belong to the model. The data layer stays model-free.
 """
 
@@ -23,8 +23,23 @@ from sepit.data.sample import CaptionPair, InstructionSample
 Item = CaptionPair | InstructionSample
 
 
-def _as_list(batch: list[Item]) -> list[Item]:
-    return batch
+class ItemBatch:
+    """The items of one batch, opaque to Lightning's hooks that walk batches for tensors: they recurse into lists
+    and dataclasses, and refuse frozen ones (FSDP's precision plugin does), while the items hold no tensors."""
+
+    __slots__ = ("items",)
+
+    def __init__(self, items: Sequence[Item]):
+        self.items = tuple(items)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __iter__(self):
+        return iter(self.items)
+
+    def __getitem__(self, index):
+        return self.items[index]
 
 
 class _Items(torch.utils.data.Dataset):
@@ -104,7 +119,7 @@ class StageData(L.LightningDataModule):
     def _loader(self, split: str, shuffle: bool) -> torch.utils.data.DataLoader:
         return torch.utils.data.DataLoader(
             _Items(self.items[split]), batch_size=self.batch_size if shuffle else self.eval_batch_size,
-            shuffle=shuffle, collate_fn=_as_list, num_workers=self.num_workers,
+            shuffle=shuffle, collate_fn=ItemBatch, num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0)
 
     def train_dataloader(self) -> torch.utils.data.DataLoader:

@@ -19,11 +19,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 import lightning as L
+from lightning.pytorch.strategies import FSDPStrategy
 import torch
 from torch import nn
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from sepit.data.sample import CaptionPair, InstructionSample
 from sepit.models.checkpoint import (CHECKPOINT_FORMAT, TOKENIZER_DIR, encoder_record, load_into, model_record,
                                      read_stage_checkpoint, save_tokenizer)
 from sepit.models.encoder import StructureAwareESM, esm2_from_checkpoint
@@ -32,6 +32,7 @@ from sepit.models.moe import expert_load, moe_aux_loss, upcycle_to_moe
 from sepit.models.splice import ProteinLanguageModel
 from sepit.models.tiny import resolve_model_path
 from sepit.models.warmup import CaptionEncoder, WarmupObjectives
+from sepit.training.data import ItemBatch
 
 def warmup_cosine(warmup_steps: int, total_steps: int):
     """Learning-rate factor per optimizer step: linear warm-up to 1, then cosine decay to 0 at `total_steps`."""
@@ -66,6 +67,15 @@ class _Stage(L.LightningModule):
         warmup = max(math.ceil(h.warmup_ratio * total), 1)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(warmup, total))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
+        """`trainer.gradient_clip_val` under FSDP too: Lightning refuses to clip sharded gradients by norm, while
+        FSDP's own `clip_grad_norm_` computes the norm over all shards."""
+        if gradient_clip_val and isinstance(self.trainer.strategy, FSDPStrategy) \
+                and gradient_clip_algorithm in (None, "norm"):
+            self.trainer.model.clip_grad_norm_(gradient_clip_val)
+            return
+        super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["sepit"] = {"format": CHECKPOINT_FORMAT, "stage": self.stage, **self.architecture()}
@@ -103,27 +113,27 @@ class WarmupStage(_Stage):
         self.objectives = WarmupObjectives(encoder, CaptionEncoder(resolve_model_path(text_encoder)),
                                            projection_dim, mask_rate, noise_scale, temperature)
 
-    def _losses(self, batch: list[CaptionPair], generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+    def _losses(self, batch: ItemBatch, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         return self.objectives([pair.protein for pair in batch], [pair.caption for pair in batch], generator)
 
-    def training_step(self, batch: list[CaptionPair], batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch: ItemBatch, batch_idx: int) -> torch.Tensor:
         losses = self._losses(batch)
         self.log("train/loss", losses["loss"], prog_bar=True, batch_size=len(batch))
         self.log_dict({f"train/{name}": value for name, value in losses.items() if name != "loss"},
                       batch_size=len(batch))
         return losses["loss"]
 
-    def _evaluate(self, batch: list[CaptionPair], batch_idx: int, split: str) -> None:
+    def _evaluate(self, batch: ItemBatch, batch_idx: int, split: str) -> None:
         # The same masks and noise at every evaluation, so the numbers compare across epochs.
         generator = torch.Generator(device=self.device).manual_seed(batch_idx)
         losses = self._losses(batch, generator)
         self.log_dict({f"{split}/{name}": value for name, value in losses.items()}, batch_size=len(batch),
                       sync_dist=True, prog_bar=False)
 
-    def validation_step(self, batch: list[CaptionPair], batch_idx: int) -> None:
+    def validation_step(self, batch: ItemBatch, batch_idx: int) -> None:
         self._evaluate(batch, batch_idx, "val")
 
-    def test_step(self, batch: list[CaptionPair], batch_idx: int) -> None:
+    def test_step(self, batch: ItemBatch, batch_idx: int) -> None:
         self._evaluate(batch, batch_idx, "test")
 
     def parameter_groups(self) -> list[tuple[list[nn.Parameter], float]]:
@@ -202,7 +212,7 @@ class InstructionStage(_Stage):
             if callback.dirpath:
                 save_tokenizer(self.model.tokenizer, Path(callback.dirpath) / TOKENIZER_DIR)
 
-    def _loss(self, batch: list[InstructionSample], split: str) -> torch.Tensor:
+    def _loss(self, batch: ItemBatch, split: str) -> torch.Tensor:
         lm_loss = self.model(self.model.collate(batch))
         size = len(batch)
         if not self.hparams.experts:
@@ -227,16 +237,16 @@ class InstructionStage(_Stage):
         metrics["train/expert_imbalance"] = torch.stack([s.max() * len(s) for s in shares.values()]).mean()
         self.log_dict(metrics, batch_size=batch_size)
 
-    def training_step(self, batch: list[InstructionSample], batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch: ItemBatch, batch_idx: int) -> torch.Tensor:
         return self._loss(batch, "train")
 
-    def validation_step(self, batch: list[InstructionSample], batch_idx: int) -> None:
+    def validation_step(self, batch: ItemBatch, batch_idx: int) -> None:
         self._loss(batch, "val")
 
-    def test_step(self, batch: list[InstructionSample], batch_idx: int) -> None:
+    def test_step(self, batch: ItemBatch, batch_idx: int) -> None:
         self._loss(batch, "test")
 
-    def predict_step(self, batch: list[InstructionSample], batch_idx: int) -> list[dict[str, str]]:
+    def predict_step(self, batch: ItemBatch, batch_idx: int) -> list[dict[str, str]]:
         """Greedy answers (for a quick look; `sepit bench --model <checkpoint>` is the evaluation)."""
         answers = self.model.generate(batch, GenerationConfig(max_new_tokens=self.hparams.max_new_tokens))
         return [{"task": s.task, "id": s.id, "prediction": a, "reference": s.reference}
