@@ -12,6 +12,8 @@ from sepit.registry import RegistryError
 # Boolean options that read as flags (`--json`); jsonargparse itself wants `--json true`.
 FLAGS = ("--json", "--fresh")
 TRAINING = ("fit", "validate", "test", "predict")  # Lightning's CLI: sepit.training.cli
+DESCRIPTION = ("SEPIT-Bench. Training and evaluation of LightningModules: sepit {fit,validate,test,predict} "
+               "--config configs/...yaml (see `sepit fit --help`). Benchmark commands:")
 
 
 def bare_flags(argv: list[str]) -> list[str]:
@@ -38,7 +40,7 @@ def main(argv: list[str] | None = None) -> None:
                          "manifest": data.manifest},
                 "bench": bench, "score": score}
     try:
-        auto_cli(commands, args=bare_flags(argv), as_positional=False)
+        auto_cli(commands, args=bare_flags(argv), as_positional=False, description=DESCRIPTION)
     except (DataError, MetricError, RegistryError, OSError) as err:
         fail(err)
 

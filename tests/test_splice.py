@@ -14,6 +14,7 @@ from sepit.models.encoder import StructureAwareESM, esm2_tiny
 from sepit.models.interface import GenerationConfig
 from sepit.models.splice import (IGNORE_INDEX, ProteinLanguageModel, Projector, add_protein_tokens,
                                  build_prompt, splice_embeddings)
+from sepit.models.tiny import build_tiny_llm
 
 CORPUS = [
     "what does this protein do",
@@ -201,3 +202,21 @@ def test_batched_greedy_generation_equals_one_at_a_time(llm_dir):
     texts = model.generate(samples, config)
     assert texts == [model.tokenizer.decode(ids, skip_special_tokens=True).strip() for ids in alone]
     assert not model.training
+
+
+@pytest.mark.parametrize("family", ["llama", "qwen2", "mistral"])
+def test_every_decoder_family_answers_the_same_alone_or_batched(family, tmp_path):
+    """Training pads right, generation left; either way a sample's numbers do not depend on its batch mates."""
+    path = build_tiny_llm(tmp_path / family, family=family, hidden_size=32, corpus=CORPUS)
+    tokenizer, llm = _load(path)
+    torch.manual_seed(0)
+    model = ProteinLanguageModel(StructureAwareESM(esm2_tiny(), num_kernels=16), llm, tokenizer).eval()
+    samples = _samples()
+    _, attention, _ = model.embed(model.collate(samples), padding_side="right")
+    assert attention[:, -1].eq(0).any() and attention[:, 0].eq(1).all()  # right padding in training
+    together = model.answer_log_likelihoods(samples)
+    alone = torch.cat([model.answer_log_likelihoods([s]) for s in samples])
+    assert torch.allclose(together, alone, atol=1e-4)
+    config = GenerationConfig(max_new_tokens=6)
+    batched = model.generate_token_ids(samples, config)
+    assert [ids.tolist() for ids in batched] == [model.generate_token_ids([s], config)[0].tolist() for s in samples]
