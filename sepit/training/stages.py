@@ -247,7 +247,7 @@ class InstructionStage(_Stage):
         self._loss(batch, "test")
 
     def predict_step(self, batch: ItemBatch, batch_idx: int) -> list[dict[str, str]]:
-        """Greedy answers (for a quick look; `sepit bench --model <checkpoint>` is the evaluation)."""
+        """Greedy answers, returned to the caller (`sepit bench --model <checkpoint>` writes and scores them)."""
         answers = self.model.generate(batch, GenerationConfig(max_new_tokens=self.hparams.max_new_tokens))
         return [{"task": s.task, "id": s.id, "prediction": a, "reference": s.reference}
                 for s, a in zip(batch, answers)]
