@@ -52,7 +52,9 @@ class FakeServer:
 
 
 @pytest.fixture
-def server():
+def server(monkeypatch):
+    for name in ("no_proxy", "NO_PROXY"):  # a proxy configured for the package registries must not catch these
+        monkeypatch.setenv(name, "127.0.0.1,localhost")
     fake = FakeServer()
     yield fake
     fake.httpd.shutdown()
