@@ -204,3 +204,24 @@ def test_named_sizes_build_the_released_architectures():
     small = esm2_tiny(*ESM2_SIZES["esm2_t6_8M_UR50D"])
     assert 7.5e6 < sum(p.numel() for p in small.parameters()) < 8.5e6
     assert StructureAwareESM(small).structure.means.shape == (128,)  # K=128, paper Sec. 3.1
+
+
+def test_kernels_only_for_proteins_with_coordinates_equal_the_full_computation():
+    model = _model()
+    batch = model.tokenize(_batch())  # protein b has no coordinates
+    coords, observed = batch["coords"], batch["observed"]
+    assert not observed[1].any() and observed[0].any()
+    bias, encoding = model.structure(coords, observed)  # the partial path
+    full_bias, full_encoding = model.structure._pairwise(coords, observed)
+    assert torch.equal(bias, full_bias) and torch.equal(encoding, full_encoding)
+    assert not bias[1].any() and not encoding[1].any()
+
+
+def test_parameters_unused_by_features_get_no_gradient():
+    for sequence_only in (False, True):
+        model = _model(sequence_only=sequence_only).train()
+        unused = {id(p) for p in model.parameters_unused_by_features()}
+        assert (id(model.structure.means) in unused) == sequence_only
+        _run(model, _batch(), return_final=False)["features"].sum().backward()
+        for name, p in model.named_parameters():
+            assert (p.grad is None) == (id(p) in unused), name

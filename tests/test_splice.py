@@ -212,11 +212,14 @@ def test_every_decoder_family_answers_the_same_alone_or_batched(family, tmp_path
     torch.manual_seed(0)
     model = ProteinLanguageModel(StructureAwareESM(esm2_tiny(), num_kernels=16), llm, tokenizer).eval()
     samples = _samples()
-    _, attention, _ = model.embed(model.collate(samples), padding_side="right")
-    assert attention[:, -1].eq(0).any() and attention[:, 0].eq(1).all()  # right padding in training
+    sides, embed = [], model.embed
+    model.embed = lambda batch, padding_side="left": sides.append(padding_side) or embed(batch, padding_side)
+    _, attention, _ = embed(model.collate(samples), padding_side="right")
+    assert attention[:, -1].eq(0).any() and attention[:, 0].eq(1).all()
     together = model.answer_log_likelihoods(samples)
     alone = torch.cat([model.answer_log_likelihoods([s]) for s in samples])
     assert torch.allclose(together, alone, atol=1e-4)
     config = GenerationConfig(max_new_tokens=6)
     batched = model.generate_token_ids(samples, config)
     assert [ids.tolist() for ids in batched] == [model.generate_token_ids([s], config)[0].tolist() for s in samples]
+    assert set(sides[:4]) == {"right"} and set(sides[4:]) == {"left"}  # losses pad right, generation left

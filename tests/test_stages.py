@@ -49,7 +49,9 @@ def test_loss_trend_compares_first_and_last_share():
     assert trend.summary() is None
     trend.losses = [8.0, 6.0, 5.0, 4.0, 3.0, 2.0, 2.0, 1.0]
     assert trend.summary() == (7.0, 1.5)
-    assert LossTrend().load_state_dict(trend.state_dict()) is None
+    restored = LossTrend(share=0.25)
+    restored.load_state_dict(trend.state_dict())  # resumed runs keep their first steps
+    assert restored.summary() == (7.0, 1.5)
 
 
 def test_stage_items_from_the_bundled_suite():
@@ -192,3 +194,19 @@ def test_init_from_the_wrong_stage_is_a_clear_error(runs, capsys):
               "missing.ckpt"])
     assert exit.value.code == 1
     assert "missing.ckpt: checkpoint not found" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_llm_weights_load_in_float32_whatever_the_saved_dtype(runs, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    from sepit.models.checkpoint import model_record
+    from sepit.models.tiny import build_tiny_llm
+    from sepit.training.stages import InstructionStage
+
+    folder = build_tiny_llm(tmp_path / "llm", corpus=["a bf16 model", "saved as such"])
+    AutoModelForCausalLM.from_pretrained(folder, dtype=torch.bfloat16).save_pretrained(folder)  # as TinyLlama
+    module = InstructionStage(str(folder), "tiny:esm2", **TINY)
+    assert {p.dtype for p in module.parameters()} == {torch.float32}
+    module.model.encoder.structure.means.data = torch.empty(0)  # a rank holding no shard of it, under FSDP
+    assert model_record(module.model)["encoder"]["num_kernels"] == 16

@@ -37,7 +37,7 @@ def encoder_record(encoder: StructureAwareESM) -> dict[str, Any]:
     esm = encoder.esm
     return {"esm": {"num_layers": esm.num_layers, "embed_dim": esm.embed_dim,
                     "attention_heads": esm.attention_heads, "token_dropout": bool(esm.token_dropout)},
-            "encoder": {"num_kernels": encoder.structure.means.numel(), "window": encoder.window,
+            "encoder": {"num_kernels": encoder.structure.num_kernels, "window": encoder.window,
                         "encoding_scale": encoder.encoding_scale, "sequence_only": encoder.sequence_only}}
 
 
@@ -55,7 +55,7 @@ def read_stage_checkpoint(path: str | Path, stages: tuple[int, ...]) -> tuple[di
         raise DataError(str(path), "checkpoint not found", "Give a .ckpt written by `sepit fit` (in the "
                         "stage's checkpoints/ folder; train the previous stage first).")
     try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
+        data = torch.load(path, map_location="cpu", weights_only=True, mmap=True)  # tensors read on demand
     except Exception as err:  # a truncated file, or one holding objects weights_only refuses
         raise DataError(str(path), f"cannot be read as a weights-only checkpoint ({type(err).__name__})",
                         "Give a complete .ckpt written by `sepit fit`.") from None
@@ -63,6 +63,9 @@ def read_stage_checkpoint(path: str | Path, stages: tuple[int, ...]) -> tuple[di
     if not isinstance(record, dict) or "stage" not in record:
         raise DataError(str(path), "not a SEPIT stage checkpoint (it has no 'sepit' architecture record)",
                         "Give a .ckpt written by `sepit fit --config configs/sepit/...`.")
+    if record.get("format") != CHECKPOINT_FORMAT:
+        raise DataError(str(path), f"has checkpoint format {record.get('format')!r}; this version reads "
+                        f"{CHECKPOINT_FORMAT}", "Evaluate it with the sepit-bench version that wrote it.")
     if record["stage"] not in stages:
         raise DataError(str(path), f"is a stage-{record['stage']} checkpoint",
                         f"This needs a checkpoint of stage {' or '.join(map(str, stages))}.")
@@ -101,12 +104,13 @@ def build_from_record(record: dict[str, Any], tokenizer: Any, sequence_only: boo
     config_dict = dict(record["llm_config"])
     moe = config_dict.pop(MOE_CONFIG_KEY, None)
     config = CONFIG_MAPPING[config_dict["model_type"]].from_dict(config_dict)
-    llm = AutoModelForCausalLM.from_config(config)
+    llm = AutoModelForCausalLM.from_config(config, dtype=torch.float32)  # float32 whatever the saved config says
     model = ProteinLanguageModel(encoder, llm, tokenizer, record["projector"])
     found = [model.token_ids.protein, model.token_ids.bop, model.token_ids.eop]
     if found != list(record["protein_token_ids"]):
-        raise DataError("tokenizer", f"protein token ids {found} differ from the checkpoint's "
-                        f"{record['protein_token_ids']}", "Use the tokenizer/ folder saved beside the checkpoint.")
+        raise DataError(str(getattr(tokenizer, "name_or_path", "tokenizer")),
+                        f"protein token ids {found} differ from the checkpoint's {record['protein_token_ids']}",
+                        "Use the tokenizer/ folder saved beside the checkpoint.")
     if moe:
         upcycle_to_moe(llm, **moe)
     return model

@@ -79,6 +79,7 @@ class StructureBias(nn.Module):
 
     def __init__(self, num_kernels: int, num_heads: int, embed_dim: int):
         super().__init__()
+        self.num_kernels = num_kernels  # recorded in checkpoints: under FSDP a rank may hold no shard of `means`
         self.means = nn.Parameter(torch.empty(num_kernels).uniform_(0, 3))
         self.stds = nn.Parameter(torch.empty(num_kernels).uniform_(0, 3))
         # Transformer-M's NonLinear: hidden width = number of kernels.
@@ -164,11 +165,12 @@ class StructureAwareESM(nn.Module):
 
     def parameters_unused_by_features(self) -> list[nn.Parameter]:
         """What `features` never depends on: the last layer, the final LayerNorm, the LM head (except its weight,
-        which is the tied input embedding) and the contact head. Frozen where only features are trained, so
-        distributed training finds no parameter without a gradient."""
+        which is the tied input embedding), the contact head, and with `sequence_only` the structure module.
+        Frozen where only features are trained, so distributed training finds no parameter without a gradient."""
         esm = self.esm
         tied = {id(esm.embed_tokens.weight)}
-        parts = (esm.layers[-1], esm.emb_layer_norm_after, esm.lm_head, esm.contact_head)
+        parts = (esm.layers[-1], esm.emb_layer_norm_after, esm.lm_head, esm.contact_head) + (
+            (self.structure,) if self.sequence_only else ())
         return [p for part in parts for p in part.parameters() if id(p) not in tied]
 
     def tokenize(self, proteins: Sequence[Protein]) -> dict[str, Tensor]:

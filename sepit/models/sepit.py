@@ -19,7 +19,7 @@ import torch
 from sepit.data.errors import DataError
 from sepit.data.manifest import sha256_file
 from sepit.data.sample import InstructionSample
-from sepit.models.checkpoint import build_from_record, load_into, read_stage_checkpoint
+from sepit.models.checkpoint import TOKENIZER_DIR, build_from_record, load_into, read_stage_checkpoint
 from sepit.models.interface import GenerationConfig, ModelCard, ProteinLLM
 from sepit.models.moe import count_parameters
 
@@ -45,12 +45,16 @@ class SepitModel(ProteinLLM):
 
         path = Path(checkpoint)
         record, state = read_stage_checkpoint(path, stages=(1, 2))
-        tokenizer_dir = path.parent / record["tokenizer"]
+        tokenizer_dir = path.parent / TOKENIZER_DIR  # never a path taken from inside the file
         if not (tokenizer_dir / "tokenizer_config.json").is_file():
             raise DataError(str(tokenizer_dir), "tokenizer not found beside the checkpoint",
                             "Keep the checkpoint in its folder: `sepit fit` writes tokenizer/ next to it.")
         tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir, local_files_only=True, trust_remote_code=False)
-        self.model = build_from_record(record, tokenizer, sequence_only)
+        try:
+            self.model = build_from_record(record, tokenizer, sequence_only)
+        except (KeyError, TypeError, ValueError) as err:
+            raise DataError(str(path), f"has an architecture record this version cannot build ({type(err).__name__}: "
+                            f"{err})", "Evaluate it with the sepit-bench version that wrote it.") from None
         load_into(self.model, state, "model.", path)
         del state
         self.model.eval().requires_grad_(False).to(DTYPES[dtype])

@@ -110,7 +110,8 @@ class CaptionEncoder(nn.Module):
     def __init__(self, path: str | Path, max_length: int = 512):
         super().__init__()
         self.tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False, local_files_only=True)
-        self.model = AutoModel.from_pretrained(path, trust_remote_code=False, local_files_only=True)
+        self.model = AutoModel.from_pretrained(path, trust_remote_code=False, local_files_only=True,
+                                               dtype=torch.float32)
         self.model.eval().requires_grad_(False)
         self.embed_dim: int = self.model.config.hidden_size
         self.max_length = max_length

@@ -182,8 +182,10 @@ class InstructionStage(_Stage):
         self.stage = 2 if experts else 1
         llm_path = resolve_model_path(llm)
         tokenizer = AutoTokenizer.from_pretrained(llm_path, local_files_only=True, trust_remote_code=False)
+        # float32 master weights whatever dtype the folder was saved in (TinyLlama's config says bfloat16):
+        # bf16 compute comes from `trainer.precision`, and FSDP needs one dtype per shard.
         language_model = AutoModelForCausalLM.from_pretrained(llm_path, local_files_only=True,
-                                                              trust_remote_code=False)
+                                                              trust_remote_code=False, dtype=torch.float32)
         encoder = StructureAwareESM(esm2_from_checkpoint(resolve_model_path(esm)), num_kernels, sequence_only,
                                     drop_structure_rate, window=window)
         self.model = ProteinLanguageModel(encoder, language_model, tokenizer, projector)
