@@ -5,8 +5,9 @@ through the common interface so they are benchmarked and put on the leaderboard 
         --tasks sp14 --output runs/sepit-official
 
 The file (or folder of `*.jsonl`) holds rows in the predictions format (docs/evaluation.md). A row is
-matched by (task, id) and must be about the same question: its `reference`, and `choices` when given, must
-equal the sample's, so predictions of another version of a task are refused, not scored.
+matched by (task, id) and must be about the same question (`mismatch`, as for resumed runs: reference,
+choices, and prompt and protein hashes where the row has them), so predictions of another version of a task
+are refused, not scored.
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ from pathlib import Path
 from typing import Literal, Sequence
 
 from sepit.data.errors import DataError
-from sepit.data.sample import InstructionSample, answer_key
-from sepit.evaluation.predictions import read_predictions
+from sepit.data.sample import InstructionSample
+from sepit.evaluation.predictions import mismatch, read_predictions
 from sepit.models.interface import GenerationConfig, ModelCard, ProteinLLM
 
 
@@ -54,11 +55,10 @@ class ReplayModel(ProteinLLM):
             raise DataError(str(self.path), f"has no prediction for sample {sample.id!r} of task {sample.task!r}",
                             "Replay needs a row for every sample benchmarked; use --limit or --tasks to bench "
                             "what the file covers.")
-        if row["reference"] != sample.reference or (row.get("choices") is not None and [
-                answer_key(c) for c in row["choices"]] != [answer_key(c) for c in sample.choices or ()]):
+        problem = mismatch(row, sample)
+        if problem:
             raise DataError(str(self.path), f"the row for sample {sample.id!r} of task {sample.task!r} answers "
-                            "a different question (its reference or choices differ from the task's)",
-                            "Replay predictions made on the same task version.")
+                            f"a different question: {problem}", "Replay predictions made on the same task version.")
         return row
 
     def generate(self, samples: Sequence[InstructionSample], config: GenerationConfig) -> list[str]:

@@ -58,7 +58,7 @@ class SepitModel(ProteinLLM):
         load_into(self.model, state, "model.", path)
         del state
         self.model.eval().requires_grad_(False).to(DTYPES[dtype])
-        self.name, self.stage, self.device_spec = name, record["stage"], device
+        self.name, self.device_spec = name, device
         self.sequence_only = self.model.encoder.sequence_only
         self.loglikelihood_batch_size = loglikelihood_batch_size
         options = json.dumps({"sequence_only": self.sequence_only, "dtype": dtype})

@@ -216,19 +216,17 @@ class InstructionStage(_Stage):
 
     def _loss(self, batch: ItemBatch, split: str) -> torch.Tensor:
         lm_loss = self.model(self.model.collate(batch))
-        size = len(batch)
-        if not self.hparams.experts:
-            self.log(f"{split}/loss", lm_loss, prog_bar=split == "train", batch_size=size,
-                     sync_dist=split != "train")
-            return lm_loss
-        aux = moe_aux_loss(self.model.llm)
-        loss = lm_loss + aux
-        self.log(f"{split}/loss", loss, prog_bar=split == "train", batch_size=size, sync_dist=split != "train")
-        self.log_dict({f"{split}/lm_loss": lm_loss, f"{split}/aux_loss": aux}, batch_size=size,
-                      sync_dist=split != "train")
-        if split == "train":
-            self._log_expert_load(size)
-        return loss
+        losses = {"loss": lm_loss}
+        if self.hparams.experts:
+            aux = moe_aux_loss(self.model.llm)
+            losses = {"loss": lm_loss + aux, "lm_loss": lm_loss, "aux_loss": aux}
+        self.log(f"{split}/loss", losses["loss"], prog_bar=split == "train", batch_size=len(batch),
+                 sync_dist=split != "train")
+        self.log_dict({f"{split}/{name}": value for name, value in losses.items() if name != "loss"},
+                      batch_size=len(batch), sync_dist=split != "train")
+        if self.hparams.experts and split == "train":
+            self._log_expert_load(len(batch))
+        return losses["loss"]
 
     def _log_expert_load(self, batch_size: int) -> None:
         """Share of the routed tokens per expert and layer, and the imbalance: the busiest expert's share x E
