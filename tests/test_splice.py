@@ -74,12 +74,13 @@ def _model(llm_dir, kind="mlp"):
     tokenizer, llm = _load(llm_dir)
     torch.manual_seed(0)
     encoder = StructureAwareESM(esm2_tiny(), num_kernels=16)
-    return ProteinLanguageModel(encoder, llm, tokenizer, projector_kind=kind).eval()
+    return ProteinLanguageModel(encoder, llm, tokenizer, connector=kind).eval()
 
 
 def test_projector_kinds():
-    x = torch.randn(2, 5, 8)
-    assert Projector(8, 16, "mlp")(x).shape == (2, 5, 16)
+    x, padding = torch.randn(2, 5, 8), torch.tensor([[False] * 5, [False] * 3 + [True] * 2])
+    out, keep = Projector(8, 16, "mlp")(x, padding)
+    assert out.shape == (2, 5, 16) and keep.tolist() == (~padding).tolist()
     assert len(list(Projector(8, 16, "mlp").parameters())) == 4
     assert isinstance(Projector(8, 16, "linear").net, torch.nn.Linear)
     with pytest.raises(ValueError, match="mlp"):
@@ -125,7 +126,7 @@ def test_splice_places_bop_protein_vectors_eop_with_left_padding(llm_dir):
     batch = model.collate(samples)
     with torch.no_grad():
         encoded = model.encoder(batch["tokens"], batch["coords"], batch["observed"])
-        protein = model.projector(encoded["features"])  # (B, T, H)
+        protein, _ = model.projector(encoded["features"], encoded["padding_mask"])  # (B, T, H)
         embeds, attention, labels = model.embed(batch)
     table, ids = model.llm.get_input_embeddings().weight, model.token_ids
     lengths = attention.sum(1)
@@ -223,3 +224,58 @@ def test_every_decoder_family_answers_the_same_alone_or_batched(family, tmp_path
     batched = model.generate_token_ids(samples, config)
     assert [ids.tolist() for ids in batched] == [model.generate_token_ids([s], config)[0].tolist() for s in samples]
     assert set(sides[:4]) == {"right"} and set(sides[4:]) == {"left"}  # losses pad right, generation left
+
+
+@pytest.fixture(scope="module")
+def bpe_llm_dir(tmp_path_factory):
+    """A tiny Llama with the byte-level tokenizer of the tiny models: any text, sequences included, round-trips."""
+    return build_tiny_llm(tmp_path_factory.mktemp("bpe") / "llm", hidden_size=32, corpus=CORPUS)
+
+
+def test_sequence_as_text_writes_the_formatted_sequence_and_answers_alone_or_batched(bpe_llm_dir):
+    tokenizer, llm = _load(bpe_llm_dir)
+    model = ProteinLanguageModel(None, llm, tokenizer, sequence_format="galactica", max_residues=8).eval()
+    assert model.token_ids is None and "<protein>" not in tokenizer.get_vocab()
+    samples = _samples()
+    batch = model.collate(samples)
+    assert set(batch) == {"input_ids", "answer_masks"}  # no encoder inputs
+    prompt = tokenizer.decode(batch["input_ids"][0])
+    assert "what does [START_AMINO]MKTAYIAK[END_AMINO] do" in prompt  # cut at max_residues
+    _, _, labels = model.embed(batch, padding_side="right")
+    for i, sample in enumerate(samples):  # loss on exactly the answer and its eos
+        answer = tokenizer(sample.reference, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+        assert labels[i][labels[i] != IGNORE_INDEX].tolist() == answer
+    together = model.answer_log_likelihoods(samples)
+    assert torch.allclose(together, torch.cat([model.answer_log_likelihoods([s]) for s in samples]), atol=1e-4)
+    config = GenerationConfig(max_new_tokens=5)
+    batched = model.generate_token_ids(samples, config)
+    assert [ids.tolist() for ids in batched] == [model.generate_token_ids([s], config)[0].tolist() for s in samples]
+    with pytest.raises(ValueError, match="galactica"):
+        ProteinLanguageModel(None, llm, tokenizer, sequence_format="fasta")
+
+
+def test_qformer_connector_splices_num_queries_vectors(bpe_llm_dir):
+    tokenizer, llm = _load(bpe_llm_dir)
+    torch.manual_seed(0)
+    model = ProteinLanguageModel(StructureAwareESM(esm2_tiny(), num_kernels=16), llm, tokenizer, connector="qformer",
+                                 qformer={"num_queries": 3, "num_layers": 1, "num_heads": 4}).eval()
+    samples = _samples()
+    batch = model.collate(samples)
+    _, attention, _ = model.embed(batch, padding_side="right")
+    # Each <protein> becomes <bop> + 3 query vectors + <eop>, whatever the protein's length.
+    assert attention.sum(1).tolist() == [len(ids) - 1 + 3 + 2 for ids in batch["input_ids"]]
+    together = model.answer_log_likelihoods(samples)
+    assert torch.allclose(together, torch.cat([model.answer_log_likelihoods([s]) for s in samples]), atol=1e-4)
+    with pytest.raises(ValueError, match="qformer"):
+        ProteinLanguageModel(StructureAwareESM(esm2_tiny(), num_kernels=16), llm, tokenizer, connector="mlp",
+                             qformer={"num_queries": 3})
+
+
+def test_a_tokenizer_without_chat_template_gets_the_plain_instruction_layout(bpe_llm_dir):
+    tokenizer, _ = _load(bpe_llm_dir)
+    tokenizer.chat_template = None  # a base model (Galactica, LLaMA)
+    ids, mask = build_prompt(tokenizer, "what does MKV do", "no", protein_token=False)
+    assert ids[0] == tokenizer.bos_token_id
+    prompt = tokenizer.decode(ids[~mask][1:])
+    assert prompt == "### Instruction:\nwhat does MKV do\n\n### Response:\n"
+    assert tokenizer.decode(ids[mask]) == "no</s>"

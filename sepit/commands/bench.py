@@ -65,11 +65,14 @@ def check_reusable(done: dict[tuple[str, str], dict], samples: dict[str, list[In
 
 
 def build_model(spec: str, model_args: dict[str, Any] | None = None) -> ProteinLLM:
-    """A registered model by name, a YAML file `{model: NAME, args: {...}}`, or a SEPIT checkpoint (.ckpt);
-    `model_args` override."""
+    """A registered model by name, a YAML file `{model: NAME, args: {...}}`, or a checkpoint (.ckpt) from
+    `sepit fit` (SEPIT or a trainable baseline, told apart by its architecture record); `model_args` override."""
     args: dict[str, Any] = {}
     if spec.endswith(".ckpt"):
-        spec, args = "sepit", {"checkpoint": spec}
+        from sepit.models.checkpoint import read_stage_checkpoint, registered_model_for
+
+        record, _ = read_stage_checkpoint(spec, stages=(1, 2))
+        spec, args = registered_model_for(record), {"checkpoint": spec}
     elif spec.endswith((".yaml", ".yml")):
         path = Path(spec)
         if not path.is_file():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from contextlib import contextmanager
@@ -64,6 +65,23 @@ def atomic_open(path: str | Path) -> Iterator[IO[str]]:
         os.replace(handle.name, path)
     except BaseException:
         Path(handle.name).unlink(missing_ok=True)
+        raise
+
+
+@contextmanager
+def atomic_folder(directory: str | Path) -> Iterator[Path]:
+    """A fresh folder beside `directory` to write into, put in its place only once everything is written:
+    readers never see half a tokenizer or adapter, and a crash leaves the old folder as it was."""
+    directory = Path(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}-", dir=directory.parent))
+    try:
+        yield staging
+        if directory.exists():
+            shutil.rmtree(directory)
+        staging.rename(directory)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
         raise
 
 

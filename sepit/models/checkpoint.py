@@ -5,18 +5,19 @@ A stage checkpoint is Lightning's `.ckpt` plus `checkpoint["sepit"]`, the archit
     {"format": 1, "stage": 0|1|2,
      "esm": {num_layers, embed_dim, attention_heads, token_dropout},
      "encoder": {num_kernels, window, encoding_scale, sequence_only},
-     "projector": "mlp"|"linear", "llm_config": {the Hugging Face config, MoE settings included},
+     "projector": "mlp"|"linear"|"qformer", "qformer": {num_queries, num_layers, num_heads} (Q-Former only),
+     "llm_config": {the Hugging Face config, MoE settings included}, "lora": {r, alpha, ...} or null,
      "protein_token_ids": [<protein>, <bop>, <eop>], "tokenizer": "tokenizer"}     (stages 1 and 2)
 
-and the LLM tokenizer (with the protein tokens) in `tokenizer/` beside the file. Everything loads with
+A model that reads the sequence as text has no "esm", "encoder", "projector" or "protein_token_ids" but
+"sequence_format" and "max_residues". The LLM tokenizer (with the protein tokens) is in `tokenizer/` beside the
+file; a LoRA run also writes its peft adapter in `adapter/`. Everything loads with
 `torch.load(..., weights_only=True)`: no code is unpickled, so a downloaded checkpoint runs nothing.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,9 @@ from esm.model.esm2 import ESM2
 from torch import nn
 
 from sepit.data.errors import DataError
+from sepit.data.jsonl import atomic_folder
 from sepit.models.encoder import StructureAwareESM
+from sepit.models.lora import LoraSettings, add_lora, is_lora
 from sepit.models.moe import MOE_CONFIG_KEY, upcycle_to_moe
 from sepit.models.splice import ProteinLanguageModel
 
@@ -41,11 +44,18 @@ def encoder_record(encoder: StructureAwareESM) -> dict[str, Any]:
                         "encoding_scale": encoder.encoding_scale, "sequence_only": encoder.sequence_only}}
 
 
-def model_record(model: ProteinLanguageModel) -> dict[str, Any]:
+def model_record(model: ProteinLanguageModel, lora: LoraSettings | None = None) -> dict[str, Any]:
+    llm = model.llm.get_base_model() if is_lora(model.llm) else model.llm
+    record = {"llm_config": json.loads(llm.config.to_json_string(use_diff=False)),
+              "lora": lora.to_record() if lora else None, "tokenizer": TOKENIZER_DIR}
+    if model.encoder is None:
+        return {**record, "sequence_format": model.sequence_format, "max_residues": model.max_residues}
     ids = model.token_ids
-    return {**encoder_record(model.encoder), "projector": model.projector.kind,
-            "llm_config": json.loads(model.llm.config.to_json_string(use_diff=False)),
-            "protein_token_ids": [ids.protein, ids.bop, ids.eop], "tokenizer": TOKENIZER_DIR}
+    record.update(encoder_record(model.encoder), projector=model.projector.kind,
+                  protein_token_ids=[ids.protein, ids.bop, ids.eop])
+    if model.projector.kind == "qformer":
+        record["qformer"] = dict(model.projector.settings)
+    return record
 
 
 def read_stage_checkpoint(path: str | Path, stages: tuple[int, ...]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -72,6 +82,16 @@ def read_stage_checkpoint(path: str | Path, stages: tuple[int, ...]) -> tuple[di
     return record, data["state_dict"]
 
 
+def registered_model_for(record: dict[str, Any]) -> str:
+    """The registered model name that evaluates a checkpoint of this architecture (`sepit bench --model X.ckpt`
+    picks it, so a baseline never appears on a leaderboard under SEPIT's name)."""
+    if "esm" not in record:
+        return "text_llm"
+    if record.get("projector") == "qformer":
+        return "qformer"
+    return "plm_projector" if record["encoder"]["sequence_only"] else "sepit"
+
+
 def load_into(module: nn.Module, state: dict[str, torch.Tensor], prefix: str, path: str | Path) -> None:
     """Load the entries of `state` under `prefix` into `module`, strictly, with an error that says what to fix."""
     picked = {name[len(prefix):]: tensor for name, tensor in state.items() if name.startswith(prefix)}
@@ -84,33 +104,35 @@ def load_into(module: nn.Module, state: dict[str, torch.Tensor], prefix: str, pa
 
 def save_tokenizer(tokenizer: Any, directory: Path) -> None:
     """`save_pretrained` into a fresh folder renamed into place: a reader never sees half a tokenizer."""
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}-", dir=directory.parent))
-    tokenizer.save_pretrained(staging)
-    if directory.exists():
-        shutil.rmtree(directory)
-    staging.rename(directory)
+    with atomic_folder(directory) as staging:
+        tokenizer.save_pretrained(staging)
 
 
 def build_from_record(record: dict[str, Any], tokenizer: Any, sequence_only: bool = False) -> ProteinLanguageModel:
-    """The stage-1/2 model the record describes, randomly initialised (load the state dict next)."""
+    """The stage-1/2 model (or baseline) the record describes, randomly initialised (load the state dict next)."""
     from transformers import AutoModelForCausalLM
     from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
-    esm = ESM2(alphabet="ESM-1b", **record["esm"])
-    settings = record["encoder"]
-    encoder = StructureAwareESM(esm, settings["num_kernels"], sequence_only or settings["sequence_only"],
-                                encoding_scale=settings["encoding_scale"], window=settings["window"])
     config_dict = dict(record["llm_config"])
     moe = config_dict.pop(MOE_CONFIG_KEY, None)
     config = CONFIG_MAPPING[config_dict["model_type"]].from_dict(config_dict)
     llm = AutoModelForCausalLM.from_config(config, dtype=torch.float32)  # float32 whatever the saved config says
-    model = ProteinLanguageModel(encoder, llm, tokenizer, record["projector"])
-    found = [model.token_ids.protein, model.token_ids.bop, model.token_ids.eop]
-    if found != list(record["protein_token_ids"]):
-        raise DataError(str(getattr(tokenizer, "name_or_path", "tokenizer")),
-                        f"protein token ids {found} differ from the checkpoint's {record['protein_token_ids']}",
-                        "Use the tokenizer/ folder saved beside the checkpoint.")
+    if "esm" not in record:  # the sequence as text
+        model = ProteinLanguageModel(None, llm, tokenizer, sequence_format=record["sequence_format"],
+                                     max_residues=record["max_residues"])
+    else:
+        settings = record["encoder"]
+        encoder = StructureAwareESM(ESM2(alphabet="ESM-1b", **record["esm"]), settings["num_kernels"],
+                                    sequence_only or settings["sequence_only"],
+                                    encoding_scale=settings["encoding_scale"], window=settings["window"])
+        model = ProteinLanguageModel(encoder, llm, tokenizer, record["projector"], record.get("qformer"))
+        found = [model.token_ids.protein, model.token_ids.bop, model.token_ids.eop]
+        if found != list(record["protein_token_ids"]):
+            raise DataError(str(getattr(tokenizer, "name_or_path", "tokenizer")),
+                            f"protein token ids {found} differ from the checkpoint's {record['protein_token_ids']}",
+                            "Use the tokenizer/ folder saved beside the checkpoint.")
     if moe:
         upcycle_to_moe(llm, **moe)
+    if record.get("lora"):
+        model.llm = add_lora(model.llm, LoraSettings(**record["lora"]))
     return model

@@ -30,8 +30,12 @@ register_formatter("raw", lambda sequence: sequence)
 register_formatter("bop", lambda sequence: f"<bop>{sequence}<eop>")
 
 
-def sequence_prompt(sample: InstructionSample, style: str, max_residues: int = ESM2_WINDOW) -> str:
-    """The instruction with its `<protein>` replaced by the first `max_residues` residues in `style`."""
+def check_format(style: str) -> None:
     if style not in FORMATTERS:
         raise ValueError(f"unknown sequence format {style!r}; choose one of {', '.join(sorted(FORMATTERS))}")
+
+
+def sequence_prompt(sample: InstructionSample, style: str, max_residues: int = ESM2_WINDOW) -> str:
+    """The instruction with its `<protein>` replaced by the first `max_residues` residues in `style`."""
+    check_format(style)
     return sample.instruction.replace(PROTEIN_PLACEHOLDER, FORMATTERS[style](sample.protein.sequence[:max_residues]))

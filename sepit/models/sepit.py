@@ -12,22 +12,52 @@ import dataclasses
 import hashlib
 import json
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import Any, Callable, Literal, Sequence
 
 import torch
 
 from sepit.data.errors import DataError
 from sepit.data.manifest import sha256_file
 from sepit.data.sample import InstructionSample
-from sepit.models.checkpoint import TOKENIZER_DIR, build_from_record, load_into, read_stage_checkpoint
+from sepit.models.checkpoint import (TOKENIZER_DIR, build_from_record, load_into, read_stage_checkpoint,
+                                    registered_model_for)
 from sepit.models.interface import GenerationConfig, ModelCard, ProteinLLM
 from sepit.models.moe import count_parameters
+from sepit.models.splice import ProteinLanguageModel
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
+def load_checkpoint(checkpoint: str | Path, sequence_only: bool = False,
+                    check: Callable[[dict[str, Any], Path], None] | None = None
+                    ) -> tuple[ProteinLanguageModel, list[str]]:
+    """The model a stage-1/2 (or trainable-baseline) checkpoint holds, and the SHA-256 of every file it was
+    read from (the checkpoint and its tokenizer). `check(record, path)` may refuse the record first."""
+    from transformers import AutoTokenizer
+
+    path = Path(checkpoint)
+    record, state = read_stage_checkpoint(path, stages=(1, 2))
+    if check is not None:
+        check(record, path)
+    tokenizer_dir = path.parent / TOKENIZER_DIR  # never a path taken from inside the file
+    if not (tokenizer_dir / "tokenizer_config.json").is_file():
+        raise DataError(str(tokenizer_dir), "tokenizer not found beside the checkpoint",
+                        "Keep the checkpoint in its folder: `sepit fit` writes tokenizer/ next to it.")
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir, local_files_only=True, trust_remote_code=False)
+    try:
+        model = build_from_record(record, tokenizer, sequence_only)
+    except (KeyError, TypeError, ValueError) as err:
+        raise DataError(str(path), f"has an architecture record this version cannot build ({type(err).__name__}: "
+                        f"{err})", "Evaluate it with the sepit-bench version that wrote it.") from None
+    load_into(model, state, "model.", path)
+    files = [sha256_file(path)] + [sha256_file(f) for f in sorted(tokenizer_dir.iterdir()) if f.is_file()]
+    return model, files
+
+
 class SepitModel(ProteinLLM):
     """Greedy (or sampled) answers and choice log-likelihoods from a trained SEPIT model."""
+
+    registered_name = "sepit"  # the entry point; baselines built on this class set their own
 
     def __init__(self, checkpoint: str, name: str = "sepit", sequence_only: bool = False,
                  dtype: Literal["float32", "bfloat16", "float16"] = "float32", device: str = "auto",
@@ -41,28 +71,23 @@ class SepitModel(ProteinLLM):
             device: auto (this process's GPU if there is one, else CPU), cpu, cuda or cuda:N.
             loglikelihood_batch_size: (sample, choice) pairs per forward pass when scoring choices.
         """
-        from transformers import AutoTokenizer
+        model, files = load_checkpoint(checkpoint, sequence_only, self.check_record)
+        self._set_model(model, name, dtype, device, loglikelihood_batch_size, files)
 
-        path = Path(checkpoint)
-        record, state = read_stage_checkpoint(path, stages=(1, 2))
-        tokenizer_dir = path.parent / TOKENIZER_DIR  # never a path taken from inside the file
-        if not (tokenizer_dir / "tokenizer_config.json").is_file():
-            raise DataError(str(tokenizer_dir), "tokenizer not found beside the checkpoint",
-                            "Keep the checkpoint in its folder: `sepit fit` writes tokenizer/ next to it.")
-        tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir, local_files_only=True, trust_remote_code=False)
-        try:
-            self.model = build_from_record(record, tokenizer, sequence_only)
-        except (KeyError, TypeError, ValueError) as err:
-            raise DataError(str(path), f"has an architecture record this version cannot build ({type(err).__name__}: "
-                            f"{err})", "Evaluate it with the sepit-bench version that wrote it.") from None
-        load_into(self.model, state, "model.", path)
-        del state
-        self.model.eval().requires_grad_(False).to(DTYPES[dtype])
+    def check_record(self, record: dict[str, Any], path: Path) -> None:
+        """Refuse a checkpoint this model name does not stand for: results carry the name on the leaderboard."""
+        holds = registered_model_for(record)
+        if holds != self.registered_name:
+            raise DataError(str(path), f"holds a {holds} model, not {self.registered_name}",
+                            f"Evaluate it with `--model {holds}`, or give the .ckpt path alone as --model.")
+
+    def _set_model(self, model: ProteinLanguageModel, name: str, dtype: str, device: str, loglikelihood_batch_size: int,
+              files: list[str]) -> None:
+        self.model = model.eval().requires_grad_(False).to(DTYPES[dtype])
         self.name, self.device_spec = name, device
-        self.sequence_only = self.model.encoder.sequence_only
+        self.sequence_only = model.encoder is None or model.encoder.sequence_only
         self.loglikelihood_batch_size = loglikelihood_batch_size
         options = json.dumps({"sequence_only": self.sequence_only, "dtype": dtype})
-        files = [sha256_file(path)] + [sha256_file(f) for f in sorted(tokenizer_dir.iterdir()) if f.is_file()]
         self.fingerprint = hashlib.sha256("\n".join([*files, options]).encode()).hexdigest()[:16]
 
     def _ready(self) -> None:

@@ -1,17 +1,20 @@
-"""The protein-language model: encoder features -> projector -> spliced into a Hugging Face causal LM.
+"""The protein-language model: a Hugging Face causal LM that reads proteins, in one of two ways.
 
-Data flow (DESIGN §6): `InstructionSample`s -> `ProteinLanguageModel.collate` (encoder tokens from
-`StructureAwareESM.tokenize`, chat-template prompt ids with one `<protein>` token per sample) -> the encoder
-gives per-position features (B, T, D) -> `Projector` maps them to the LLM width -> `splice_embeddings` replaces
-each `<protein>` by `<bop>` + that protein's projected vectors + `<eop>` -> the LLM, for the teacher-forced loss
-or for `generate`.
+Spliced (SEPIT, and the pLM + projector and Q-Former baselines): `InstructionSample`s -> `collate` (encoder
+tokens from `StructureAwareESM.tokenize`, chat-template prompt ids with one `<protein>` token per sample) -> the
+encoder gives per-position features (B, T, D) -> a connector maps them to the LLM width (`Projector`: one vector
+per position; `QFormer`: a fixed number of query vectors) -> `splice_embeddings` replaces each `<protein>` by
+`<bop>` + that protein's vectors + `<eop>` -> the LLM, for the teacher-forced loss or for `generate`.
+
+As text (no encoder: the Galactica / Mol-Instructions / "PureLLM" baselines): `collate` writes the sequence into
+the prompt through the formatter registry (`sepit.models.formatters`), and the LLM reads only tokens.
 
 Choices, stated once:
-- The protein contributes every valid encoder position, BOS and EOS included ("all residues plus BOS/EOS",
+- The projector contributes every valid encoder position, BOS and EOS included ("all residues plus BOS/EOS",
   DESIGN §6): a protein of n residues (after cropping) becomes `<bop>` + n + 2 vectors + `<eop>`.
-- Training text is the generation prompt (chat template, `add_generation_prompt=True`) followed by the answer
-  tokens and eos, so the model learns to continue exactly the prompt it sees at generation time. The loss
-  covers the answer tokens and that eos, nothing else.
+- Training text is the generation prompt (chat template, `add_generation_prompt=True`; the Alpaca layout for
+  a tokenizer without a chat template) followed by the answer tokens and eos, so the model learns to continue
+  exactly the prompt it sees at generation time. The loss covers the answer tokens and that eos, nothing else.
 - Position ids count from each sequence's first real token, so a sequence gives the same logits alone or in
   a batch. Generation pads on the LEFT (new tokens follow every prompt directly); training and scoring pad on
   the RIGHT, so no query row is fully masked: on GPUs, bf16 attention kernels can return NaN gradients for
@@ -28,14 +31,20 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from sepit.data.protein import ESM2_WINDOW
 from sepit.data.sample import PROTEIN_PLACEHOLDER, InstructionSample
 from sepit.models.encoder import StructureAwareESM
+from sepit.models.formatters import check_format, sequence_prompt
 from sepit.models.interface import GenerationConfig
+from sepit.models.qformer import QFormer
 
 BEGIN_PROTEIN = "<bop>"
 END_PROTEIN = "<eop>"
 PAD_TOKEN = "<pad>"
 IGNORE_INDEX = -100  # torch cross_entropy's default ignore_index, also what HF causal LMs expect
+# For base LLMs without a chat template (Galactica, LLaMA): the Alpaca layout that Mol-Instructions trains with.
+PLAIN_PROMPT = "### Instruction:\n{instruction}\n\n### Response:\n"
+CONNECTORS = ("mlp", "linear", "qformer")
 
 
 class Projector(nn.Module):
@@ -52,8 +61,18 @@ class Projector(nn.Module):
             raise ValueError(f"projector kind must be 'mlp' or 'linear', got {kind!r}")
         self.kind = kind
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.net(x)  # (..., in_dim) -> (..., out_dim)
+    def forward(self, features: Tensor, padding_mask: Tensor) -> tuple[Tensor, Tensor]:
+        """-> (B, T, out_dim), and the (B, T) mask of the positions to splice in (every valid one)."""
+        return self.net(features), ~padding_mask
+
+
+def build_connector(kind: str, in_dim: int, out_dim: int, qformer: dict[str, int] | None = None) -> nn.Module:
+    """`mlp` or `linear`: a per-position `Projector`; `qformer`: a `QFormer` with the `qformer` settings."""
+    if kind == "qformer":
+        return QFormer(in_dim, out_dim, **(qformer or {}))
+    if qformer:
+        raise ValueError(f"Q-Former settings given for the {kind!r} connector; set connector to 'qformer'")
+    return Projector(in_dim, out_dim, kind)
 
 
 @dataclass(frozen=True)
@@ -63,12 +82,13 @@ class ProteinTokenIds:
     eop: int
 
 
-def add_protein_tokens(tokenizer: Any, model: nn.Module) -> ProteinTokenIds:
-    """Give `tokenizer` the special tokens `<protein>`, `<bop>`, `<eop>` and a pad token distinct from eos,
-    and grow `model`'s embeddings (input, and output where untied) to match. Idempotent: a tokenizer that
-    already has them (e.g. reloaded from a checkpoint) keeps its ids."""
+def add_protein_tokens(tokenizer: Any, model: nn.Module, protein_tokens: bool = True) -> ProteinTokenIds | None:
+    """Give `tokenizer` the special tokens `<protein>`, `<bop>`, `<eop>` (unless `protein_tokens` is False: the
+    sequence-as-text models need none) and a pad token distinct from eos, and grow `model`'s embeddings (input,
+    and output where untied) to match. Idempotent: a tokenizer that already has them (e.g. reloaded from a
+    checkpoint) keeps its ids."""
     new = [t for t in (PROTEIN_PLACEHOLDER, BEGIN_PROTEIN, END_PROTEIN) if t not in tokenizer.get_vocab()]
-    if new:
+    if new and protein_tokens:
         extra = list(getattr(tokenizer, "extra_special_tokens", None) or [])
         tokenizer.add_special_tokens({"extra_special_tokens": extra + new})
     if tokenizer.pad_token is None or tokenizer.pad_token_id == tokenizer.eos_token_id:
@@ -79,19 +99,27 @@ def add_protein_tokens(tokenizer: Any, model: nn.Module) -> ProteinTokenIds:
     model.config.pad_token_id = tokenizer.pad_token_id
     if getattr(model, "generation_config", None) is not None:
         model.generation_config.pad_token_id = tokenizer.pad_token_id
+    if not protein_tokens:
+        return None
     ids = tokenizer.convert_tokens_to_ids([PROTEIN_PLACEHOLDER, BEGIN_PROTEIN, END_PROTEIN])
     return ProteinTokenIds(*ids)
 
 
-def build_prompt(tokenizer: Any, instruction: str, answer: str | None = None) -> tuple[Tensor, Tensor]:
-    """The chat-template prompt for one instruction (which holds `<protein>`), plus the answer and eos when
-    training. -> ids (L,), answer_mask (L,) True exactly on the answer tokens and the final eos."""
-    messages = [{"role": "user", "content": instruction}]
-    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    # The template writes its own BOS where the model wants one; adding special tokens would double it.
-    prompt = tokenizer(text, add_special_tokens=False)["input_ids"]
-    protein_id = tokenizer.convert_tokens_to_ids(PROTEIN_PLACEHOLDER)
-    if prompt.count(protein_id) != 1:
+def build_prompt(tokenizer: Any, instruction: str, answer: str | None = None,
+                 protein_token: bool = True) -> tuple[Tensor, Tensor]:
+    """The chat-template prompt for one instruction (which holds `<protein>` unless `protein_token` is False),
+    plus the answer and eos when training. -> ids (L,), answer_mask (L,) True exactly on the answer tokens and
+    the final eos."""
+    if getattr(tokenizer, "chat_template", None):
+        messages = [{"role": "user", "content": instruction}]
+        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        # The template writes its own BOS where the model wants one; adding special tokens would double it.
+        prompt = tokenizer(text, add_special_tokens=False)["input_ids"]
+    else:
+        bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
+        prompt = bos + tokenizer(PLAIN_PROMPT.format(instruction=instruction), add_special_tokens=False)["input_ids"]
+    protein_id = tokenizer.convert_tokens_to_ids(PROTEIN_PLACEHOLDER) if protein_token else None
+    if protein_token and prompt.count(protein_id) != 1:
         raise ValueError(f"the prompt must hold exactly one {PROTEIN_PLACEHOLDER} token, found "
                          f"{prompt.count(protein_id)} (was add_protein_tokens called on this tokenizer?)")
     target = []
@@ -101,6 +129,13 @@ def build_prompt(tokenizer: Any, instruction: str, answer: str | None = None) ->
     answer_mask = torch.zeros(len(ids), dtype=torch.bool)
     answer_mask[len(prompt):] = True
     return ids, answer_mask
+
+
+def answer_labels(ids: Tensor, answer_mask: Tensor | None) -> Tensor:
+    """The ids where they carry loss (the answer and its eos), IGNORE_INDEX elsewhere and when generating."""
+    if answer_mask is None:
+        return torch.full_like(ids, IGNORE_INDEX)
+    return ids.masked_fill(~answer_mask.to(ids.device), IGNORE_INDEX)
 
 
 def splice_embeddings(input_ids: Sequence[Tensor], protein_embeds: Tensor, protein_mask: Tensor,
@@ -126,16 +161,22 @@ def splice_embeddings(input_ids: Sequence[Tensor], protein_embeds: Tensor, prote
         text = embed_tokens(ids)  # (L_i, H)
         protein = protein_embeds[i][protein_mask[i]].to(text.dtype)  # (n_i, H)
         pieces.append(torch.cat([text[:at], specials[:1], protein, specials[1:], text[at + 1:]]))
-        labels = ids.masked_fill(~answer_masks[i].to(ids.device), IGNORE_INDEX) if answer_masks is not None \
-            else torch.full_like(ids, IGNORE_INDEX)
+        labels = answer_labels(ids, None if answer_masks is None else answer_masks[i])
         skipped = torch.full((protein.shape[0] + 2,), IGNORE_INDEX, dtype=ids.dtype, device=ids.device)
         targets.append(torch.cat([labels[:at], skipped, labels[at + 1:]]))
 
+    return pad_embeddings(pieces, targets, padding_side)
+
+
+def pad_embeddings(pieces: Sequence[Tensor], targets: Sequence[Tensor], padding_side: Literal["left", "right"]
+                   ) -> tuple[Tensor, Tensor, Tensor]:
+    """B embedded sequences (L_i, H) and their labels (L_i,) -> inputs_embeds (B, L, H), attention_mask (B, L),
+    labels (B, L) padded on `padding_side` to the longest (IGNORE_INDEX on padding)."""
     length = max(p.shape[0] for p in pieces)
-    B, H = len(pieces), specials.shape[-1]
-    inputs_embeds = specials.new_zeros(B, length, H)
-    attention_mask = torch.zeros(B, length, dtype=torch.long, device=specials.device)
-    labels = torch.full((B, length), IGNORE_INDEX, dtype=torch.long, device=specials.device)
+    B, H = len(pieces), pieces[0].shape[-1]
+    inputs_embeds = pieces[0].new_zeros(B, length, H)
+    attention_mask = torch.zeros(B, length, dtype=torch.long, device=inputs_embeds.device)
+    labels = torch.full((B, length), IGNORE_INDEX, dtype=torch.long, device=inputs_embeds.device)
     for i, (piece, target) in enumerate(zip(pieces, targets)):
         n = piece.shape[0]
         span = slice(length - n, length) if padding_side == "left" else slice(0, n)
@@ -152,22 +193,32 @@ def position_ids_from_mask(attention_mask: Tensor) -> Tensor:
 
 
 class ProteinLanguageModel(nn.Module):
-    """StructureAwareESM -> Projector -> a Hugging Face causal LM, with its tokenizer."""
+    """StructureAwareESM -> connector -> a Hugging Face causal LM, with its tokenizer; or, with no encoder, the
+    LLM alone reading the sequence as text written in `sequence_format`."""
 
-    def __init__(self, encoder: StructureAwareESM, llm: nn.Module, tokenizer: Any,
-                 projector_kind: Literal["mlp", "linear"] = "mlp"):
+    def __init__(self, encoder: StructureAwareESM | None, llm: nn.Module, tokenizer: Any,
+                 connector: Literal["mlp", "linear", "qformer"] = "mlp", qformer: dict[str, int] | None = None,
+                 sequence_format: str = "galactica", max_residues: int = ESM2_WINDOW):
         super().__init__()
         self.encoder = encoder
         self.llm = llm
         self.tokenizer = tokenizer
-        self.token_ids = add_protein_tokens(tokenizer, llm)
-        self.projector = Projector(encoder.embed_dim, llm.config.hidden_size, projector_kind)
+        self.token_ids = add_protein_tokens(tokenizer, llm, protein_tokens=encoder is not None)
+        self.projector = None if encoder is None else \
+            build_connector(connector, encoder.embed_dim, llm.config.hidden_size, qformer)
+        self.sequence_format, self.max_residues = sequence_format, max_residues
+        if encoder is None:
+            check_format(sequence_format)  # an unknown format fails here, not at the first batch
+
+    def _instruction(self, sample: InstructionSample) -> str:
+        return sample.instruction if self.encoder is not None else \
+            sequence_prompt(sample, self.sequence_format, self.max_residues)
 
     def collate(self, samples: Sequence[InstructionSample], with_answers: bool = True) -> dict[str, Any]:
-        """Encoder inputs for the proteins; prompt ids (and, with answers, the answer masks) per sample."""
-        prompts = [build_prompt(self.tokenizer, s.instruction, s.reference if with_answers else None)
-                   for s in samples]
-        batch: dict[str, Any] = dict(self.encoder.tokenize([s.protein for s in samples]))
+        """Prompt ids (and, with answers, the answer masks) per sample; encoder inputs for the proteins."""
+        prompts = [build_prompt(self.tokenizer, self._instruction(s), s.reference if with_answers else None,
+                                protein_token=self.encoder is not None) for s in samples]
+        batch: dict[str, Any] = {} if self.encoder is None else dict(self.encoder.tokenize([s.protein for s in samples]))
         batch["input_ids"] = [ids for ids, _ in prompts]
         batch["answer_masks"] = [mask for _, mask in prompts] if with_answers else None
         return batch
@@ -175,13 +226,18 @@ class ProteinLanguageModel(nn.Module):
     def embed(self, batch: dict[str, Any], padding_side: Literal["left", "right"] = "left"
               ) -> tuple[Tensor, Tensor, Tensor]:
         """-> inputs_embeds (B, L', H), attention_mask (B, L'), labels (B, L')."""
+        embed_tokens = self.llm.get_input_embeddings()
+        if self.encoder is None:
+            ids = [ids.to(embed_tokens.weight.device) for ids in batch["input_ids"]]
+            masks = batch["answer_masks"] or [None] * len(ids)
+            return pad_embeddings([embed_tokens(i) for i in ids], [answer_labels(i, m) for i, m in zip(ids, masks)],
+                                  padding_side)
         device = next(self.projector.parameters()).device
         encoded = self.encoder(batch["tokens"].to(device), batch["coords"].to(device),
                                batch["observed"].to(device), return_final=False)
-        protein = self.projector(encoded["features"])  # (B, T, H)
+        protein, keep = self.projector(encoded["features"], encoded["padding_mask"])  # (B, T', H), (B, T')
         ids = self.token_ids
-        return splice_embeddings(batch["input_ids"], protein, ~encoded["padding_mask"],
-                                 self.llm.get_input_embeddings(), ids.protein, ids.bop, ids.eop,
+        return splice_embeddings(batch["input_ids"], protein, keep, embed_tokens, ids.protein, ids.bop, ids.eop,
                                  batch["answer_masks"], padding_side)
 
     def token_losses(self, batch: dict[str, Any]) -> tuple[Tensor, Tensor]:

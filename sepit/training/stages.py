@@ -4,7 +4,9 @@
     stage 1  InstructionStage            projector + LLM on captions; encoder at 0.1x lr, structure dropped 15 %
     stage 2  InstructionStage(experts=4) every LLM FFN upcycled into experts; all instructions; encoder frozen
 
-Each stage starts from the previous stage's checkpoint (`init_from`). Checkpoints describe themselves
+The trainable baselines are `InstructionStage` configs too (`configs/baselines/`): no structure (pLM +
+projector), a Q-Former connector, the sequence as text in the prompt (no encoder), LoRA instead of full
+fine-tuning. Each stage starts from the previous stage's checkpoint (`init_from`). Checkpoints describe themselves
 (`sepit.models.checkpoint`): the architecture record inside, the tokenizer beside, so
 `sepit bench --model <checkpoint>` needs nothing else.
 
@@ -28,6 +30,7 @@ from sepit.models.checkpoint import (CHECKPOINT_FORMAT, TOKENIZER_DIR, encoder_r
                                      read_stage_checkpoint, save_tokenizer)
 from sepit.models.encoder import StructureAwareESM, esm2_from_checkpoint
 from sepit.models.interface import GenerationConfig
+from sepit.models.lora import ADAPTER_DIR, LoraSettings, add_lora, save_adapter
 from sepit.models.moe import expert_load, moe_aux_loss, upcycle_to_moe
 from sepit.models.splice import ProteinLanguageModel
 from sepit.models.tiny import resolve_model_path
@@ -149,28 +152,43 @@ class WarmupStage(_Stage):
 class InstructionStage(_Stage):
     """Stages 1 and 2: instruction tuning of the projector and the LLM (with `experts` > 0, upcycled to MoE)."""
 
-    def __init__(self, llm: str, esm: str, init_from: str | None = None, num_kernels: int = 128,
-                 window: int = 1022, projector: Literal["mlp", "linear"] = "mlp", sequence_only: bool = False,
+    def __init__(self, llm: str, esm: str | None, init_from: str | None = None, num_kernels: int = 128,
+                 window: int = 1022, projector: Literal["mlp", "linear", "qformer"] = "mlp",
+                 num_queries: int = 32, qformer_layers: int = 2, qformer_heads: int = 8,
+                 sequence_format: str = "galactica", sequence_only: bool = False,
                  drop_structure_rate: float = 0.15, encoder_lr_scale: float = 0.1, experts: int = 0,
-                 top_k: int = 1, aux_loss_coef: float = 0.01, router_jitter: float = 0.0, lr: float = 1e-4,
+                 top_k: int = 1, aux_loss_coef: float = 0.01, router_jitter: float = 0.0, lora_rank: int = 0,
+                 lora_alpha: int = 16, lora_dropout: float = 0.05,
+                 lora_target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj"), lr: float = 1e-4,
                  weight_decay: float = 0.0, warmup_ratio: float = 0.03,
                  betas: tuple[float, float] = (0.9, 0.999), max_new_tokens: int = 256):
         """
         Args:
             llm: a local Hugging Face causal-LM folder (with its tokenizer), or tiny:llm.
-            esm: a released fair-esm ESM-2 file or tiny:esm2 (the architecture; weights come from init_from).
+            esm: a released fair-esm ESM-2 file or tiny:esm2 (the architecture; weights come from init_from);
+                null for an LLM that reads the sequence as text (`sequence_format`).
             init_from: the previous stage's checkpoint: stage 0's for stage 1 (the encoder), stage 1's for
-                stage 2 (encoder, projector and LLM). None starts from the released weights (ablations).
+                stage 2 (encoder, projector and LLM). None starts from the released weights (baselines).
             num_kernels: Gaussian distance kernels; must match the checkpoint in init_from.
-            window: residues kept per protein.
-            projector: mlp (2 layers, GELU; the official code) or linear (the paper's text).
-            sequence_only: ignore coordinates (ablation).
+            window: residues kept per protein (also the sequence-as-text cut).
+            projector: mlp (2 layers, GELU; the official code), linear (the paper's text), or qformer
+                (`num_queries` learned queries cross-attending to the residues; ProtT3).
+            num_queries: Q-Former soft tokens per protein (32 in BLIP-2 and ProtT3).
+            qformer_layers: Q-Former layers.
+            qformer_heads: Q-Former attention heads (must divide the encoder width).
+            sequence_format: how a text-only model sees the sequence: galactica, seq_equals, raw or bop
+                (`sepit.models.formatters`).
+            sequence_only: ignore coordinates (the pLM + projector baseline; the paper's main ablation).
             drop_structure_rate: chance per protein of training without its structure (0.15 in stage 1).
-            encoder_lr_scale: encoder learning-rate factor: 0.1 in stage 1; 0 freezes it (stage 2).
+            encoder_lr_scale: encoder learning-rate factor: 0.1 in stage 1; 0 freezes it (stage 2, Q-Former).
             experts: 0 for a dense LLM (stage 1); >0 upcycles every FFN into that many experts (4 in stage 2).
             top_k: experts per token (1).
             aux_loss_coef: load-balancing loss weight (0.01).
             router_jitter: multiplicative router-input noise in training (0: off).
+            lora_rank: 0 fine-tunes the whole LLM; >0 freezes it and trains LoRA adapters of this rank (peft).
+            lora_alpha: LoRA scaling numerator (the update is scaled by alpha / rank).
+            lora_dropout: dropout on the LoRA path.
+            lora_target_modules: the LLM's linear layers that get adapters.
             lr: learning rate of the projector and the LLM (1e-4).
             weight_decay: AdamW weight decay (0).
             warmup_ratio: share of the steps with linear warm-up (0.03).
@@ -180,23 +198,36 @@ class InstructionStage(_Stage):
         super().__init__()
         self.save_hyperparameters()
         self.stage = 2 if experts else 1
+        if esm is None and init_from is not None:
+            raise ValueError("a model that reads the sequence as text starts from the LLM folder (llm); "
+                             "init_from is for encoder and stage checkpoints: leave it out")
+        if experts and lora_rank:
+            raise ValueError("choose experts (MoE upcycling, full fine-tuning) or lora_rank, not both")
         llm_path = resolve_model_path(llm)
         tokenizer = AutoTokenizer.from_pretrained(llm_path, local_files_only=True, trust_remote_code=False)
         # float32 master weights whatever dtype the folder was saved in (TinyLlama's config says bfloat16):
         # bf16 compute comes from `trainer.precision`, and FSDP needs one dtype per shard.
         language_model = AutoModelForCausalLM.from_pretrained(llm_path, local_files_only=True,
                                                               trust_remote_code=False, dtype=torch.float32)
-        encoder = StructureAwareESM(esm2_from_checkpoint(resolve_model_path(esm)), num_kernels, sequence_only,
-                                    drop_structure_rate, window=window)
-        self.model = ProteinLanguageModel(encoder, language_model, tokenizer, projector)
+        encoder = None if esm is None else StructureAwareESM(
+            esm2_from_checkpoint(resolve_model_path(esm)), num_kernels, sequence_only, drop_structure_rate,
+            window=window)
+        qformer = {"num_queries": num_queries, "num_layers": qformer_layers, "num_heads": qformer_heads} \
+            if projector == "qformer" else None
+        self.model = ProteinLanguageModel(encoder, language_model, tokenizer, projector, qformer, sequence_format,
+                                          max_residues=window)
         if init_from is not None:
             self._start_from(init_from)
         if experts:
             upcycle_to_moe(language_model, experts, top_k, aux_loss_coef, router_jitter)
-        for parameter in encoder.parameters_unused_by_features():
-            parameter.requires_grad_(False)
-        if encoder_lr_scale == 0:
-            encoder.requires_grad_(False)
+        self.lora = LoraSettings(lora_rank, lora_alpha, lora_dropout, tuple(lora_target_modules)) if lora_rank else None
+        if self.lora:
+            self.model.llm = add_lora(language_model, self.lora)
+        if encoder is not None:
+            for parameter in encoder.parameters_unused_by_features():
+                parameter.requires_grad_(False)
+            if encoder_lr_scale == 0:
+                encoder.requires_grad_(False)
 
     def _start_from(self, path: str) -> None:
         wanted = (1,) if self.stage == 2 else (0,)
@@ -206,13 +237,21 @@ class InstructionStage(_Stage):
         else:
             load_into(self.model, state, "model.", path)
 
+    def _checkpoint_dirs(self) -> list[Path]:
+        return [Path(c.dirpath) for c in self.trainer.checkpoint_callbacks if c.dirpath]
+
     def on_fit_start(self) -> None:
         """Save the tokenizer (with the protein tokens) beside the checkpoints, before the first one exists."""
-        if not self.trainer.is_global_zero:
-            return
-        for callback in self.trainer.checkpoint_callbacks:
-            if callback.dirpath:
-                save_tokenizer(self.model.tokenizer, Path(callback.dirpath) / TOKENIZER_DIR)
+        if self.trainer.is_global_zero:
+            for directory in self._checkpoint_dirs():
+                save_tokenizer(self.model.tokenizer, directory / TOKENIZER_DIR)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """With LoRA, also the adapter of this checkpoint as a peft folder (`adapter/` beside it)."""
+        super().on_save_checkpoint(checkpoint)
+        if self.lora and self.trainer.is_global_zero:
+            for directory in self._checkpoint_dirs():
+                save_adapter(self.model.llm, checkpoint["state_dict"], "model.llm.", directory / ADAPTER_DIR)
 
     def _loss(self, batch: ItemBatch, split: str) -> torch.Tensor:
         lm_loss = self.model(self.model.collate(batch))
@@ -253,8 +292,10 @@ class InstructionStage(_Stage):
                 for s, a in zip(batch, answers)]
 
     def parameter_groups(self) -> list[tuple[list[nn.Parameter], float]]:
+        if self.model.encoder is None:
+            return [(list(self.model.llm.parameters()), 1.0)]
         return [(list(self.model.encoder.parameters()), self.hparams.encoder_lr_scale),
                 (list(self.model.projector.parameters()) + list(self.model.llm.parameters()), 1.0)]
 
     def architecture(self) -> dict[str, Any]:
-        return model_record(self.model)
+        return model_record(self.model, self.lora)

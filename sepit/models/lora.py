@@ -1,0 +1,63 @@
+"""LoRA adapters on the LLM (Hu et al. 2022), through peft: the Mol-Instructions and ProtT3 way of tuning a
+large LLM on instructions while its own weights stay frozen.
+
+`add_lora` wraps the LLM in place of full fine-tuning; `save_adapter` writes peft's own adapter folder
+(`adapter_config.json` + `adapter_model.safetensors`) from a checkpoint's state dict, so the adapter can be
+shared and loaded onto the base model with `peft.PeftModel.from_pretrained` (or `sepit bench --model text_llm
+--model.llm BASE --model.adapter DIR`) without the rest of the checkpoint.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from sepit.data.jsonl import atomic_folder
+
+
+ADAPTER_DIR = "adapter"  # beside the checkpoints, like tokenizer/
+
+
+@dataclass
+class LoraSettings:
+    """LoRA hyperparameters; the defaults (r 16, alpha 16, dropout 0.05, attention projections) are common
+    LLaMA-family choices, not a published recipe."""
+
+    r: int = 16
+    alpha: int = 16
+    dropout: float = 0.05
+    target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
+
+    def to_record(self) -> dict[str, Any]:
+        return {**asdict(self), "target_modules": list(self.target_modules)}
+
+
+def add_lora(llm: nn.Module, settings: LoraSettings) -> nn.Module:
+    """`llm` with LoRA adapters on `target_modules`; everything else of the LLM frozen."""
+    from peft import LoraConfig, TaskType, get_peft_model
+
+    config = LoraConfig(task_type=TaskType.CAUSAL_LM, r=settings.r, lora_alpha=settings.alpha,
+                        lora_dropout=settings.dropout, target_modules=list(settings.target_modules))
+    return get_peft_model(llm, config)
+
+
+def is_lora(llm: nn.Module) -> bool:
+    return hasattr(llm, "peft_config")
+
+
+def save_adapter(llm: nn.Module, state: dict[str, torch.Tensor], prefix: str, directory: Path) -> None:
+    """Write the adapter weights found in `state` under `prefix` (the LoRA LLM's name in it) as a peft adapter
+    folder, into a fresh folder renamed into place: a reader never sees half an adapter."""
+    from peft import get_peft_model_state_dict
+    from safetensors.torch import save_file
+
+    own = {name[len(prefix):]: tensor for name, tensor in state.items() if name.startswith(prefix)}
+    weights = get_peft_model_state_dict(llm, state_dict=own)
+    with atomic_folder(directory) as staging:
+        llm.peft_config["default"].save_pretrained(staging)
+        save_file({name: tensor.detach().cpu().contiguous() for name, tensor in weights.items()},
+                  staging / "adapter_model.safetensors", metadata={"format": "pt"})
