@@ -75,6 +75,8 @@ def test_formatters_write_the_sequence_where_the_placeholder_was():
     assert sequence_prompt(sample, "galactica") == "Is [START_AMINO]GSHM[END_AMINO] an enzyme?"
     assert sequence_prompt(sample, "seq_equals") == "Is Seq=<GSHM> an enzyme?"
     assert sequence_prompt(sample, "raw", max_residues=2) == "Is GS an enzyme?"
+    marker = "SPL1T-TH1S-Pl3A5E"  # Galactica's tokenizer splits here and drops the marker: one token per residue
+    assert sequence_prompt(sample, "galactica_split", max_residues=2) == f"Is [START_AMINO]{marker}G{marker}S[END_AMINO] an enzyme?"
     with pytest.raises(ValueError, match="unknown sequence format 'fasta'"):
         sequence_prompt(sample, "fasta")
 

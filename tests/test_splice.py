@@ -272,10 +272,26 @@ def test_qformer_connector_splices_num_queries_vectors(bpe_llm_dir):
 
 
 def test_a_tokenizer_without_chat_template_gets_the_plain_instruction_layout(bpe_llm_dir):
+    from tokenizers import processors
+
     tokenizer, _ = _load(bpe_llm_dir)
     tokenizer.chat_template = None  # a base model (Galactica, LLaMA)
     ids, mask = build_prompt(tokenizer, "what does MKV do", "no", protein_token=False)
-    assert ids[0] == tokenizer.bos_token_id
-    prompt = tokenizer.decode(ids[~mask][1:])
-    assert prompt == "### Instruction:\nwhat does MKV do\n\n### Response:\n"
+    assert tokenizer.decode(ids[~mask]) == "### Instruction:\nwhat does MKV do\n\n### Response:\n"
     assert tokenizer.decode(ids[mask]) == "no</s>"
+    # BOS where the tokenizer itself adds one (LLaMA-style), and only then.
+    tokenizer._tokenizer.post_processor = processors.TemplateProcessing(
+        single="<s> $A", special_tokens=[("<s>", tokenizer.bos_token_id)])
+    with_bos, _ = build_prompt(tokenizer, "what does MKV do", "no", protein_token=False)
+    assert with_bos[0] == tokenizer.bos_token_id and with_bos[1:].tolist() == ids.tolist()
+
+
+def test_an_eos_missing_from_the_tokenizer_comes_from_the_model_config(bpe_llm_dir):
+    tokenizer, llm = _load(bpe_llm_dir)
+    eos = tokenizer.eos_token_id
+    tokenizer.eos_token = None  # as Galactica's tokenizer ships
+    ProteinLanguageModel(None, llm, tokenizer)
+    assert tokenizer.eos_token_id == eos == llm.config.eos_token_id
+    tokenizer.eos_token, llm.config.eos_token_id, llm.generation_config.eos_token_id = None, None, None
+    with pytest.raises(ValueError, match="end-of-sequence"):
+        ProteinLanguageModel(None, llm, tokenizer)

@@ -37,6 +37,35 @@ def test_every_config_prints_offline(config, capsys):
     assert "class_path: sepit.training.stages." in printed and "trainer:" in printed
 
 
+@pytest.fixture(scope="module")
+def tiny_cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("tiny-cache")
+
+
+@pytest.mark.parametrize("options", [{}, {"esm": None, "lora_rank": 4}, {"experts": 2}], ids=["full", "lora", "moe"])
+def test_the_llm_is_built_in_train_mode(options, tiny_cache, monkeypatch):
+    """from_pretrained returns eval mode and Lightning keeps submodule modes: dropout would silently stay off."""
+    from sepit.training.stages import InstructionStage
+
+    monkeypatch.setenv("SEPIT_CACHE", str(tiny_cache))
+    stage = InstructionStage("tiny:llm", **{"esm": "tiny:esm2", "num_kernels": 16, **options})
+    assert all(module.training for module in stage.model.llm.modules())
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"esm": "tiny:esm2", "lora_rank": 4}, "<bop>/<eop> embeddings trained"),
+    ({"esm": None, "projector": "qformer"}, "needs a protein encoder"),
+    ({"esm": None, "init_from": "x.ckpt"}, "init_from is for encoder"),
+    ({"esm": None, "experts": 2, "lora_rank": 4}, "not both"),
+])
+def test_settings_that_cannot_go_together_are_refused(options, message, tiny_cache, monkeypatch):
+    from sepit.training.stages import InstructionStage
+
+    monkeypatch.setenv("SEPIT_CACHE", str(tiny_cache))
+    with pytest.raises(ValueError, match=message):
+        InstructionStage("tiny:llm", **options)
+
+
 def test_warmup_then_cosine_schedule():
     factor = warmup_cosine(warmup_steps=4, total_steps=104)
     assert [factor(s) for s in range(4)] == [0.25, 0.5, 0.75, 1.0]

@@ -47,7 +47,7 @@ def test_checkpoints_record_what_each_baseline_is(runs):
     assert "esm" not in text and text["sequence_format"] == "galactica" and text["max_residues"] == 256
     assert text["lora"] is None
     assert records["text_llm_lora"]["lora"] == {"r": 8, "alpha": 16, "dropout": 0.05,
-                                                "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"]}
+                                                "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj", "lm_head"]}
     assert records["plm_projector"]["encoder"]["sequence_only"] and records["plm_projector"]["projector"] == "mlp"
     assert records["qformer"]["projector"] == "qformer"
     assert records["qformer"]["qformer"] == {"num_queries": 8, "num_layers": 2, "num_heads": 4}
@@ -92,12 +92,18 @@ def test_the_saved_adapter_loads_onto_the_base_model_and_answers_the_same(runs, 
     monkeypatch.setenv("SEPIT_CACHE", str(runs.parent.parent / "cache"))
     checkpoint = _checkpoint(runs, "text_llm_lora")
     from_checkpoint = TextLLMModel(checkpoint=str(checkpoint))
-    from_adapter = TextLLMModel(llm="tiny:llm", adapter=str(checkpoint.parent / "adapter"),
-                                sequence_format="galactica", max_residues=256)
+    adapter = checkpoint.parent / "adapter"
+    assert json.loads((adapter / "sepit_prompt.json").read_text()) == {"sequence_format": "galactica",
+                                                                        "max_residues": 256}
+    from_adapter = TextLLMModel(llm="tiny:llm", adapter=str(adapter))  # prompt settings from the adapter
     closed = [s for s in stage_items("sp14", 2, "valid") if s.choices][:3]
     assert torch.allclose(torch.tensor(from_checkpoint.loglikelihood(closed)),
                           torch.tensor(from_adapter.loglikelihood(closed)), atol=1e-4)
     assert from_adapter.describe().name == "text-llm-lora"
+    with pytest.raises(DataError, match="trained with max_residues=256, not 1022"):
+        TextLLMModel(llm="tiny:llm", adapter=str(adapter), max_residues=1022)
+    with pytest.raises(ValueError, match="sequence_format go"):
+        TextLLMModel(checkpoint=str(checkpoint), sequence_format="raw")
     with pytest.raises(ValueError, match="either checkpoint"):
         TextLLMModel()
 

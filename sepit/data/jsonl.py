@@ -77,9 +77,13 @@ def atomic_folder(directory: str | Path) -> Iterator[Path]:
     staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}-", dir=directory.parent))
     try:
         yield staging
-        if directory.exists():
-            shutil.rmtree(directory)
+        old = None
+        if directory.exists():  # moved aside first, so the name is never missing for long
+            old = Path(tempfile.mkdtemp(prefix=f".{directory.name}-old-", dir=directory.parent))
+            directory.rename(old / directory.name)
         staging.rename(directory)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

@@ -2,7 +2,9 @@
 the sequence as characters, API models): the sample's `<protein>` placeholder is replaced by the formatted
 sequence. The styles are those of the literature; `register_formatter` adds one.
 
-    galactica   [START_AMINO]MKV...[END_AMINO]          Galactica, Mol-Instructions
+    galactica   [START_AMINO]MKV...[END_AMINO]          Galactica-style markers (trained models)
+    galactica_split                                     the same with Galactica's split marker before each
+                                                        residue, as galai feeds the released Galactica models
     seq_equals  Seq=<MKV...>                            ProLLaMA
     raw         MKV...                                  SEPIT's "PureLLM" ablation
     bop         <bop>MKV...<eop>                        the spliced model's markers, as plain text
@@ -25,6 +27,10 @@ def register_formatter(name: str, format_sequence: Callable[[str], str]) -> None
 
 
 register_formatter("galactica", lambda sequence: f"[START_AMINO]{sequence}[END_AMINO]")
+# galai escapes [START_AMINO] sequences so that Galactica's tokenizer splits them into single residues.
+GALACTICA_SPLIT = "SPL1T-TH1S-Pl3A5E"
+register_formatter("galactica_split", lambda sequence: "[START_AMINO]" + "".join(GALACTICA_SPLIT + residue for residue in sequence)
+                   + "[END_AMINO]")
 register_formatter("seq_equals", lambda sequence: f"Seq=<{sequence}>")
 register_formatter("raw", lambda sequence: sequence)
 register_formatter("bop", lambda sequence: f"<bop>{sequence}<eop>")

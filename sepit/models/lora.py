@@ -2,13 +2,16 @@
 large LLM on instructions while its own weights stay frozen.
 
 `add_lora` wraps the LLM in place of full fine-tuning; `save_adapter` writes peft's own adapter folder
-(`adapter_config.json` + `adapter_model.safetensors`) from a checkpoint's state dict, so the adapter can be
-shared and loaded onto the base model with `peft.PeftModel.from_pretrained` (or `sepit bench --model text_llm
---model.llm BASE --model.adapter DIR`) without the rest of the checkpoint.
+(`adapter_config.json` + `adapter_model.safetensors`) from a checkpoint's state dict, plus `sepit_prompt.json`
+(how the sequence was written into the prompt), so the adapter can be shared and loaded onto the base model
+with `peft.PeftModel.from_pretrained` or `sepit bench --model text_llm --model_args '{llm: BASE, adapter: DIR}'`
+without the rest of the checkpoint. Where the tokenizer gained tokens (a pad distinct from eos), peft also saves
+the resized embeddings, so the base model's new rows match training exactly.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -49,9 +52,14 @@ def is_lora(llm: nn.Module) -> bool:
     return hasattr(llm, "peft_config")
 
 
-def save_adapter(llm: nn.Module, state: dict[str, torch.Tensor], prefix: str, directory: Path) -> None:
+PROMPT_FILE = "sepit_prompt.json"
+
+
+def save_adapter(llm: nn.Module, state: dict[str, torch.Tensor], prefix: str, directory: Path,
+                 prompt: dict[str, Any]) -> None:
     """Write the adapter weights found in `state` under `prefix` (the LoRA LLM's name in it) as a peft adapter
-    folder, into a fresh folder renamed into place: a reader never sees half an adapter."""
+    folder, with `prompt` (the prompt settings) in `PROMPT_FILE`, into a fresh folder renamed into place: a
+    reader never sees half an adapter."""
     from peft import get_peft_model_state_dict
     from safetensors.torch import save_file
 
@@ -59,5 +67,6 @@ def save_adapter(llm: nn.Module, state: dict[str, torch.Tensor], prefix: str, di
     weights = get_peft_model_state_dict(llm, state_dict=own)
     with atomic_folder(directory) as staging:
         llm.peft_config["default"].save_pretrained(staging)
+        (staging / PROMPT_FILE).write_text(json.dumps(prompt, indent=1) + "\n")
         save_file({name: tensor.detach().cpu().contiguous() for name, tensor in weights.items()},
                   staging / "adapter_model.safetensors", metadata={"format": "pt"})

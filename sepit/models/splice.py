@@ -84,9 +84,16 @@ class ProteinTokenIds:
 
 def add_protein_tokens(tokenizer: Any, model: nn.Module, protein_tokens: bool = True) -> ProteinTokenIds | None:
     """Give `tokenizer` the special tokens `<protein>`, `<bop>`, `<eop>` (unless `protein_tokens` is False: the
-    sequence-as-text models need none) and a pad token distinct from eos, and grow `model`'s embeddings (input,
-    and output where untied) to match. Idempotent: a tokenizer that already has them (e.g. reloaded from a
+    sequence-as-text models need none), an eos (from the model config where the tokenizer names none) and a pad
+    token distinct from eos, and grow `model`'s embeddings (input, and output where untied) to match. Idempotent: a tokenizer that already has them (e.g. reloaded from a
     checkpoint) keeps its ids."""
+    if tokenizer.eos_token is None:  # e.g. Galactica's tokenizer names none; its model config does
+        eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None) or model.config.eos_token_id
+        eos = eos[0] if isinstance(eos, list) else eos
+        if eos is None:
+            raise ValueError(f"{getattr(tokenizer, 'name_or_path', 'the tokenizer')}: neither the tokenizer nor the "
+                             "model config names an end-of-sequence token; set eos_token in tokenizer_config.json")
+        tokenizer.eos_token = tokenizer.convert_ids_to_tokens(eos)
     new = [t for t in (PROTEIN_PLACEHOLDER, BEGIN_PROTEIN, END_PROTEIN) if t not in tokenizer.get_vocab()]
     if new and protein_tokens:
         extra = list(getattr(tokenizer, "extra_special_tokens", None) or [])
@@ -116,7 +123,9 @@ def build_prompt(tokenizer: Any, instruction: str, answer: str | None = None,
         # The template writes its own BOS where the model wants one; adding special tokens would double it.
         prompt = tokenizer(text, add_special_tokens=False)["input_ids"]
     else:
-        bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
+        # BOS only where the tokenizer itself puts one (LLaMA does, GPT-NeoX and Galactica do not).
+        bos = tokenizer.bos_token_id
+        bos = [bos] if bos is not None and tokenizer("a")["input_ids"][:1] == [bos] else []
         prompt = bos + tokenizer(PLAIN_PROMPT.format(instruction=instruction), add_special_tokens=False)["input_ids"]
     protein_id = tokenizer.convert_tokens_to_ids(PROTEIN_PLACEHOLDER) if protein_token else None
     if protein_token and prompt.count(protein_id) != 1:

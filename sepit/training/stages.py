@@ -185,7 +185,8 @@ class InstructionStage(_Stage):
             top_k: experts per token (1).
             aux_loss_coef: load-balancing loss weight (0.01).
             router_jitter: multiplicative router-input noise in training (0: off).
-            lora_rank: 0 fine-tunes the whole LLM; >0 freezes it and trains LoRA adapters of this rank (peft).
+            lora_rank: 0 fine-tunes the whole LLM; >0 freezes it and trains LoRA adapters of this rank (peft);
+                with esm: null only.
             lora_alpha: LoRA scaling numerator (the update is scaled by alpha / rank).
             lora_dropout: dropout on the LoRA path.
             lora_target_modules: the LLM's linear layers that get adapters.
@@ -203,12 +204,21 @@ class InstructionStage(_Stage):
                              "init_from is for encoder and stage checkpoints: leave it out")
         if experts and lora_rank:
             raise ValueError("choose experts (MoE upcycling, full fine-tuning) or lora_rank, not both")
+        if esm is not None and lora_rank:
+            # peft would freeze the embedding table, and with it the new <bop>/<eop> rows the splice relies on.
+            raise ValueError("lora_rank is for LLMs that read the sequence as text (esm: null); a spliced encoder "
+                             "needs its new <bop>/<eop> embeddings trained: fine-tune the LLM fully")
+        if esm is None and projector == "qformer":
+            raise ValueError("projector: qformer needs a protein encoder (esm); with esm: null the sequence is text")
         llm_path = resolve_model_path(llm)
         tokenizer = AutoTokenizer.from_pretrained(llm_path, local_files_only=True, trust_remote_code=False)
         # float32 master weights whatever dtype the folder was saved in (TinyLlama's config says bfloat16):
         # bf16 compute comes from `trainer.precision`, and FSDP needs one dtype per shard.
         language_model = AutoModelForCausalLM.from_pretrained(llm_path, local_files_only=True,
                                                               trust_remote_code=False, dtype=torch.float32)
+        # from_pretrained hands back eval mode, and Lightning keeps each submodule's mode: without this the LLM
+        # (its dropout, LoRA's dropout, the router jitter) would train in eval mode.
+        language_model.train()
         encoder = None if esm is None else StructureAwareESM(
             esm2_from_checkpoint(resolve_model_path(esm)), num_kernels, sequence_only, drop_structure_rate,
             window=window)
@@ -247,11 +257,13 @@ class InstructionStage(_Stage):
                 save_tokenizer(self.model.tokenizer, directory / TOKENIZER_DIR)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """With LoRA, also the adapter of this checkpoint as a peft folder (`adapter/` beside it)."""
+        """With LoRA, also the adapter as a peft folder (`adapter/` beside the checkpoints: the latest save's),
+        with the prompt settings it was trained with."""
         super().on_save_checkpoint(checkpoint)
         if self.lora and self.trainer.is_global_zero:
             for directory in self._checkpoint_dirs():
-                save_adapter(self.model.llm, checkpoint["state_dict"], "model.llm.", directory / ADAPTER_DIR)
+                save_adapter(self.model.llm, checkpoint["state_dict"], "model.llm.", directory / ADAPTER_DIR,
+                             {"sequence_format": self.model.sequence_format, "max_residues": self.model.max_residues})
 
     def _loss(self, batch: ItemBatch, split: str) -> torch.Tensor:
         lm_loss = self.model(self.model.collate(batch))
