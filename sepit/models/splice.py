@@ -42,9 +42,8 @@ BEGIN_PROTEIN = "<bop>"
 END_PROTEIN = "<eop>"
 PAD_TOKEN = "<pad>"
 IGNORE_INDEX = -100  # torch cross_entropy's default ignore_index, also what HF causal LMs expect
-# For base LLMs without a chat template (Galactica, LLaMA): the Alpaca layout that Mol-Instructions trains with.
+# For base LLMs without a chat template (Galactica, LLaMA): a plain instruction layout (Alpaca's, without preamble).
 PLAIN_PROMPT = "### Instruction:\n{instruction}\n\n### Response:\n"
-CONNECTORS = ("mlp", "linear", "qformer")
 
 
 class Projector(nn.Module):
