@@ -23,19 +23,12 @@ from typing import Literal
 import torch
 
 from sepit.data.errors import DataError
-from sepit.data.manifest import sha256_file
+from sepit.data.manifest import sha256_folder
 from sepit.data.protein import ESM2_WINDOW
 from sepit.models.lora import PROMPT_FILE, is_lora
 from sepit.models.sepit import SepitModel, load_checkpoint
 from sepit.models.splice import ProteinLanguageModel
 from sepit.models.tiny import resolve_model_path
-
-
-def _folder_hashes(folder: Path) -> list[str]:
-    """SHA-256 of the files a model is read from; hidden folders (.git, .cache download metadata) are not."""
-    files = [f for f in sorted(folder.rglob("*")) if f.is_file()
-             and not any(part.startswith(".") for part in f.relative_to(folder).parts)]
-    return [sha256_file(f) for f in files]
 
 
 def prompt_settings(adapter_dir: Path | None, sequence_format: str | None, max_residues: int | None
@@ -68,12 +61,12 @@ def load_pretrained(llm: str, adapter: str | None, sequence_format: str | None, 
                                                           dtype=torch.float32)
     model = ProteinLanguageModel(None, language_model, tokenizer, sequence_format=sequence_format,
                                  max_residues=max_residues)
-    files = _folder_hashes(llm_dir)
+    files = sha256_folder(llm_dir)
     if adapter_dir is not None:
         from peft import PeftModel
 
         model.llm = PeftModel.from_pretrained(model.llm, adapter_dir, is_trainable=False)
-        files += _folder_hashes(adapter_dir)
+        files += sha256_folder(adapter_dir)
     return model, files + [f"{sequence_format}:{max_residues}"]  # the prompt is part of what is evaluated
 
 

@@ -15,6 +15,14 @@ def sha256_file(path: str | Path) -> str:
     return _sha256(str(path), stat.st_mtime_ns, stat.st_size)
 
 
+def sha256_folder(folder: str | Path) -> list[str]:
+    """SHA-256 of every file under `folder`, in path order; hidden folders (.git, .cache download metadata)
+    are left out, as they change without the model changing."""
+    folder = Path(folder)
+    return [sha256_file(f) for f in sorted(folder.rglob("*"))
+            if f.is_file() and not any(part.startswith(".") for part in f.relative_to(folder).parts)]
+
+
 @lru_cache(maxsize=256)
 def _sha256(path: str, mtime_ns: int, size: int) -> str:  # keyed by mtime and size: an edit re-hashes
     digest = hashlib.sha256()

@@ -17,7 +17,7 @@ from typing import Any, Callable, Literal, Sequence
 import torch
 
 from sepit.data.errors import DataError
-from sepit.data.manifest import sha256_file
+from sepit.data.manifest import sha256_file, sha256_folder
 from sepit.data.sample import InstructionSample
 from sepit.models.checkpoint import (TOKENIZER_DIR, build_from_record, load_into, read_stage_checkpoint,
                                     registered_model_for)
@@ -50,7 +50,7 @@ def load_checkpoint(checkpoint: str | Path, sequence_only: bool = False,
         raise DataError(str(path), f"has an architecture record this version cannot build ({type(err).__name__}: "
                         f"{err})", "Evaluate it with the sepit-bench version that wrote it.") from None
     load_into(model, state, "model.", path)
-    files = [sha256_file(path)] + [sha256_file(f) for f in sorted(tokenizer_dir.iterdir()) if f.is_file()]
+    files = [sha256_file(path)] + sha256_folder(tokenizer_dir)
     return model, files
 
 
@@ -58,21 +58,22 @@ class SepitModel(ProteinLLM):
     """Greedy (or sampled) answers and choice log-likelihoods from a trained SEPIT model."""
 
     registered_name = "sepit"  # the entry point; baselines built on this class set their own
+    default_name = "sepit"  # the name in results unless `name` is given
 
-    def __init__(self, checkpoint: str, name: str = "sepit", sequence_only: bool = False,
+    def __init__(self, checkpoint: str, name: str | None = None, sequence_only: bool = False,
                  dtype: Literal["float32", "bfloat16", "float16"] = "float32", device: str = "auto",
                  loglikelihood_batch_size: int = 16):
         """
         Args:
             checkpoint: a stage-1 or stage-2 .ckpt from `sepit fit`, with its tokenizer/ folder beside it.
-            name: the model's name in results and on the leaderboard.
+            name: the model's name in results and on the leaderboard (default: `default_name`).
             sequence_only: ignore coordinates (an ablation of the same weights).
             dtype: weights and activations (bfloat16 halves GPU memory).
             device: auto (this process's GPU if there is one, else CPU), cpu, cuda or cuda:N.
             loglikelihood_batch_size: (sample, choice) pairs per forward pass when scoring choices.
         """
         model, files = load_checkpoint(checkpoint, sequence_only, self.check_record)
-        self._set_model(model, name, dtype, device, loglikelihood_batch_size, files)
+        self._set_model(model, name or self.default_name, dtype, device, loglikelihood_batch_size, files)
 
     def check_record(self, record: dict[str, Any], path: Path) -> None:
         """Refuse a checkpoint this model name does not stand for: results carry the name on the leaderboard."""
@@ -81,8 +82,8 @@ class SepitModel(ProteinLLM):
             raise DataError(str(path), f"holds a {holds} model, not {self.registered_name}",
                             f"Evaluate it with `--model {holds}`, or give the .ckpt path alone as --model.")
 
-    def _set_model(self, model: ProteinLanguageModel, name: str, dtype: str, device: str, loglikelihood_batch_size: int,
-              files: list[str]) -> None:
+    def _set_model(self, model: ProteinLanguageModel, name: str, dtype: str, device: str,
+                   loglikelihood_batch_size: int, files: list[str]) -> None:
         self.model = model.eval().requires_grad_(False).to(DTYPES[dtype])
         self.name, self.device_spec = name, device
         self.sequence_only = model.encoder is None or model.encoder.sequence_only
