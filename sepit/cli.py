@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import inspect
 import sys
 
 from sepit.data.errors import DataError
 from sepit.metrics.text import MetricError
-from sepit.registry import RegistryError
+from sepit.registry import COMMANDS, RegistryError
 
 
 # Boolean options that read as flags (`--json`); jsonargparse itself wants `--json true`.
@@ -25,6 +26,20 @@ def bare_flags(argv: list[str]) -> list[str]:
     return out
 
 
+def leading_argument(argv: list[str], commands: dict) -> list[str]:
+    """`sepit leaderboard validate SUB` -> `... --submission SUB`: a command's first required argument may be
+    given without its option name, as DESIGN.md's command contract writes it."""
+    node, i = commands, 0
+    while isinstance(node, dict) and i < len(argv) and argv[i] in node:
+        node, i = node[argv[i]], i + 1
+    if not callable(node) or i >= len(argv) or argv[i].startswith("-"):
+        return argv
+    first = next(iter(inspect.signature(node).parameters.values()), None)
+    if first is None or first.default is not inspect.Parameter.empty:
+        return argv
+    return argv[:i] + [f"--{first.name}"] + argv[i:]
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] in TRAINING:
@@ -40,7 +55,9 @@ def main(argv: list[str] | None = None) -> None:
                          "manifest": data.manifest},
                 "bench": bench, "score": score}
     try:
-        auto_cli(commands, args=bare_flags(argv), as_positional=False, description=DESCRIPTION)
+        for name in COMMANDS.names():  # plug-in command groups, e.g. `sepit leaderboard`
+            commands.setdefault(name, COMMANDS.get(name))
+        auto_cli(commands, args=bare_flags(leading_argument(argv, commands)), as_positional=False, description=DESCRIPTION)
     except (DataError, MetricError, RegistryError, OSError) as err:
         fail(err)
 

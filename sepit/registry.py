@@ -1,7 +1,7 @@
 """Registries of models, tasks and metric profiles: a dict and a decorator, filled lazily from entry points.
 
 Entries are `"module:attr"` strings until first use, so listing names imports nothing heavy (no torch).
-A package registers plug-ins under the entry-point groups `sepit.models`, `sepit.tasks`, `sepit.metrics`,
+A package registers plug-ins under the entry-point groups `sepit.models`, `sepit.tasks`, `sepit.metrics`, `sepit.commands`,
 exactly as this repository's own `baselines`, `benchmarks` and `leaderboard` packages do.
 """
 
@@ -73,3 +73,5 @@ def call_if_factory(obj: Any, accepted: tuple[type, ...]) -> Any:
 MODELS = Registry("model", "sepit.models")
 TASKS = Registry("task", "sepit.tasks")
 METRICS = Registry("metric profile", "sepit.metrics")
+# Extra `sepit` subcommands: a dict of typed functions (and "_help"), as `leaderboard` registers its own.
+COMMANDS = Registry("command", "sepit.commands")

@@ -1,0 +1,260 @@
+"""Results files -> the board: one row per model with its per-task headline scores and 95 % CIs, an average, a
+rank, paired significance against the best and against a reference model, and slices (identity to train,
+with vs without structure, sequence length).
+
+The board is a plain dict (written as leaderboard.json); the table, page and plot writers only format it.
+Each task has one headline metric (ROUGE-L for open tasks and accuracy for closed ones, by default). The
+average over tasks, and so the rank, exists only for a model with complete results on every task on the
+board: an average over a different or partial set of tasks would rank models on different questions.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+
+from sepit.data.errors import DataError
+from sepit.evaluation.scoring import IDENTITY_BINS
+from leaderboard.results import Entry, Run, merge_runs
+from leaderboard.significance import ALPHA, PairedDraws, compare, paired_draws
+
+HEADLINE = {"open": "rougeL", "closed": "accuracy"}
+LENGTH_BINS = (("<200", 0, 200), ("200-400", 200, 400), ("400-700", 400, 700), (">=700", 700, float("inf")))
+STRUCTURE_BINS = ("with structure", "sequence only")
+SLICES = {"identity": tuple(label for label, _, _ in IDENTITY_BINS), "structure": STRUCTURE_BINS,
+          "length": tuple(label for label, _, _ in LENGTH_BINS)}
+
+
+def build_board(runs: list[Run], reference: str | None = None, profile: str | None = None,
+                open_metric: str = HEADLINE["open"], closed_metric: str = HEADLINE["closed"],
+                n_resamples: int = 1000, seed: int = 0, alpha: float = ALPHA) -> dict[str, Any]:
+    runs = _one_profile(runs, profile)
+    entries = merge_runs(runs)
+    tasks = _tasks(entries, {"open": open_metric, "closed": closed_metric})
+    rows = [_row(entry, tasks) for entry in entries]
+    _rank(rows)
+    values = _SampleValues(entries, tasks)
+    notes: list[str] = []
+    _mark_ties(rows, tasks, values, n_resamples, seed, alpha, notes)
+    ref = _reference(rows, reference)
+    if ref is not None:
+        for row in rows:
+            row["vs_reference"] = None if row["model"] == ref else _versus(row, ref, tasks, values, n_resamples, seed)
+    if not any(row["modality"] == "retrieval" for row in rows):
+        notes.append("no retrieval baseline among the results: add `sepit bench --model retrieval` to show how far "
+                     "copying the nearest training protein's answer goes")
+    return {"metric_profile": runs[0].profile, "tasks": tasks, "reference": ref, "alpha": alpha,
+            "bootstrap": {"method": "paired percentile", "resamples": n_resamples, "seed": seed},
+            "rows": rows, "slices": _slices(entries, tasks, values), "notes": notes}
+
+
+def _one_profile(runs: list[Run], profile: str | None) -> list[Run]:
+    """Numbers of two metric profiles are not comparable, so a board holds one."""
+    if profile is not None:
+        runs = [r for r in runs if profile in (r.profile.get("name"), r.profile_key)]
+        if not runs:
+            raise DataError("--results", f"no results were scored with the metric profile {profile!r}",
+                            "Choose a profile the results use, or re-score with `sepit score --profile`.")
+    keys = defaultdict(list)
+    for run in runs:
+        keys[run.profile_key].append(str(run.path))
+    if len(keys) > 1:
+        listing = "; ".join(f"{key}: {', '.join(paths[:3])}" for key, paths in sorted(keys.items()))
+        raise DataError("--results", f"the results use different metric profiles ({listing})",
+                        "Scores of two profiles are not comparable: choose one with --profile, or re-score.")
+    return runs
+
+
+def _tasks(entries: list[Entry], metrics: dict[str, str]) -> list[dict]:
+    """Every task on the board with its headline metric; versions and dataset hashes must agree."""
+    found: dict[str, dict] = {}
+    for entry in entries:
+        for name, run in entry.runs.items():
+            result = run.tasks[name]
+            task = found.setdefault(name, {"name": name, "kind": result.get("kind"), "version": result.get("version"),
+                                           "dataset_hash": None, "expected_n": result.get("expected_n"),
+                                           "first": run.path})
+            if result.get("version") != task["version"]:
+                raise DataError(str(run.path), f"task {name!r} is version {result.get('version')!r} but "
+                                f"{task['first']} has version {task['version']!r}",
+                                "Re-run the older model on the current task version before comparing them.")
+            if result.get("dataset_hash"):
+                if task["dataset_hash"] and task["dataset_hash"] != result["dataset_hash"]:
+                    raise DataError(str(run.path), f"task {name!r} was scored on other samples (dataset hash "
+                                    f"{result['dataset_hash'][:12]}) than in other results ({task['dataset_hash'][:12]})",
+                                    "Compare results of the same task data; re-run one of them.")
+                task["dataset_hash"] = result["dataset_hash"]
+    for task in found.values():
+        task["metric"] = metrics.get(task["kind"] or "open", metrics["open"])
+        del task["first"]
+        for entry in entries:
+            run = entry.runs.get(task["name"])
+            if run and task["metric"] not in run.tasks[task["name"]]["metrics"] and run.tasks[task["name"]]["n"]:
+                known = ", ".join(sorted(run.tasks[task["name"]]["metrics"]))
+                raise DataError(str(run.path), f"task {task['name']!r} has no metric {task['metric']!r} (it has "
+                                f"{known})", f"Choose the headline metric with --{task['kind']}_metric.")
+    return sorted(found.values(), key=lambda t: (t["kind"] != "open", t["name"]))
+
+
+def _row(entry: Entry, tasks: list[dict]) -> dict:
+    cells = {}
+    for task in tasks:
+        run = entry.runs.get(task["name"])
+        if run is None:
+            continue
+        result, metric = run.tasks[task["name"]], task["metric"]
+        ci = result.get("ci", {}).get(metric)
+        complete = result.get("complete")
+        cells[task["name"]] = {"value": result["metrics"].get(metric), "ci": ci, "n": result["n"],
+                               "expected_n": result.get("expected_n"), "complete": complete is not False,
+                               "best": False, "tied": None, "p_vs_best": None}
+    everything = len(cells) == len(tasks) and all(c["complete"] and c["value"] is not None for c in cells.values())
+    average = float(np.mean([c["value"] for c in cells.values()])) if everything and cells else None
+    model = entry.model
+    return {"model": entry.name, "modality": model.get("modality"), "params_total": model.get("params_total"),
+            "params_active": model.get("params_active"), "fingerprint": model.get("fingerprint"),
+            "sources": entry.sources, "tasks": cells, "average": average, "rank": None,
+            "average_best": False, "average_tied": None, "average_p_vs_best": None, "vs_reference": None}
+
+
+def _rank(rows: list[dict]) -> None:
+    """Competition ranking by average (1, 2, 2, 4); rows without an average follow, unranked, by name."""
+    ranked = sorted((r for r in rows if r["average"] is not None), key=lambda r: -r["average"])
+    for i, row in enumerate(ranked):
+        same = i and abs(row["average"] - ranked[i - 1]["average"]) < 1e-12
+        row["rank"] = ranked[i - 1]["rank"] if same else i + 1
+    rows.sort(key=lambda r: (r["rank"] is None, r["rank"] or 0, r["model"]))
+
+
+class _SampleValues:
+    """Per-sample headline values by (model, task), read once from the runs' sample logs."""
+
+    def __init__(self, entries: list[Entry], tasks: list[dict]):
+        self._runs = {(e.name, t): run for e in entries for t, run in e.runs.items()}
+        self._metric = {t["name"]: t["metric"] for t in tasks}
+        self._cache: dict[tuple[str, str], dict[str, float] | None] = {}
+
+    def get(self, model: str, task: str) -> dict[str, float] | None:
+        key = (model, task)
+        if key not in self._cache:
+            run = self._runs.get(key)
+            self._cache[key] = run.sample_values(task, self._metric[task]) if run else None
+        return self._cache[key]
+
+
+def _mark_ties(rows, tasks, values, n_resamples, seed, alpha, notes) -> None:
+    """The best model per task and overall, and which others are not significantly different from it."""
+    for task in tasks:
+        name = task["name"]
+        present = [r for r in rows if name in r["tasks"] and r["tasks"][name]["value"] is not None]
+        if not present:
+            continue
+        top = max(r["tasks"][name]["value"] for r in present)
+        best = next(r for r in present if r["tasks"][name]["value"] == top)
+        for row in present:
+            cell = row["tasks"][name]
+            if cell["value"] == top:
+                cell.update(best=True, tied=True)
+                continue
+            draws = _draws(values, row["model"], best["model"], name, n_resamples, seed)
+            if draws is None:
+                notes.append(f"{row['model']} on {name}: no per-sample {task['metric']} values shared with "
+                             f"{best['model']}, so no significance test")
+                continue
+            result = compare([draws])
+            cell.update(p_vs_best=result.p_value, tied=result.p_value >= alpha)
+    ranked = [r for r in rows if r["rank"] is not None]
+    if not ranked:
+        return
+    leader = ranked[0]
+    for row in ranked:
+        if row["average"] == leader["average"]:
+            row.update(average_best=True, average_tied=True)
+            continue
+        result = _versus_average(row, leader, tasks, values, n_resamples, seed)
+        if result is not None:
+            row.update(average_p_vs_best=result.p_value, average_tied=result.p_value >= alpha)
+
+
+def _draws(values, a: str, b: str, task: str, n_resamples: int, seed: int) -> PairedDraws | None:
+    mine, theirs = values.get(a, task), values.get(b, task)
+    if mine is None or theirs is None:
+        return None
+    return paired_draws(mine, theirs, n_resamples, seed)
+
+
+def _versus_average(row, other, tasks, values, n_resamples, seed):
+    parts = [_draws(values, row["model"], other["model"], t["name"], n_resamples, seed) for t in tasks]
+    return None if any(p is None for p in parts) else compare(parts)
+
+
+def _versus(row, ref: str, tasks, values, n_resamples, seed) -> dict:
+    """Difference to the reference (this model minus it) per task and on average, with p-values."""
+    out: dict[str, Any] = {}
+    for task in tasks:
+        draws = _draws(values, row["model"], ref, task["name"], n_resamples, seed)
+        out[task["name"]] = compare([draws]).as_dict() if draws else None
+    average = _versus_average(row, {"model": ref}, tasks, values, n_resamples, seed)
+    out["average"] = average.as_dict() if average else None
+    return out
+
+
+def _reference(rows: list[dict], reference: str | None) -> str | None:
+    if reference is None:
+        ranked = [r for r in rows if r["rank"] is not None]
+        return ranked[0]["model"] if ranked else None
+    if reference not in {r["model"] for r in rows}:
+        raise DataError("--reference", f"no model named {reference!r} on the board",
+                        f"Choose one of: {', '.join(sorted(r['model'] for r in rows))}.")
+    return reference
+
+
+def _slices(entries: list[Entry], tasks: list[dict], values: _SampleValues) -> dict:
+    """slice -> model -> task -> bin -> {n, value}: the identity bins come from each run's leakage report; the
+    structure and length bins from the per-sample values and the registered task's proteins."""
+    out: dict[str, dict] = {kind: {} for kind in SLICES}
+    for entry in entries:
+        for task in tasks:
+            name, metric = task["name"], task["metric"]
+            run = entry.runs.get(name)
+            if run is None:
+                continue
+            leakage = run.tasks[name].get("leakage")
+            if leakage:
+                out["identity"].setdefault(entry.name, {})[name] = {
+                    label: {"n": b["n"], "value": b["metrics"].get(metric) if b["n"] else None}
+                    for label, b in leakage["bins"].items()}
+            facts = _proteins(name, run.tasks[name].get("split") or "test")
+            per_sample = values.get(entry.name, name)
+            if facts is None or per_sample is None:
+                continue
+            for kind, label_of in (("structure", lambda f: STRUCTURE_BINS[0] if f[1] else STRUCTURE_BINS[1]),
+                                   ("length", _length_bin)):
+                groups: dict[str, list[float]] = defaultdict(list)
+                for sample_id, value in per_sample.items():
+                    if sample_id in facts:
+                        groups[label_of(facts[sample_id])].append(value)
+                out[kind].setdefault(entry.name, {})[name] = {
+                    label: {"n": len(groups[label]), "value": float(np.mean(groups[label])) if groups[label] else None}
+                    for label in SLICES[kind]}
+    return out
+
+
+def _length_bin(fact: tuple[int, bool]) -> str:
+    return next(label for label, lo, hi in LENGTH_BINS if lo <= fact[0] < hi)
+
+
+@lru_cache(maxsize=None)
+def _proteins(task: str, split: str) -> dict[str, tuple[int, bool]] | None:
+    """Sample id -> (sequence length, has coordinates) of a registered task; None for an unknown task."""
+    from sepit.registry import RegistryError
+    from sepit.tasks import get_task
+
+    try:
+        samples = get_task(task).samples(split)
+    except (RegistryError, DataError):
+        return None
+    return {s.id: (len(s.protein.sequence), s.protein.coords is not None) for s in samples}

@@ -1,0 +1,171 @@
+"""The board as one static HTML page: works from file:// with no server and no network (plots are embedded
+as data: URIs, the script is inline). Tables are rendered here, so the page reads without JavaScript; the
+script only sorts columns on a click and switches the slice view.
+"""
+
+from __future__ import annotations
+
+import base64
+from html import escape
+from pathlib import Path
+
+from leaderboard.board import SLICES
+from leaderboard.tables import MISSING, average_text, cell_text, legend, metric_name, p_value, params, \
+    profile_label, score
+
+STYLE = """
+body{font-family:system-ui,sans-serif;margin:2em;color:#222;max-width:1600px}
+table{border-collapse:collapse;margin:1em 0;font-size:14px}
+th,td{border-bottom:1px solid #ddd;padding:4px 8px;text-align:right;white-space:nowrap}
+th{background:#f4f4f4;cursor:pointer;user-select:none}
+th[aria-sort=ascending]::after{content:" \\25B2"}th[aria-sort=descending]::after{content:" \\25BC"}
+td.text,th.text{text-align:left}.ci{color:#777;font-size:12px}.best{font-weight:bold}
+.partial{color:#a60}.hidden{display:none}p.legend{color:#444;max-width:1100px}img{max-width:100%}
+"""
+
+SCRIPT = """
+function sortValue(td){const v=td.dataset.sort;return v===undefined||v===''?null:(isNaN(+v)?v:+v);}
+function sortBy(th){
+  const table=th.closest('table'),col=[...th.parentNode.children].indexOf(th);
+  const ascending=th.getAttribute('aria-sort')?th.getAttribute('aria-sort')!=='ascending':th.dataset.first==='ascending';
+  table.querySelectorAll('th').forEach(h=>h.removeAttribute('aria-sort'));
+  th.setAttribute('aria-sort',ascending?'ascending':'descending');
+  const body=table.tBodies[0],rows=[...body.rows];
+  rows.sort((a,b)=>{const x=sortValue(a.cells[col]),y=sortValue(b.cells[col]);
+    if(x===null||y===null)return (x===null)-(y===null);
+    const c=x<y?-1:x>y?1:0;return ascending?c:-c;});
+  rows.forEach(r=>body.appendChild(r));
+}
+document.querySelectorAll('table.sortable th').forEach(th=>th.addEventListener('click',()=>sortBy(th)));
+function showSlice(){
+  const kind=document.getElementById('slice-kind').value,task=document.getElementById('slice-task').value;
+  document.querySelectorAll('table.slice').forEach(t=>t.classList.toggle('hidden',
+    t.dataset.slice!==kind||t.dataset.task!==task));
+}
+['slice-kind','slice-task'].forEach(id=>{const e=document.getElementById(id);if(e)e.addEventListener('change',showSlice);});
+"""
+
+SLICE_TITLES = {"identity": "identity to the training set (leakage report)", "structure": "with vs without structure",
+                "length": "sequence length (residues)"}
+
+
+def render(board: dict, plots: dict[str, dict[str, Path]], generated: str) -> str:
+    parts = [f"<h1>SEPIT-Bench leaderboard</h1>",
+             f"<p class=legend>{escape(legend(board))}</p>",
+             f"<p class=legend>Built {escape(generated)} from {sum(len(r['sources']) for r in board['rows'])} results "
+             "files. Click a column header to sort.</p>",
+             _board_table(board), _significance(board), _slices(board), _plots(plots), _notes(board)]
+    return ("<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8><title>SEPIT-Bench leaderboard</title>"
+            f"<style>{STYLE}</style></head><body>\n" + "\n".join(p for p in parts if p)
+            + f"\n<script>{SCRIPT}</script></body></html>\n")
+
+
+def _th(text: str, kind: str = "number", first: str = "descending") -> str:
+    css = " class=text" if kind == "text" else ""
+    return f"<th{css} data-first={first}>{escape(text)}</th>"
+
+
+def _td(text: str, sort: object = None, css: str = "") -> str:
+    value = "" if sort is None else escape(str(sort))
+    return f"<td class='{css}' data-sort='{value}'>{text}</td>"
+
+
+def _score_td(cell: dict | None) -> str:
+    if cell is None or cell["value"] is None:
+        return _td(MISSING)
+    text = escape(score(cell["value"]))
+    css = "best" if cell["best"] else ""
+    if cell["tied"] and not cell["best"]:
+        text += " ≈"
+    if cell.get("ci"):
+        text += f" <span class=ci>[{score(cell['ci'][0])}, {score(cell['ci'][1])}]</span>"
+    if not cell["complete"]:
+        text += f" <span class=partial>*({cell['n']}/{cell['expected_n']})</span>"
+        css += " partial"
+    return _td(text, cell["value"], css)
+
+
+def _board_table(board: dict) -> str:
+    head = [_th("Rank", first="ascending"), _th("Model", "text", "ascending"), _th("Modality", "text", "ascending"),
+            _th("Params total"), _th("Params active"), _th("Profile", "text", "ascending"), _th("Average")]
+    head += [_th(f"{t['name']} ({metric_name(t['metric'])})") for t in board["tasks"]]
+    body = []
+    for row in board["rows"]:
+        average = escape(average_text(row).replace("**", ""))
+        cells = [_td(str(row["rank"] or MISSING), row["rank"]), _td(escape(row["model"]), row["model"], "text"),
+                 _td(escape(row["modality"] or MISSING), row["modality"], "text"),
+                 _td(params(row["params_total"]), row["params_total"]),
+                 _td(params(row["params_active"]), row["params_active"]),
+                 _td(escape(profile_label(board)), profile_label(board), "text"),
+                 _td(average, row["average"], "best" if row["average_best"] else "")]
+        cells += [_score_td(row["tasks"].get(t["name"])) for t in board["tasks"]]
+        body.append(f"<tr data-model='{escape(row['model'])}'>" + "".join(cells) + "</tr>")
+    return ("<table id=board class=sortable><thead><tr>" + "".join(head) + "</tr></thead><tbody>\n"
+            + "\n".join(body) + "\n</tbody></table>")
+
+
+def _significance(board: dict) -> str:
+    if not board["reference"]:
+        return ""
+    head = [_th("Model", "text", "ascending"), _th("Average")] + [_th(t["name"]) for t in board["tasks"]]
+    body = []
+    for row in board["rows"]:
+        versus = row["vs_reference"]
+        if versus is None:
+            continue
+        cells = [_td(escape(row["model"]), row["model"], "text")]
+        for key in ["average"] + [t["name"] for t in board["tasks"]]:
+            c = versus.get(key)
+            cells.append(_td(MISSING) if c is None else
+                         _td(f"{c['diff']:+.2f} <span class=ci>p={p_value(c['p_value'])}, n={c['n_shared']}</span>",
+                             c["diff"]))
+        body.append(f"<tr data-model='{escape(row['model'])}'>" + "".join(cells) + "</tr>")
+    return (f"<h2>Paired significance against {escape(board['reference'])}</h2>"
+            "<p class=legend>Difference (model minus reference) over the samples both answered; p from a paired "
+            "bootstrap.</p><table id=significance class=sortable><thead><tr>" + "".join(head)
+            + "</tr></thead><tbody>" + "".join(body) + "</tbody></table>")
+
+
+def _slices(board: dict) -> str:
+    tasks = [t["name"] for t in board["tasks"]]
+    available = [kind for kind in SLICES if board["slices"].get(kind)]
+    if not available or not tasks:
+        return ""
+    kinds = "".join(f"<option value={k}>{escape(SLICE_TITLES[k])}</option>" for k in available)
+    options = "".join(f"<option value='{escape(t)}'>{escape(t)}</option>" for t in tasks)
+    tables = []
+    for kind in available:
+        for task in tasks:
+            hidden = "" if (kind, task) == (available[0], tasks[0]) else " hidden"
+            head = [_th("Model", "text", "ascending")] + [_th(label) for label in SLICES[kind]]
+            body = []
+            for model, by_task in board["slices"][kind].items():
+                bins = by_task.get(task)
+                if not bins:
+                    continue
+                cells = [_td(escape(model), model, "text")]
+                for label in SLICES[kind]:
+                    b = bins.get(label, {"n": 0, "value": None})
+                    cells.append(_td(f"{score(b['value'])} <span class=ci>n={b['n']}</span>", b["value"]))
+                body.append(f"<tr data-model='{escape(model)}'>" + "".join(cells) + "</tr>")
+            tables.append(f"<table class='slice sortable{hidden}' data-slice={kind} data-task='{escape(task)}'>"
+                          "<thead><tr>" + "".join(head) + "</tr></thead><tbody>" + "".join(body) + "</tbody></table>")
+    return ("<h2>Slices</h2><p class=legend>The headline metric within each bin of the test samples.</p>"
+            f"<label>Slice <select id=slice-kind>{kinds}</select></label> "
+            f"<label>Task <select id=slice-task>{options}</select></label>" + "".join(tables))
+
+
+def _plots(plots: dict[str, dict[str, Path]]) -> str:
+    out = []
+    for name, paths in plots.items():
+        data = base64.b64encode(paths["png"].read_bytes()).decode("ascii")
+        out.append(f"<figure><img alt='{escape(name)} chart' src='data:image/png;base64,{data}'>"
+                   f"<figcaption><a href='plots/{escape(paths['svg'].name)}'>SVG</a></figcaption></figure>")
+    return "<h2>Plots</h2>" + "".join(out) if out else ""
+
+
+def _notes(board: dict) -> str:
+    items = [f"<li>{escape(n)}</li>" for n in board["notes"]]
+    sources = sorted({s for row in board["rows"] for s in row["sources"]})
+    items += [f"<li>source: {escape(s)}</li>" for s in sources]
+    return "<h2>Notes</h2><ul>" + "".join(items) + "</ul>"
