@@ -40,7 +40,7 @@ def unpack(archive: Path, target: Path, max_bytes: int = MAX_BYTES) -> None:
 def _refuse(archive: Path, bad: list[str]) -> None:
     if bad:
         shown = "; ".join(bad[:20]) + (f"; and {len(bad) - 20} more" if len(bad) > 20 else "")
-        raise DataError(str(archive), f"holds members that are not plain files inside the archive: {shown}",
+        raise DataError(str(archive), f"holds entries that are not plain files within it: {shown}",
                         "A submission holds only files (submission.json, predictions/*.jsonl, results.json) "
                         "with relative paths; repack it without links or absolute paths.")
 

@@ -11,7 +11,7 @@ board: an average over a different or partial set of tasks would rank models on 
 from __future__ import annotations
 
 from collections import defaultdict
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 import numpy as np
@@ -247,7 +247,7 @@ def _length_bin(fact: tuple[int, bool]) -> str:
     return next(label for label, lo, hi in LENGTH_BINS if lo <= fact[0] < hi)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _proteins(task: str, split: str) -> dict[str, tuple[int, bool]] | None:
     """Sample id -> (sequence length, has coordinates) of a registered task; None for an unknown task."""
     from sepit.registry import RegistryError

@@ -10,7 +10,7 @@ from html import escape
 from pathlib import Path
 
 from leaderboard.board import SLICES
-from leaderboard.tables import MISSING, average_text, cell_text, legend, metric_name, p_value, params, \
+from leaderboard.tables import MISSING, average_text, legend, metric_name, p_value, params, \
     profile_label, score
 
 STYLE = """
@@ -20,7 +20,7 @@ th,td{border-bottom:1px solid #ddd;padding:4px 8px;text-align:right;white-space:
 th{background:#f4f4f4;cursor:pointer;user-select:none}
 th[aria-sort=ascending]::after{content:" \\25B2"}th[aria-sort=descending]::after{content:" \\25BC"}
 td.text,th.text{text-align:left}.ci{color:#777;font-size:12px}.best{font-weight:bold}
-.partial{color:#a60}.hidden{display:none}p.legend{color:#444;max-width:1100px}img{max-width:100%}
+.wide{overflow-x:auto}.partial{color:#a60}.hidden{display:none}p.legend{color:#444;max-width:1100px}img{max-width:100%}
 """
 
 SCRIPT = """
@@ -43,6 +43,8 @@ function showSlice(){
     t.dataset.slice!==kind||t.dataset.task!==task));
 }
 ['slice-kind','slice-task'].forEach(id=>{const e=document.getElementById(id);if(e)e.addEventListener('change',showSlice);});
+// A browser restores the selects on Back after the scripts ran: show the table they name.
+window.addEventListener('pageshow',()=>{if(document.getElementById('slice-kind'))showSlice();});
 """
 
 SLICE_TITLES = {"identity": "identity to the training set (leakage report)", "structure": "with vs without structure",
@@ -50,10 +52,10 @@ SLICE_TITLES = {"identity": "identity to the training set (leakage report)", "st
 
 
 def render(board: dict, plots: dict[str, dict[str, Path]], generated: str) -> str:
-    parts = [f"<h1>SEPIT-Bench leaderboard</h1>",
+    parts = ["<h1>SEPIT-Bench leaderboard</h1>",
              f"<p class=legend>{escape(legend(board))}</p>",
-             f"<p class=legend>Built {escape(generated)} from {sum(len(r['sources']) for r in board['rows'])} results "
-             "files. Click a column header to sort.</p>",
+             (f"<p class=legend>Built {escape(generated)} from {sum(len(r['sources']) for r in board['rows'])} "
+              "results files. Click a column header to sort.</p>"),
              _board_table(board), _significance(board), _slices(board), _plots(plots), _notes(board)]
     return ("<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8><title>SEPIT-Bench leaderboard</title>"
             f"<style>{STYLE}</style></head><body>\n" + "\n".join(p for p in parts if p)
@@ -100,8 +102,8 @@ def _board_table(board: dict) -> str:
                  _td(average, row["average"], "best" if row["average_best"] else "")]
         cells += [_score_td(row["tasks"].get(t["name"])) for t in board["tasks"]]
         body.append(f"<tr data-model='{escape(row['model'])}'>" + "".join(cells) + "</tr>")
-    return ("<table id=board class=sortable><thead><tr>" + "".join(head) + "</tr></thead><tbody>\n"
-            + "\n".join(body) + "\n</tbody></table>")
+    return ("<div class=wide><table id=board class=sortable><thead><tr>" + "".join(head) + "</tr></thead><tbody>\n"
+            + "\n".join(body) + "\n</tbody></table></div>")
 
 
 def _significance(board: dict) -> str:
@@ -122,8 +124,8 @@ def _significance(board: dict) -> str:
         body.append(f"<tr data-model='{escape(row['model'])}'>" + "".join(cells) + "</tr>")
     return (f"<h2>Paired significance against {escape(board['reference'])}</h2>"
             "<p class=legend>Difference (model minus reference) over the samples both answered; p from a paired "
-            "bootstrap.</p><table id=significance class=sortable><thead><tr>" + "".join(head)
-            + "</tr></thead><tbody>" + "".join(body) + "</tbody></table>")
+            "bootstrap.</p><div class=wide><table id=significance class=sortable><thead><tr>" + "".join(head)
+            + "</tr></thead><tbody>" + "".join(body) + "</tbody></table></div>")
 
 
 def _slices(board: dict) -> str:
@@ -139,8 +141,8 @@ def _slices(board: dict) -> str:
             hidden = "" if (kind, task) == (available[0], tasks[0]) else " hidden"
             head = [_th("Model", "text", "ascending")] + [_th(label) for label in SLICES[kind]]
             body = []
-            for model, by_task in board["slices"][kind].items():
-                bins = by_task.get(task)
+            for model in [r["model"] for r in board["rows"]]:  # board order
+                bins = board["slices"][kind].get(model, {}).get(task)
                 if not bins:
                     continue
                 cells = [_td(escape(model), model, "text")]

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from leaderboard.tables import metric_name
+
 
 def _pyplot():
     import matplotlib
@@ -34,11 +36,12 @@ def bar_chart(board: dict, folder: Path) -> dict[str, Path]:
             high.append(0 if value is None or not ci else max(ci[1] - value, 0))
         ax.bar(x + (i - (len(rows) - 1) / 2) * width, values, width, yerr=[low, high], capsize=2,
                label=row["model"], error_kw={"elinewidth": 0.8})
-    ax.set_xticks(x, [f"{t['name']}\n({t['metric']})" for t in tasks], rotation=30, ha="right", fontsize=8)
+    ax.set_xticks(x, [f"{t['name']}\n({metric_name(t['metric'])})" for t in tasks], rotation=30, ha="right",
+                  fontsize=8)
     ax.set_ylabel("score (0-100)")
     ax.set_ylim(0, 100)
     ax.set_title("Headline score per task, with 95 % bootstrap CIs")
-    ax.legend(fontsize=7, ncol=2, loc="upper right")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     return _save(plt, fig, folder, "tasks")

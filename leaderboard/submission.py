@@ -141,8 +141,10 @@ def _read_rows(sub: Submission) -> None:
                     check_row(row, where)
                 except DataError as err:
                     sub.problems.append(str(err))
-                    continue
-                if not row["prediction"].strip():
+                    if not (isinstance(row.get("task"), str) and isinstance(row.get("id"), str)):
+                        continue
+                    row["prediction"] = None  # still counted for its id, so it is not also reported missing
+                if row["prediction"] is not None and not row["prediction"].strip():
                     sub.problem(where, f"sample {row['id']!r} of task {row['task']!r} has an empty prediction")
                 row["_where"] = where
                 sub.rows.setdefault(row["task"], []).append(row)
@@ -196,7 +198,7 @@ def _check_ids(sub: Submission, name: str, rows: list[dict], samples) -> None:
         seen[row["id"]] = where
         if row["id"] not in by_id:
             extra.append(f"{where}: sample id {row['id']!r} is not in task {name!r}")
-        elif problem := mismatch(row, by_id[row["id"]]):
+        elif row["prediction"] is not None and (problem := mismatch(row, by_id[row["id"]])):
             wrong.append(f"{where}: sample {row['id']!r} of task {name!r} does not match the task: {problem}")
     missing = [s.id for s in samples if s.id not in seen]
     for kind in (duplicate, extra, wrong):
