@@ -48,12 +48,13 @@ def main(argv: list[str] | None = None) -> None:
 
     from sepit.commands import data
     from sepit.commands.bench import bench
+    from sepit.commands.demo import demo
     from sepit.commands.score import score
 
     commands = {"data": {"_help": "Build, inspect, check and convert benchmark data.",
                          "info": data.info, "export": data.export, "check": data.check,
                          "manifest": data.manifest},
-                "bench": bench, "score": score}
+                "bench": bench, "score": score, "demo": demo}
     try:
         for name in COMMANDS.names():  # plug-in command groups, e.g. `sepit leaderboard`
             commands.setdefault(name, COMMANDS.get(name))

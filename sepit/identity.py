@@ -185,7 +185,12 @@ class IdentitySearch:
             return {qid: ([h for h in self._mmseqs_hits[key, q.upper()] if allowed is None or h.protein_id in allowed],
                           None) for qid, q in queries.items()}
         mask, residues = self._mask(allowed), float(self._lengths[self._mask(database)].sum())
-        return {qid: self._search_one(sequence.upper(), mask, residues) for qid, sequence in queries.items()}
+        from tqdm.auto import tqdm
+
+        # Minutes for a few thousand queries on a fresh cache: show it, but not for a handful.
+        steps = tqdm(queries.items(), desc="identity search", unit="protein", leave=False,
+                     disable=len(queries) < 200)
+        return {qid: self._search_one(sequence.upper(), mask, residues) for qid, sequence in steps}
 
     def _mask(self, allowed: set[str] | None) -> np.ndarray:
         if allowed is None:
