@@ -152,11 +152,13 @@ def _mark_ties(rows, tasks, values, n_resamples, seed, alpha, notes) -> None:
         present = [r for r in rows if name in r["tasks"] and r["tasks"][name]["value"] is not None]
         if not present:
             continue
-        top = max(r["tasks"][name]["value"] for r in present)
-        best = next(r for r in present if r["tasks"][name]["value"] == top)
+        # A partial run (a --limit smoke test) is compared, but does not set the bar when complete ones exist.
+        contenders = [r for r in present if r["tasks"][name]["complete"]] or present
+        top = max(r["tasks"][name]["value"] for r in contenders)
+        best = next(r for r in contenders if r["tasks"][name]["value"] == top)
         for row in present:
             cell = row["tasks"][name]
-            if cell["value"] == top:
+            if row in contenders and cell["value"] == top:
                 cell.update(best=True, tied=True)
                 continue
             draws = _draws(values, row["model"], best["model"], name, n_resamples, seed)

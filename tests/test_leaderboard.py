@@ -193,3 +193,16 @@ def test_build_command_prints_the_board_and_the_page(built, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "| 1 | oracle |" in printed and str(tmp_path / "b" / "index.html") in printed
     assert not (tmp_path / "b" / "plots").exists()
+
+
+def test_a_partial_run_does_not_set_the_bar(built, tmp_path):
+    runs, _ = built
+    copy = shutil.copytree(runs, tmp_path / "runs")
+    path = copy / "partial" / "results.json"
+    results = json.loads(path.read_text())
+    results["tasks"]["toy_membrane"]["metrics"]["accuracy"] = 99.0  # above every complete run
+    path.write_text(json.dumps(results))
+    board = build_board([load_run(p) for p in find_results(copy)], n_resamples=50)
+    cells = {r["model"]: r["tasks"]["toy_membrane"] for r in board["rows"]}
+    assert cells["oracle"]["best"] and not cells["partial"]["best"]
+    assert cells["partial"]["p_vs_best"] is not None
