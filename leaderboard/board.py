@@ -36,13 +36,13 @@ def build_board(runs: list[Run], reference: str | None = None, profile: str | No
     tasks = _tasks(entries, {"open": open_metric, "closed": closed_metric})
     rows = [_row(entry, tasks) for entry in entries]
     _rank(rows)
-    values = _SampleValues(entries, tasks)
+    values = _SampleValues(entries, tasks, n_resamples, seed)
     notes: list[str] = []
-    _mark_ties(rows, tasks, values, n_resamples, seed, alpha, notes)
+    _mark_ties(rows, tasks, values, alpha, notes)
     ref = _reference(rows, reference)
     if ref is not None:
         for row in rows:
-            row["vs_reference"] = None if row["model"] == ref else _versus(row, ref, tasks, values, n_resamples, seed)
+            row["vs_reference"] = None if row["model"] == ref else _versus(row["model"], ref, tasks, values)
     if not any(row["modality"] == "retrieval" for row in rows):
         notes.append("no retrieval baseline among the results: add `sepit bench --model retrieval` to show how far "
                      "copying the nearest training protein's answer goes")
@@ -130,12 +130,15 @@ def _rank(rows: list[dict]) -> None:
 
 
 class _SampleValues:
-    """Per-sample headline values by (model, task), read once from the runs' sample logs."""
+    """Per-sample headline values by (model, task), read once from the runs' sample logs, and the paired
+    bootstrap draws of two models on a task, drawn once however many comparisons use them."""
 
-    def __init__(self, entries: list[Entry], tasks: list[dict]):
+    def __init__(self, entries: list[Entry], tasks: list[dict], n_resamples: int, seed: int):
         self._runs = {(e.name, t): run for e in entries for t, run in e.runs.items()}
         self._metric = {t["name"]: t["metric"] for t in tasks}
+        self.n_resamples, self.seed = n_resamples, seed
         self._cache: dict[tuple[str, str], dict[str, float] | None] = {}
+        self._draws: dict[tuple[str, str, str], PairedDraws | None] = {}
 
     def get(self, model: str, task: str) -> dict[str, float] | None:
         key = (model, task)
@@ -144,8 +147,17 @@ class _SampleValues:
             self._cache[key] = run.sample_values(task, self._metric[task]) if run else None
         return self._cache[key]
 
+    def draws(self, a: str, b: str, task: str) -> PairedDraws | None:
+        """Paired draws of mean(a - b) on `task`; None when either has no per-sample values."""
+        key = (a, b, task)
+        if key not in self._draws:
+            mine, theirs = self.get(a, task), self.get(b, task)
+            self._draws[key] = (None if mine is None or theirs is None
+                                else paired_draws(mine, theirs, self.n_resamples, self.seed))
+        return self._draws[key]
 
-def _mark_ties(rows, tasks, values, n_resamples, seed, alpha, notes) -> None:
+
+def _mark_ties(rows, tasks, values: _SampleValues, alpha: float, notes: list[str]) -> None:
     """The best model per task and overall, and which others are not significantly different from it."""
     for task in tasks:
         name = task["name"]
@@ -161,7 +173,7 @@ def _mark_ties(rows, tasks, values, n_resamples, seed, alpha, notes) -> None:
             if row in contenders and cell["value"] == top:
                 cell.update(best=True, tied=True)
                 continue
-            draws = _draws(values, row["model"], best["model"], name, n_resamples, seed)
+            draws = values.draws(row["model"], best["model"], name)
             if draws is None:
                 notes.append(f"{row['model']} on {name}: no per-sample {task['metric']} values shared with "
                              f"{best['model']}, so no significance test")
@@ -176,30 +188,23 @@ def _mark_ties(rows, tasks, values, n_resamples, seed, alpha, notes) -> None:
         if row["average"] == leader["average"]:
             row.update(average_best=True, average_tied=True)
             continue
-        result = _versus_average(row, leader, tasks, values, n_resamples, seed)
+        result = _versus_average(row["model"], leader["model"], tasks, values)
         if result is not None:
             row.update(average_p_vs_best=result.p_value, average_tied=result.p_value >= alpha)
 
 
-def _draws(values, a: str, b: str, task: str, n_resamples: int, seed: int) -> PairedDraws | None:
-    mine, theirs = values.get(a, task), values.get(b, task)
-    if mine is None or theirs is None:
-        return None
-    return paired_draws(mine, theirs, n_resamples, seed)
-
-
-def _versus_average(row, other, tasks, values, n_resamples, seed):
-    parts = [_draws(values, row["model"], other["model"], t["name"], n_resamples, seed) for t in tasks]
+def _versus_average(a: str, b: str, tasks, values: _SampleValues):
+    parts = [values.draws(a, b, t["name"]) for t in tasks]
     return None if any(p is None for p in parts) else compare(parts)
 
 
-def _versus(row, ref: str, tasks, values, n_resamples, seed) -> dict:
+def _versus(model: str, ref: str, tasks, values: _SampleValues) -> dict:
     """Difference to the reference (this model minus it) per task and on average, with p-values."""
     out: dict[str, Any] = {}
     for task in tasks:
-        draws = _draws(values, row["model"], ref, task["name"], n_resamples, seed)
+        draws = values.draws(model, ref, task["name"])
         out[task["name"]] = compare([draws]).as_dict() if draws else None
-    average = _versus_average(row, {"model": ref}, tasks, values, n_resamples, seed)
+    average = _versus_average(model, ref, tasks, values)
     out["average"] = average.as_dict() if average else None
     return out
 

@@ -42,18 +42,18 @@ def profile_label(board: dict) -> str:
     return f"{profile.get('name')} v{profile.get('version')}"
 
 
-def cell_text(cell: dict | None, marks: bool = True) -> str:
+def cell_text(cell: dict | None) -> str:
     """'66.99 [64.51, 69.56]', with the marks: best in bold, ≈ tied with the best, * partial results."""
     if cell is None:
         return MISSING
     text = score(cell["value"])
-    if marks and cell["best"]:
+    if cell["best"]:
         text = f"**{text}**"
-    elif marks and cell["tied"]:
+    elif cell["tied"]:
         text += " ≈"
     if cell.get("ci"):
         text += f" [{score(cell['ci'][0])}, {score(cell['ci'][1])}]"
-    if marks and not cell["complete"]:
+    if not cell["complete"]:
         text += f" *({cell['n']}/{cell['expected_n']})"
     return text
 

@@ -49,11 +49,11 @@ def steps(tasks: str, batch_size: int, max_new_tokens: int, limit: int | None) -
     for name, config, folder in FITS:
         out.append(Step(f"fit {name}", ("fit", "--config", str(ROOT / config), "--ckpt_path", "last"),
                         f"{folder}/fit.done"))
-    stage2 = "runs/tiny/stage2/checkpoints/last.ckpt"
+    stage2 = f"{FITS[2][2]}/checkpoints/last.ckpt"
     models = [("sepit", (stage2,)),
               ("sepit-no-structure", ("sepit", "--model_args", json.dumps(
                   {"checkpoint": stage2, "name": "sepit-no-structure", "sequence_only": True}))),
-              *[(name, (f"runs/tiny/{name}/checkpoints/last.ckpt",)) for name, _, _ in FITS[3:]],
+              *[(name, (f"{folder}/checkpoints/last.ckpt",)) for name, _, folder in FITS[3:]],
               ("retrieval", ("retrieval",)), ("majority", ("majority",))]
     for name, model in models:
         argv = ("bench", "--model", *model, "--tasks", tasks, "--output", f"bench/{name}",
