@@ -27,17 +27,20 @@ def bare_flags(argv: list[str]) -> list[str]:
 
 
 def leading_argument(argv: list[str], commands: dict) -> list[str]:
-    """`sepit leaderboard validate SUB` -> `... --submission SUB`: a command's first required argument may be
-    given without its option name, as DESIGN.md's command contract writes it."""
+    """`sepit leaderboard validate SUB` -> `... --submission SUB`, `sepit convert official SRC OUT` -> `...
+    --src SRC --out OUT`: a command's leading required arguments may be given without their option names, in
+    order, as the README writes them."""
     node, i = commands, 0
     while isinstance(node, dict) and i < len(argv) and argv[i] in node:
         node, i = node[argv[i]], i + 1
-    if not callable(node) or i >= len(argv) or argv[i].startswith("-"):
+    if not callable(node):
         return argv
-    first = next(iter(inspect.signature(node).parameters.values()), None)
-    if first is None or first.default is not inspect.Parameter.empty:
-        return argv
-    return argv[:i] + [f"--{first.name}"] + argv[i:]
+    required = [p.name for p in inspect.signature(node).parameters.values() if p.default is inspect.Parameter.empty]
+    named = []
+    while i < len(argv) and not argv[i].startswith("-") and len(named) // 2 < len(required):
+        named += [f"--{required[len(named) // 2]}", argv[i]]
+        i += 1
+    return argv[:i - len(named) // 2] + named + argv[i:]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -46,7 +49,7 @@ def main(argv: list[str] | None = None) -> None:
         return train(argv)
     from jsonargparse import auto_cli
 
-    from sepit.commands import data
+    from sepit.commands import convert, data
     from sepit.commands.bench import bench
     from sepit.commands.demo import demo
     from sepit.commands.score import score
@@ -54,6 +57,7 @@ def main(argv: list[str] | None = None) -> None:
     commands = {"data": {"_help": "Build, inspect, check and convert benchmark data.",
                          "info": data.info, "export": data.export, "check": data.check,
                          "manifest": data.manifest},
+                "convert": {"_help": "Convert checkpoints made elsewhere.", "official": convert.official},
                 "bench": bench, "score": score, "demo": demo}
     try:
         for name in COMMANDS.names():  # plug-in command groups, e.g. `sepit leaderboard`

@@ -206,13 +206,17 @@ def test_named_sizes_build_the_released_architectures():
     assert StructureAwareESM(small).structure.means.shape == (128,)  # K=128, paper Sec. 3.1
 
 
-def test_kernels_only_for_proteins_with_coordinates_equal_the_full_computation():
+@pytest.mark.parametrize("masking", ["observed", "official"])
+def test_kernels_only_for_proteins_with_coordinates_equal_the_full_computation(masking):
     model = _model()
+    model.structure.masking = masking
     batch = model.tokenize(_batch())  # protein b has no coordinates
     coords, observed = batch["coords"], batch["observed"]
+    padding = batch["tokens"].eq(model.alphabet.padding_idx)
     assert not observed[1].any() and observed[0].any()
-    bias, encoding = model.structure(coords, observed)  # the partial path
-    full_bias, full_encoding = model.structure._pairwise(coords, observed)
+    bias, encoding = model.structure(coords, observed, padding)  # the partial path
+    pairwise = model.structure._observed if masking == "observed" else model.structure._official
+    full_bias, full_encoding = pairwise(coords, observed, padding)
     assert torch.equal(bias, full_bias) and torch.equal(encoding, full_encoding)
     assert not bias[1].any() and not encoding[1].any()
 

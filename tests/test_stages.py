@@ -130,11 +130,12 @@ def test_checkpoints_describe_themselves(runs):
         data = torch.load(path, map_location="cpu", weights_only=True)  # no code unpickled
         assert data["global_step"] == 2 and data["sepit"]["stage"] == stage
         assert data["sepit"]["encoder"] == {"num_kernels": 16, "window": 256, "encoding_scale": 0.01,
-                                            "sequence_only": False}
+                                            "sequence_only": False, "kernel_epsilon": 1e-3,
+                                            "bias_masking": "observed", "pad_to": None}
         assert (path.parent.parent / "logs" / "version_0" / "config.yaml").is_file()  # the resolved config
     record, state = read_stage_checkpoint(runs / "stage2" / "checkpoints" / "last.ckpt", (2,))
     assert record["llm_config"]["moe_upcycling"] == {"num_experts": 4, "top_k": 1, "aux_loss_coef": 0.01,
-                                                     "router_jitter": 0.0}
+                                                     "router_jitter": 0.0, "normalize_top_k": True}
     assert any(".mlp.experts.3." in name for name in state) and any(".mlp.router." in name for name in state)
     tokenizer = json.loads((runs / "stage2" / "checkpoints" / "tokenizer" / "tokenizer_config.json").read_text())
     assert {"<protein>", "<bop>", "<eop>"} <= set(json.dumps(tokenizer).replace('"', " ").split())

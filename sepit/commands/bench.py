@@ -47,7 +47,7 @@ def _secret(name: str) -> bool:
 
 
 def check_reusable(done: dict[tuple[str, str], dict], samples: dict[str, list[InstructionSample]],
-                   likelihood_tasks: list[str]) -> None:
+                   likelihood_tasks: list[str], logprobs: bool = False) -> None:
     """Saved rows are reused only for the very samples they answered, with what scoring will need."""
     for name, task_samples in samples.items():
         for sample in task_samples:
@@ -57,6 +57,8 @@ def check_reusable(done: dict[tuple[str, str], dict], samples: dict[str, list[In
             problem = mismatch(row, sample)
             if problem is None and name in likelihood_tasks and "loglikelihoods" not in row:
                 problem = "it was predicted without the log-likelihoods that --closed_methods asks for"
+            if problem is None and logprobs and "token_logprobs" not in row:
+                problem = "it was predicted without the per-token log-probabilities that --generation.logprobs asks for"
             if problem:
                 raise DataError(f"saved prediction of task {name!r}, sample {sample.id!r}",
                                 f"cannot be reused: {problem}",
@@ -139,6 +141,9 @@ def bench(model: str, tasks: list[str] | str, output: Path, devices: int = 1, ba
     if likelihood_tasks and not llm.supports_loglikelihood:
         raise DataError(f"model {card.name!r}", "cannot score choices by log-likelihood",
                         "Choose last_match or choice in --closed_methods for " + ", ".join(likelihood_tasks) + ".")
+    if generation.logprobs and not llm.supports_logprobs:
+        raise DataError(f"model {card.name!r}", "cannot report per-token log-probabilities",
+                        "Leave out --generation.logprobs for this model.")
     if limit is not None and limit < 0:
         raise DataError("--limit", f"must be 0 or more, got {limit}", "Leave it out to predict every sample.")
     # The split is part of the key: rows of another split in the same folder are never mixed in.
@@ -150,7 +155,7 @@ def bench(model: str, tasks: list[str] | str, output: Path, devices: int = 1, ba
 
     samples = {t.name: sorted(t.samples(split), key=lambda s: s.id)[:limit] for t in chosen}
     done = store.done()
-    check_reusable(done, samples, likelihood_tasks)
+    check_reusable(done, samples, likelihood_tasks, generation.logprobs)
     pending = [s for task_samples in samples.values() for s in task_samples if (s.task, s.id) not in done]
     total = sum(map(len, samples.values()))
     print(f"{card.name}: {total} samples in {len(chosen)} tasks, {total - len(pending)} already predicted, "

@@ -4,10 +4,14 @@ A stage checkpoint is Lightning's `.ckpt` plus `checkpoint["sepit"]`, the archit
 
     {"format": 1, "stage": 0|1|2,
      "esm": {num_layers, embed_dim, attention_heads, token_dropout},
-     "encoder": {num_kernels, window, encoding_scale, sequence_only},
+     "encoder": {num_kernels, window, encoding_scale, sequence_only, kernel_epsilon, bias_masking, pad_to},
      "projector": "mlp"|"linear"|"qformer", "qformer": {num_queries, num_layers, num_heads} (Q-Former only),
      "llm_config": {the Hugging Face config, MoE settings included}, "lora": {r, alpha, ...} or null,
      "protein_token_ids": [<protein>, <bop>, <eop>], "tokenizer": "tokenizer"}     (stages 1 and 2)
+
+A checkpoint converted from the official release (`sepit convert official`) also holds
+"official": {system_prompt, text_length, feature_strategy} (`OfficialLayout`), and its encoder and MoE settings
+say how the official inference masks the bias and combines the experts (docs/fidelity.md).
 
 A model that reads the sequence as text has no "esm", "encoder", "projector" or "protein_token_ids" but
 "sequence_format" and "max_residues". The LLM tokenizer (with the protein tokens) is in `tokenizer/` beside the
@@ -17,6 +21,7 @@ file; a LoRA run also writes its peft adapter in `adapter/`. Everything loads wi
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -30,7 +35,7 @@ from sepit.data.jsonl import atomic_folder
 from sepit.models.encoder import StructureAwareESM
 from sepit.models.lora import LoraSettings, add_lora, is_lora
 from sepit.models.moe import MOE_CONFIG_KEY, upcycle_to_moe
-from sepit.models.splice import ProteinLanguageModel
+from sepit.models.splice import OfficialLayout, ProteinLanguageModel
 
 CHECKPOINT_FORMAT = 1
 TOKENIZER_DIR = "tokenizer"
@@ -41,7 +46,9 @@ def encoder_record(encoder: StructureAwareESM) -> dict[str, Any]:
     return {"esm": {"num_layers": esm.num_layers, "embed_dim": esm.embed_dim,
                     "attention_heads": esm.attention_heads, "token_dropout": bool(esm.token_dropout)},
             "encoder": {"num_kernels": encoder.structure.num_kernels, "window": encoder.window,
-                        "encoding_scale": encoder.encoding_scale, "sequence_only": encoder.sequence_only}}
+                        "encoding_scale": encoder.encoding_scale, "sequence_only": encoder.sequence_only,
+                        "kernel_epsilon": encoder.structure.kernel_epsilon,
+                        "bias_masking": encoder.structure.masking, "pad_to": encoder.pad_to}}
 
 
 def model_record(model: ProteinLanguageModel, lora: LoraSettings | None = None) -> dict[str, Any]:
@@ -55,6 +62,8 @@ def model_record(model: ProteinLanguageModel, lora: LoraSettings | None = None) 
                   protein_token_ids=[ids.protein, ids.bop, ids.eop])
     if model.projector.kind == "qformer":
         record["qformer"] = dict(model.projector.settings)
+    if model.official is not None:
+        record["official"] = dataclasses.asdict(model.official)
     return record
 
 
@@ -124,8 +133,14 @@ def build_from_record(record: dict[str, Any], tokenizer: Any, sequence_only: boo
         settings = record["encoder"]
         encoder = StructureAwareESM(ESM2(alphabet="ESM-1b", **record["esm"]), settings["num_kernels"],
                                     sequence_only or settings["sequence_only"],
-                                    encoding_scale=settings["encoding_scale"], window=settings["window"])
-        model = ProteinLanguageModel(encoder, llm, tokenizer, record["projector"], record.get("qformer"))
+                                    encoding_scale=settings["encoding_scale"], window=settings["window"],
+                                    # checkpoints written before these were recorded used 1e-2 and ours
+                                    kernel_epsilon=settings.get("kernel_epsilon", 1e-2),
+                                    bias_masking=settings.get("bias_masking", "observed"),
+                                    pad_to=settings.get("pad_to"))
+        official = OfficialLayout(**record["official"]) if record.get("official") else None
+        model = ProteinLanguageModel(encoder, llm, tokenizer, record["projector"], record.get("qformer"),
+                                     official=official)
         found = [model.token_ids.protein, model.token_ids.bop, model.token_ids.eop]
         if found != list(record["protein_token_ids"]):
             raise DataError(str(getattr(tokenizer, "name_or_path", "tokenizer")),

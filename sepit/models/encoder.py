@@ -16,6 +16,7 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -72,14 +73,27 @@ def esm2_from_checkpoint(path: str | Path) -> ESM2:
 class StructureBias(nn.Module):
     """C-alpha distances -> K Gaussian kernels -> (a) one attention bias per head, (b) a per-residue encoding.
 
-    Kernel means and widths are learnable, initialised as Transformer-M's `GaussianLayer` (means and stds
-    uniform in [0, 3], width |std| + 0.01). Its per-edge-type affine on the distance is left out: with one
-    edge type (C-alpha pairs) it is fixed at scale 1, shift 0 there (padding_idx=0 freezes it).
+    Kernel means and widths are learnable, initialised as Transformer-M's `GaussianLayer` and the official
+    SEPIT code (means and stds uniform in [0, 3]); the width is |std| + `kernel_epsilon` (1e-3 there).
+    Transformer-M's per-edge-type affine on the distance is left out: with one edge type (C-alpha pairs) it is
+    fixed at scale 1, shift 0 there (padding_idx=0 freezes it).
+
+    Two maskings (docs/fidelity.md, "bias masking"):
+    - `observed` (ours): a pair gets a bias only when both residues have coordinates; the encoding of a
+      residue sums its kernels over the residues with coordinates.
+    - `official`, as the official code computes it: only key columns without coordinates get 0, so every
+      query row gets a bias, `<cls>`, `<eos>`, padding and residues without coordinates from their distance to
+      the origin; then only positions [1:-1, 1:-1] of the padded length keep it. The encoding sums over every
+      non-padded partner (those without coordinates sit at the origin).
     """
 
-    def __init__(self, num_kernels: int, num_heads: int, embed_dim: int):
+    def __init__(self, num_kernels: int, num_heads: int, embed_dim: int, kernel_epsilon: float = 1e-3,
+                 masking: Literal["observed", "official"] = "observed"):
         super().__init__()
+        if masking not in ("observed", "official"):
+            raise ValueError(f"bias masking must be 'observed' or 'official', got {masking!r}")
         self.num_kernels = num_kernels  # recorded in checkpoints: under FSDP a rank may hold no shard of `means`
+        self.kernel_epsilon, self.masking = kernel_epsilon, masking
         self.means = nn.Parameter(torch.empty(num_kernels).uniform_(0, 3))
         self.stds = nn.Parameter(torch.empty(num_kernels).uniform_(0, 3))
         # Transformer-M's NonLinear: hidden width = number of kernels.
@@ -87,33 +101,60 @@ class StructureBias(nn.Module):
                                       nn.Linear(num_kernels, num_heads))
         self.encoding_proj = nn.Linear(num_kernels, embed_dim)
 
-    def forward(self, coords: Tensor, observed: Tensor) -> tuple[Tensor, Tensor]:
-        """coords (B, T, 3) finite, observed (B, T) -> bias (B, H, T, T), encoding (B, T, D); 0 off observed pairs.
+    def forward(self, coords: Tensor, observed: Tensor, padding: Tensor) -> tuple[Tensor, Tensor]:
+        """coords (B, T, 3) finite, observed (B, T), padding (B, T) -> bias (B, H, T, T), encoding (B, T, D).
 
         The O(T^2 K) kernels are computed only for the proteins that have coordinates (in mixed data most
         have none); the others get zeros, as they would from the full computation.
         """
         with_structure = observed.any(dim=1)  # (B,)
+        pairwise = self._observed if self.masking == "observed" else self._official
         if bool(with_structure.all()):
-            return self._pairwise(coords, observed)
+            return pairwise(coords, observed, padding)
+        B, T = observed.shape
+        if not bool(with_structure.any()):
+            return (coords.new_zeros(B, self.bias_mlp[-1].out_features, T, T),
+                    coords.new_zeros(B, T, self.encoding_proj.out_features))
         index = with_structure.nonzero().flatten()
-        bias, encoding = self._pairwise(coords[index], observed[index])  # (b, H, T, T), (b, T, D)
-        B = observed.shape[0]
+        bias, encoding = pairwise(coords[index], observed[index], padding[index])  # (b, H, T, T), (b, T, D)
         return (bias.new_zeros(B, *bias.shape[1:]).index_copy(0, index, bias),
                 encoding.new_zeros(B, *encoding.shape[1:]).index_copy(0, index, encoding))
 
-    def _pairwise(self, coords: Tensor, observed: Tensor) -> tuple[Tensor, Tensor]:
-        pair = observed[:, :, None] & observed[:, None, :]  # (B, T, T)
-        coords = coords.float().masked_fill(~observed[..., None], 0.0)  # NaN never reaches the arithmetic
-        distance = torch.linalg.vector_norm(coords[:, :, None] - coords[:, None, :], dim=-1)  # (B, T, T)
-        std = self.stds.float().abs() + 1e-2  # Transformer-M's epsilon keeps widths positive
+    def kernels(self, queries: Tensor, keys: Tensor) -> Tensor:
+        """Points (B, Q, 3) and (B, K', 3) -> the Gaussian kernels of their distances (B, Q, K', K), float32."""
+        distance = torch.linalg.vector_norm(queries.float()[:, :, None] - keys.float()[:, None, :], dim=-1)
+        std = self.stds.float().abs() + self.kernel_epsilon  # keeps widths positive
         z = (distance[..., None] - self.means.float()) / std
-        kernels = torch.exp(-0.5 * z * z) / (math.sqrt(2 * math.pi) * std)  # (B, T, T, K), float32 as there
-        kernels = kernels.masked_fill(~pair[..., None], 0.0).to(self.means.dtype)
+        return torch.exp(-0.5 * z * z) / (math.sqrt(2 * math.pi) * std)
+
+    def _observed(self, coords: Tensor, observed: Tensor, padding: Tensor) -> tuple[Tensor, Tensor]:
+        pair = observed[:, :, None] & observed[:, None, :]  # (B, T, T)
+        coords = coords.masked_fill(~observed[..., None], 0.0)  # NaN never reaches the arithmetic
+        kernels = self.kernels(coords, coords).masked_fill(~pair[..., None], 0.0).to(self.means.dtype)
         bias = self.bias_mlp(kernels).masked_fill(~pair[..., None], 0.0).permute(0, 3, 1, 2)  # (B, H, T, T)
         # Summed over partners, then projected; the Linear's own bias must not leak into unobserved residues.
         encoding = self.encoding_proj(kernels.sum(dim=2)).masked_fill(~observed[..., None], 0.0)  # (B, T, D)
         return bias, encoding
+
+    def _official(self, coords: Tensor, observed: Tensor, padding: Tensor) -> tuple[Tensor, Tensor]:
+        B, T = observed.shape
+        coords = coords.masked_fill(~observed[..., None], 0.0)  # residues without coordinates at the origin
+        # Key columns from n on are padding for every protein (bias 0 there), and every query row from n on
+        # is a padding row at the origin: one such row (index n) stands for them all.
+        n = int((~padding).sum(dim=1).max())
+        k = min(n + 1, T)
+        kernels = self.kernels(coords[:, :k], coords[:, :n]).to(self.means.dtype)  # (B, k, n, K)
+        part = self.bias_mlp(kernels).masked_fill(~observed[:, None, :n, None], 0.0).permute(0, 3, 1, 2)
+        bias = part.new_zeros(B, part.shape[1], T, T)
+        bias[:, :, :k, :n] = part
+        bias[:, :, k:, :n] = part[:, :, k - 1:k]  # (B, H, k, n) -> the padding rows
+        inner = torch.zeros(T, dtype=torch.bool, device=bias.device)
+        inner[1:-1] = True  # the official attention adds the bias on [1:-1, 1:-1] only
+        bias = bias * (inner[:, None] & inner[None, :])
+        partners = ~padding[:, None, :n, None]  # (B, 1, n, 1)
+        summed = (kernels[:, :n] * partners).sum(dim=2)  # (B, n, K)
+        encoding = self.encoding_proj(summed).masked_fill(~observed[:, :n, None], 0.0)
+        return bias, F.pad(encoding, (0, 0, 0, T - n))
 
 
 def _layer_with_bias(layer: TransformerLayer, x: Tensor, mask: Tensor) -> Tensor:
@@ -141,17 +182,24 @@ class StructureAwareESM(nn.Module):
     """ESM-2 whose attention in every layer sees the structure bias, and whose input sees the encoding."""
 
     def __init__(self, esm: ESM2, num_kernels: int = 128, sequence_only: bool = False,
-                 drop_structure_rate: float = 0.0, encoding_scale: float = 0.01, window: int = ESM2_WINDOW):
+                 drop_structure_rate: float = 0.0, encoding_scale: float = 0.01, window: int = ESM2_WINDOW,
+                 kernel_epsilon: float = 1e-3, bias_masking: Literal["observed", "official"] = "observed",
+                 pad_to: int | None = None):
         """`num_kernels`: K=128 in the paper (Sec. 3.1) and Transformer-M. `sequence_only`: ignore coordinates
         (the structure parameters stay, so one checkpoint serves both). `drop_structure_rate`: in training, drop
-        each protein's structure with this probability (0.15 in stage 1). `encoding_scale`: 0.01 in the
-        official code. `window`: residues kept per protein (`crop_to_window`); 1022 for ESM-2, less only to
-        save memory in small runs."""
+        each protein's structure with this probability (0.15 in stages 1 and 2). `encoding_scale`: 0.01 as in
+        the official code, which adds it to no protein at batch size 1 (docs/fidelity.md); 0 turns it off.
+        `window`: residues kept per protein (`crop_to_window`); 1022 for ESM-2, less only to save memory in
+        small runs. `kernel_epsilon`, `bias_masking`: see `StructureBias`. `pad_to`: pad every protein to this
+        many positions (1024 in the official inference, whose LLM reads the padding too); None pads to the
+        longest in the batch."""
         super().__init__()
         if not 1 <= window <= ESM2_WINDOW:
             raise ValueError(f"window must be in [1, {ESM2_WINDOW}], got {window}")
         if not 0.0 <= drop_structure_rate <= 1.0:
             raise ValueError(f"drop_structure_rate must be in [0, 1], got {drop_structure_rate}")
+        if pad_to is not None and pad_to < window + 2:
+            raise ValueError(f"pad_to={pad_to} cannot hold window={window} residues plus BOS and EOS")
         self.esm = esm
         self.alphabet = esm.alphabet
         self.embed_dim = esm.embed_dim
@@ -159,8 +207,8 @@ class StructureAwareESM(nn.Module):
         self.sequence_only = sequence_only
         self.drop_structure_rate = drop_structure_rate
         self.encoding_scale = encoding_scale
-        self.window = window
-        self.structure = StructureBias(num_kernels, self.num_heads, self.embed_dim)
+        self.window, self.pad_to = window, pad_to
+        self.structure = StructureBias(num_kernels, self.num_heads, self.embed_dim, kernel_epsilon, bias_masking)
         self._batch_converter = esm.alphabet.get_batch_converter()
 
     def parameters_unused_by_features(self) -> list[nn.Parameter]:
@@ -174,10 +222,12 @@ class StructureAwareESM(nn.Module):
         return [p for part in parts for p in part.parameters() if id(p) not in tied]
 
     def tokenize(self, proteins: Sequence[Protein]) -> dict[str, Tensor]:
-        """tokens (B, T) with BOS/EOS/padding, T = longest cropped length + 2; coords (B, T, 3) with 0 where
-        unknown; observed (B, T), False at BOS, EOS, padding and residues without coordinates."""
+        """tokens (B, T) with BOS/EOS/padding, T = longest cropped length + 2 (or `pad_to`); coords (B, T, 3)
+        with 0 where unknown; observed (B, T), False at BOS, EOS, padding and residues without coordinates."""
         proteins = [crop_to_window(p, self.window) for p in proteins]
         _, _, tokens = self._batch_converter([(p.id, p.sequence) for p in proteins])
+        if self.pad_to is not None:
+            tokens = F.pad(tokens, (0, self.pad_to - tokens.shape[1]), value=self.alphabet.padding_idx)
         coords = torch.zeros(*tokens.shape, 3)
         observed = torch.zeros(tokens.shape, dtype=torch.bool)
         for i, protein in enumerate(proteins):
@@ -198,6 +248,8 @@ class StructureAwareESM(nn.Module):
         padding_mask = tokens.eq(model.padding_idx)  # (B, T)
         B, T = tokens.shape
         observed = observed & ~padding_mask
+        if self.structure.masking == "official":  # there, (0, 0, 0) means "no coordinates"
+            observed = observed & coords.ne(0).any(dim=-1)
         if self.sequence_only:
             observed = torch.zeros_like(observed)
         elif self.training and self.drop_structure_rate > 0:
@@ -212,14 +264,15 @@ class StructureAwareESM(nn.Module):
             mask_ratio = is_mask.sum(-1).to(x.dtype) / (~padding_mask).sum(-1)
             x = x * (1 - 0.15 * 0.8) / (1 - mask_ratio)[:, None, None]
 
-        # Key padding as -inf, structure bias on top; the bias is 0 at BOS/EOS/padding rows and columns.
+        # Key padding as -inf, structure bias on top (0 on padded key columns in either masking).
         mask = torch.zeros(B, 1, T, T, device=tokens.device, dtype=x.dtype)
         mask = mask.masked_fill(padding_mask[:, None, None, :], float("-inf"))
         bias = None
         if not self.sequence_only:
-            bias, encoding = self.structure(coords, observed)
+            bias, encoding = self.structure(coords, observed, padding_mask)
             # Per residue: the official code's `x[1:-1] += ...` on a (B, T, D) tensor slices the batch instead.
-            x = x + self.encoding_scale * encoding.to(x.dtype)
+            if self.encoding_scale:
+                x = x + self.encoding_scale * encoding.to(x.dtype)
             mask = mask + bias.to(x.dtype)  # (B, H, T, T), computed once, used by every layer
         x = x.masked_fill(padding_mask[..., None], 0.0)
 

@@ -20,16 +20,23 @@ Modality = Literal["seq", "seq+structure", "text-only", "retrieval", "api"]
 
 @dataclass(frozen=True)
 class GenerationConfig:
-    """Decoding settings; their hash keys saved predictions, so changed settings never reuse old rows."""
+    """Decoding settings; their hash keys saved predictions, so changed settings never reuse old rows.
+
+    `logprobs` adds `token_ids` and `token_logprobs` (natural log, one per generated token) to each row. It
+    changes no answer, so it is not in the hash: a row with them serves a run without, and a run that asks
+    for them refuses rows written without (`sepit bench`)."""
 
     max_new_tokens: int = 256
     do_sample: bool = False  # greedy by default: reproducible numbers
     temperature: float = 1.0
     top_p: float = 1.0
     seed: int = 0
+    logprobs: bool = False
 
     def hash(self) -> str:
-        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:16]
+        settings = asdict(self)
+        del settings["logprobs"]
+        return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -67,6 +74,9 @@ class ProteinLLM(ABC):
     @property
     def supports_loglikelihood(self) -> bool:
         return type(self).loglikelihood is not ProteinLLM.loglikelihood
+
+    # Whether `details()` reports `token_ids` and `token_logprobs` when generating with `logprobs=True`.
+    supports_logprobs: bool = False
 
     @abstractmethod
     def describe(self) -> ModelCard:

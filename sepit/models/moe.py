@@ -5,11 +5,13 @@ deep copies of the dense FFN and a fresh linear router. The trainer then adds `m
 LM loss and logs `expert_load(model)`; `save_upcycled` / `load_upcycled` keep checkpoints self-describing.
 
 Choices, stated once:
-- Gate weights are the softmax probabilities of the selected experts renormalised over the top-k (as Mixtral
-  and Qwen2-MoE with `norm_topk_prob`). For top-1 the weight is p/p = 1.0 exactly, so at initialisation,
-  when all experts equal the dense FFN, the model computes exactly what the dense one did. The normaliser is
-  detached, so the weight is p/stop_gradient(p): still 1.0, yet the LM loss trains the router through
-  d(log p), not only the aux loss.
+- Gate weights (`normalize_top_k=True`, our recipe) are the softmax probabilities of the selected experts
+  renormalised over the top-k (as Mixtral and Qwen2-MoE with `norm_topk_prob`). For top-1 the weight is
+  p/p = 1.0 exactly, so at initialisation, when all experts equal the dense FFN, the model computes exactly
+  what the dense one did. The normaliser is detached, so the weight is p/stop_gradient(p): still 1.0, yet the
+  LM loss trains the router through d(log p), not only the aux loss. `normalize_top_k=False` is the official
+  inference's combine (its `EvalSparseMoeBlock`): the raw probability, p_top1 x expert(x)
+  (docs/fidelity.md, "MoE combine").
 - Padding: the HF causal LMs pass `attention_mask` by keyword to the module that owns the decoder layers; a
   forward pre-hook on that module hands the 2-D mask to every MoE layer, so padded positions count neither in
   the expert load nor in the aux loss. Padded tokens are still computed (their outputs are never used). A
@@ -36,12 +38,13 @@ class MoEFeedForward(nn.Module):
     """Top-k routed experts with the Switch Transformer load-balancing loss (Fedus et al. 2021, Sec. 2.2)."""
 
     def __init__(self, dense_ffn: nn.Module, hidden_size: int, num_experts: int, top_k: int,
-                 aux_loss_coef: float, router_jitter: float, init_std: float):
+                 aux_loss_coef: float, router_jitter: float, init_std: float, normalize_top_k: bool = True):
         super().__init__()
         if not 1 <= top_k <= num_experts:
             raise ValueError(f"top_k must be in [1, num_experts={num_experts}], got {top_k}")
         self.num_experts, self.top_k = num_experts, top_k
         self.aux_loss_coef, self.router_jitter = aux_loss_coef, router_jitter
+        self.normalize_top_k = normalize_top_k
         weight = next(dense_ffn.parameters())
         self.router = nn.Linear(hidden_size, num_experts, bias=False, device=weight.device, dtype=weight.dtype)
         nn.init.normal_(self.router.weight, std=init_std)
@@ -62,7 +65,7 @@ class MoEFeedForward(nn.Module):
         probs = self.router(router_in).float().softmax(dim=-1)  # (N, E)
         top_p, top_e = probs.topk(self.top_k, dim=-1)  # (N, k)
         # The denominator is held constant: same values, but the LM loss still reaches the router at top-1.
-        gates = (top_p / top_p.sum(dim=-1, keepdim=True).detach()).to(x.dtype)
+        gates = (top_p / top_p.sum(dim=-1, keepdim=True).detach() if self.normalize_top_k else top_p).to(x.dtype)
 
         out = torch.zeros_like(x)
         flat_e = top_e.reshape(-1)  # (N*k,) assignment i belongs to token i // k
@@ -112,7 +115,7 @@ def _pass_token_mask(module: nn.Module, args: tuple, kwargs: dict) -> None:
 
 
 def upcycle_to_moe(model: nn.Module, num_experts: int = 4, top_k: int = 1, aux_loss_coef: float = 0.01,
-                   router_jitter: float = 0.0) -> nn.Module:
+                   router_jitter: float = 0.0, normalize_top_k: bool = True) -> nn.Module:
     """Replace every decoder layer's FFN by `num_experts` copies of it behind a new router, in place."""
     owner, layers = _decoder_layers(model)
     if any(isinstance(layer.mlp, MoEFeedForward) for layer in layers):
@@ -121,10 +124,10 @@ def upcycle_to_moe(model: nn.Module, num_experts: int = 4, top_k: int = 1, aux_l
     init_std = getattr(model.config, "initializer_range", 0.02)
     for layer in layers:
         layer.mlp = MoEFeedForward(layer.mlp, hidden_size, num_experts, top_k, aux_loss_coef, router_jitter,
-                                   init_std)
+                                   init_std, normalize_top_k)
     owner.register_forward_pre_hook(_pass_token_mask, with_kwargs=True)
-    setattr(model.config, MOE_CONFIG_KEY, dict(num_experts=num_experts, top_k=top_k,
-                                               aux_loss_coef=aux_loss_coef, router_jitter=router_jitter))
+    setattr(model.config, MOE_CONFIG_KEY, dict(num_experts=num_experts, top_k=top_k, aux_loss_coef=aux_loss_coef,
+                                               router_jitter=router_jitter, normalize_top_k=normalize_top_k))
     return model
 
 

@@ -88,6 +88,7 @@ class SepitModel(ProteinLLM):
         self.name, self.device_spec = name, device
         self.sequence_only = model.encoder is None or model.encoder.sequence_only
         self.loglikelihood_batch_size = loglikelihood_batch_size
+        self._tokens: dict[tuple[str, str], tuple[Any, Any]] = {}  # (task, id) -> ids, logprobs of the last generate
         options = json.dumps({"sequence_only": self.sequence_only, "dtype": dtype})
         self.fingerprint = hashlib.sha256("\n".join([*files, options]).encode()).hexdigest()[:16]
 
@@ -99,9 +100,22 @@ class SepitModel(ProteinLLM):
             device = torch.device(self.device_spec)
         self.model.to(device)
 
+    supports_logprobs = True
+
     def generate(self, samples: Sequence[InstructionSample], config: GenerationConfig) -> list[str]:
         self._ready()
-        return self.model.generate(samples, config)
+        generated = self.model.generate_tokens(samples, config)
+        self._tokens = {(s.task, s.id): (ids, logprobs) for s, (ids, logprobs) in zip(samples, generated)
+                        if logprobs is not None}
+        return [self.model.decode(ids) for ids, _ in generated]
+
+    def details(self, samples: Sequence[InstructionSample]) -> list[dict[str, Any]]:
+        """`token_ids` and `token_logprobs` of the latest `generate`, when it was asked for them."""
+        out = []
+        for sample in samples:
+            ids, logprobs = self._tokens.get((sample.task, sample.id), (None, None))
+            out.append({} if ids is None else {"token_ids": ids.tolist(), "token_logprobs": logprobs.tolist()})
+        return out
 
     def loglikelihood(self, samples: Sequence[InstructionSample]) -> list[list[float]]:
         """Sum of the log-probabilities of each choice's tokens (and eos) as the answer."""

@@ -81,10 +81,11 @@ class ProteinTokenIds:
     eop: int
 
 
-def add_protein_tokens(tokenizer: Any, model: nn.Module, protein_tokens: bool = True) -> ProteinTokenIds | None:
+def add_protein_tokens(tokenizer: Any, model: nn.Module, protein_tokens: bool = True,
+                       distinct_pad: bool = True) -> ProteinTokenIds | None:
     """Give `tokenizer` the special tokens `<protein>`, `<bop>`, `<eop>` (unless `protein_tokens` is False: the
     sequence-as-text models need none), an eos (from the model config where the tokenizer names none) and a pad
-    token distinct from eos, and grow `model`'s embeddings (input, and output where untied) to match. Idempotent: a tokenizer that already has them (e.g. reloaded from a
+    token distinct from eos (unless `distinct_pad` is False, for the official layout), and grow `model`'s embeddings (input, and output where untied) to match. Idempotent: a tokenizer that already has them (e.g. reloaded from a
     checkpoint) keeps its ids."""
     if tokenizer.eos_token is None:  # e.g. Galactica's tokenizer names none; its model config does
         eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None) or model.config.eos_token_id
@@ -97,7 +98,7 @@ def add_protein_tokens(tokenizer: Any, model: nn.Module, protein_tokens: bool = 
     if new and protein_tokens:
         extra = list(getattr(tokenizer, "extra_special_tokens", None) or [])
         tokenizer.add_special_tokens({"extra_special_tokens": extra + new})
-    if tokenizer.pad_token is None or tokenizer.pad_token_id == tokenizer.eos_token_id:
+    if tokenizer.pad_token is None or (distinct_pad and tokenizer.pad_token_id == tokenizer.eos_token_id):
         # Padding with eos would hide the real eos from the loss mask and from generation's stopping.
         tokenizer.add_special_tokens({"pad_token": PAD_TOKEN})
     if len(tokenizer) > model.get_input_embeddings().num_embeddings:
@@ -139,6 +140,62 @@ def build_prompt(tokenizer: Any, instruction: str, answer: str | None = None,
     return ids, answer_mask
 
 
+# The official code's fixed system prompt (its Llama-2 conversation template).
+OFFICIAL_SYSTEM_PROMPT = ("You are a helpful biological assistant. You are able to understand the protein that the "
+                          "user provides, and assist the user with a variety of tasks using natural language.")
+
+
+@dataclass(frozen=True)
+class OfficialLayout:
+    """The official inference's prompt and splice (docs/fidelity.md), recorded in converted checkpoints.
+
+    The Llama-2 template `[INST] <<SYS>>\n{system}\n<</SYS>>\n\n{question} [/INST]` with `<protein>` written
+    as `<bop><protein><eop>`, BOS from the tokenizer, right-truncated and left-padded with the pad token (eos
+    there) to `text_length` tokens; the padding is masked and its embedding zeroed. Every encoder position,
+    the protein's padding included (all but `<cls>` with `feature_strategy="default"`), replaces `<protein>`,
+    all attended. Every sequence has the same length, so no row depends on the others in its batch."""
+
+    system_prompt: str = OFFICIAL_SYSTEM_PROMPT
+    text_length: int = 256
+    feature_strategy: Literal["full", "default"] = "full"
+
+    def __post_init__(self):
+        if self.feature_strategy not in ("full", "default"):
+            raise ValueError(f"feature_strategy must be 'full' or 'default', got {self.feature_strategy!r}")
+
+    def text(self, instruction: str) -> str:
+        question = instruction.replace(PROTEIN_PLACEHOLDER, BEGIN_PROTEIN + PROTEIN_PLACEHOLDER + END_PROTEIN)
+        return f"[INST] <<SYS>>\n{self.system_prompt}\n<</SYS>>\n\n{question} [/INST]"
+
+
+def official_prompt(tokenizer: Any, instruction: str, layout: OfficialLayout, answer: str | None = None
+                    ) -> tuple[Tensor, Tensor, Tensor]:
+    """-> ids (L,), answer_mask (L,), attention_mask (L,): the official prompt, padded on the left to
+    `layout.text_length`, then (when scoring an answer) the answer as the official training wrote it
+    (` {answer} </s>` after `[/INST]`), which the official inference never scores."""
+    text = layout.text(instruction)
+    prompt = tokenizer(text)["input_ids"]
+    protein_id = tokenizer.convert_tokens_to_ids(PROTEIN_PLACEHOLDER)
+    if protein_id not in prompt[:layout.text_length]:
+        raise ValueError(f"the official prompt is {len(prompt)} tokens and its {PROTEIN_PLACEHOLDER} token lies "
+                         f"beyond the first {layout.text_length} (the official code would fail here too); "
+                         "shorten the instruction")
+    target = []
+    if answer is not None:
+        full = tokenizer(f"{text} {answer} {tokenizer.eos_token}")["input_ids"]
+        if full[:len(prompt)] != prompt:
+            raise ValueError(f"the answer {answer!r} changes the prompt's tokens")
+        target = full[len(prompt):]
+    prompt = prompt[:layout.text_length]
+    pad = layout.text_length - len(prompt)
+    ids = torch.tensor([tokenizer.pad_token_id] * pad + prompt + target, dtype=torch.long)
+    attention = torch.ones(len(ids), dtype=torch.long)
+    attention[:pad] = 0
+    answer_mask = torch.zeros(len(ids), dtype=torch.bool)
+    answer_mask[pad + len(prompt):] = True
+    return ids, answer_mask, attention
+
+
 def answer_labels(ids: Tensor, answer_mask: Tensor | None) -> Tensor:
     """The ids where they carry loss (the answer and its eos), IGNORE_INDEX elsewhere and when generating."""
     if answer_mask is None:
@@ -147,19 +204,24 @@ def answer_labels(ids: Tensor, answer_mask: Tensor | None) -> Tensor:
 
 
 def splice_embeddings(input_ids: Sequence[Tensor], protein_embeds: Tensor, protein_mask: Tensor,
-                      embed_tokens: nn.Module, protein_token_id: int, bop_id: int, eop_id: int,
+                      embed_tokens: nn.Module, protein_token_id: int, bop_id: int | None, eop_id: int | None,
                       answer_masks: Sequence[Tensor] | None = None,
-                      padding_side: Literal["left", "right"] = "left") -> tuple[Tensor, Tensor, Tensor]:
-    """Replace the one `<protein>` in each sequence by `<bop>` + its valid protein vectors + `<eop>`.
+                      padding_side: Literal["left", "right"] = "left",
+                      token_masks: Sequence[Tensor] | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    """Replace the one `<protein>` in each sequence by `<bop>` + its valid protein vectors + `<eop>` (by the
+    vectors alone where `bop_id`/`eop_id` are None: the official prompt writes them as text).
 
     input_ids: B unpadded id sequences (L_i,); protein_embeds (B, T, H) projected encoder features;
     protein_mask (B, T) True at the positions to splice in (per sample a different count); answer_masks: B
-    (L_i,) masks of the tokens that carry loss (none when generating).
+    (L_i,) masks of the tokens that carry loss (none when generating); token_masks: B (L_i,) attention masks
+    of the text (0 on padding written into the ids: its embedding is zeroed, as the official code does).
     -> inputs_embeds (B, L', H), attention_mask (B, L'), labels (B, L') with IGNORE_INDEX on prompt,
     protein and padding positions; padded on `padding_side` to the longest spliced sequence L'.
     """
-    specials = embed_tokens(torch.tensor([bop_id, eop_id], device=protein_embeds.device))  # (2, H)
-    pieces, targets = [], []
+    wrap = bop_id is not None
+    specials = embed_tokens(torch.tensor([bop_id, eop_id], device=protein_embeds.device)) if wrap else \
+        protein_embeds.new_zeros(0, protein_embeds.shape[-1])  # (2 or 0, H)
+    pieces, targets, masks = [], [], []
     for i, ids in enumerate(input_ids):
         ids = ids.to(protein_embeds.device)
         where = (ids == protein_token_id).nonzero().flatten()
@@ -167,19 +229,24 @@ def splice_embeddings(input_ids: Sequence[Tensor], protein_embeds: Tensor, prote
             raise ValueError(f"sequence {i} holds {where.numel()} {PROTEIN_PLACEHOLDER} tokens, expected 1")
         at = int(where)
         text = embed_tokens(ids)  # (L_i, H)
+        text_mask = torch.ones_like(ids) if token_masks is None else token_masks[i].to(ids.device)
+        text = text * text_mask[:, None].to(text.dtype)
         protein = protein_embeds[i][protein_mask[i]].to(text.dtype)  # (n_i, H)
         pieces.append(torch.cat([text[:at], specials[:1], protein, specials[1:], text[at + 1:]]))
+        inserted = protein.shape[0] + specials.shape[0]
+        masks.append(torch.cat([text_mask[:at], text_mask.new_ones(inserted), text_mask[at + 1:]]))
         labels = answer_labels(ids, None if answer_masks is None else answer_masks[i])
-        skipped = torch.full((protein.shape[0] + 2,), IGNORE_INDEX, dtype=ids.dtype, device=ids.device)
+        skipped = torch.full((inserted,), IGNORE_INDEX, dtype=ids.dtype, device=ids.device)
         targets.append(torch.cat([labels[:at], skipped, labels[at + 1:]]))
 
-    return pad_embeddings(pieces, targets, padding_side)
+    return pad_embeddings(pieces, targets, padding_side, masks)
 
 
-def pad_embeddings(pieces: Sequence[Tensor], targets: Sequence[Tensor], padding_side: Literal["left", "right"]
-                   ) -> tuple[Tensor, Tensor, Tensor]:
-    """B embedded sequences (L_i, H) and their labels (L_i,) -> inputs_embeds (B, L, H), attention_mask (B, L),
-    labels (B, L) padded on `padding_side` to the longest (IGNORE_INDEX on padding)."""
+def pad_embeddings(pieces: Sequence[Tensor], targets: Sequence[Tensor], padding_side: Literal["left", "right"],
+                   masks: Sequence[Tensor] | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    """B embedded sequences (L_i, H), their labels (L_i,) and attention masks (L_i,; all ones if None) ->
+    inputs_embeds (B, L, H), attention_mask (B, L), labels (B, L) padded on `padding_side` to the longest
+    (IGNORE_INDEX on padding)."""
     length = max(p.shape[0] for p in pieces)
     B, H = len(pieces), pieces[0].shape[-1]
     inputs_embeds = pieces[0].new_zeros(B, length, H)
@@ -189,7 +256,7 @@ def pad_embeddings(pieces: Sequence[Tensor], targets: Sequence[Tensor], padding_
         n = piece.shape[0]
         span = slice(length - n, length) if padding_side == "left" else slice(0, n)
         inputs_embeds[i, span] = piece
-        attention_mask[i, span] = 1
+        attention_mask[i, span] = 1 if masks is None else masks[i]
         labels[i, span] = target
     return inputs_embeds, attention_mask, labels
 
@@ -206,12 +273,19 @@ class ProteinLanguageModel(nn.Module):
 
     def __init__(self, encoder: StructureAwareESM | None, llm: nn.Module, tokenizer: Any,
                  connector: Literal["mlp", "linear", "qformer"] = "mlp", qformer: dict[str, int] | None = None,
-                 sequence_format: str = "galactica", max_residues: int = ESM2_WINDOW):
+                 sequence_format: str = "galactica", max_residues: int = ESM2_WINDOW,
+                 official: OfficialLayout | None = None):
+        """`official`: the official inference's prompt and splice (converted official checkpoints); its pad
+        token is eos, as there."""
         super().__init__()
+        if official is not None and encoder is None:
+            raise ValueError("the official layout needs a protein encoder")
         self.encoder = encoder
         self.llm = llm
         self.tokenizer = tokenizer
-        self.token_ids = add_protein_tokens(tokenizer, llm, protein_tokens=encoder is not None)
+        self.official = official
+        self.token_ids = add_protein_tokens(tokenizer, llm, protein_tokens=encoder is not None,
+                                            distinct_pad=official is None)
         self.projector = None if encoder is None else \
             build_connector(connector, encoder.embed_dim, llm.config.hidden_size, qformer)
         self.sequence_format, self.max_residues = sequence_format, max_residues
@@ -224,11 +298,16 @@ class ProteinLanguageModel(nn.Module):
 
     def collate(self, samples: Sequence[InstructionSample], with_answers: bool = True) -> dict[str, Any]:
         """Prompt ids (and, with answers, the answer masks) per sample; encoder inputs for the proteins."""
-        prompts = [build_prompt(self.tokenizer, self._instruction(s), s.reference if with_answers else None,
-                                protein_token=self.encoder is not None) for s in samples]
         batch: dict[str, Any] = {} if self.encoder is None else dict(self.encoder.tokenize([s.protein for s in samples]))
-        batch["input_ids"] = [ids for ids, _ in prompts]
-        batch["answer_masks"] = [mask for _, mask in prompts] if with_answers else None
+        if self.official is not None:
+            prompts = [official_prompt(self.tokenizer, s.instruction, self.official,
+                                       s.reference if with_answers else None) for s in samples]
+            batch["token_masks"] = [attention for _, _, attention in prompts]
+        else:
+            prompts = [build_prompt(self.tokenizer, self._instruction(s), s.reference if with_answers else None,
+                                    protein_token=self.encoder is not None) for s in samples]
+        batch["input_ids"] = [prompt[0] for prompt in prompts]
+        batch["answer_masks"] = [prompt[1] for prompt in prompts] if with_answers else None
         return batch
 
     def embed(self, batch: dict[str, Any], padding_side: Literal["left", "right"] = "left"
@@ -245,8 +324,13 @@ class ProteinLanguageModel(nn.Module):
                                batch["observed"].to(device), return_final=False)
         protein, keep = self.projector(encoded["features"], encoded["padding_mask"])  # (B, T', H), (B, T')
         ids = self.token_ids
-        return splice_embeddings(batch["input_ids"], protein, keep, embed_tokens, ids.protein, ids.bop, ids.eop,
-                                 batch["answer_masks"], padding_side)
+        if self.official is None:
+            return splice_embeddings(batch["input_ids"], protein, keep, embed_tokens, ids.protein, ids.bop, ids.eop,
+                                     batch["answer_masks"], padding_side)
+        keep = torch.ones_like(keep)  # every position, the protein's padding included
+        keep[:, 0] = self.official.feature_strategy == "full"  # "default" drops <cls>
+        return splice_embeddings(batch["input_ids"], protein, keep, embed_tokens, ids.protein, None, None,
+                                 batch["answer_masks"], padding_side, batch["token_masks"])
 
     def token_losses(self, batch: dict[str, Any]) -> tuple[Tensor, Tensor]:
         """Teacher-forced cross-entropy of every next token -> losses (B, L'-1), answer mask (B, L'-1)."""
@@ -271,9 +355,13 @@ class ProteinLanguageModel(nn.Module):
         return -losses.sum(dim=1)
 
     @torch.no_grad()
-    def generate_token_ids(self, samples: Sequence[InstructionSample], config: GenerationConfig) -> list[Tensor]:
-        """The new token ids per sample (up to and including eos), decoded in one left-padded batch with the
-        KV cache."""
+    def generate_tokens(self, samples: Sequence[InstructionSample], config: GenerationConfig
+                        ) -> list[tuple[Tensor, Tensor | None]]:
+        """Per sample, the new token ids (up to and including eos) and, with `config.logprobs`, the natural-log
+        probability of each under the scores it was chosen from (the model's own in greedy decoding); decoded
+        in one left-padded batch with the KV cache."""
+        from transformers import LogitsProcessorList
+
         was_training = self.training
         self.eval()
         try:
@@ -282,6 +370,9 @@ class ProteinLanguageModel(nn.Module):
             if config.do_sample:
                 torch.manual_seed(config.seed)
                 options.update(temperature=config.temperature, top_p=config.top_p)
+            recorder = ChosenTokenLogprobs() if config.logprobs else None
+            if recorder is not None:
+                options["logits_processor"] = LogitsProcessorList([recorder])
             # With inputs_embeds and no input_ids, decoder-only `generate` returns only the new tokens.
             new_tokens = self.llm.generate(
                 inputs_embeds=inputs_embeds, attention_mask=attention_mask,
@@ -289,13 +380,48 @@ class ProteinLanguageModel(nn.Module):
                 eos_token_id=self.tokenizer.eos_token_id, **options)  # (B, <= max_new_tokens)
         finally:
             self.train(was_training)
+        logprobs = recorder.finish(new_tokens) if recorder is not None else None  # (B, n)
         answers = []
-        for row in new_tokens:
+        for i, row in enumerate(new_tokens):
             stop = (row == self.tokenizer.eos_token_id).nonzero()
-            answers.append(row[: int(stop[0]) + 1] if len(stop) else row)  # finished rows are padded after eos
+            n = int(stop[0]) + 1 if len(stop) else len(row)  # finished rows are padded after eos
+            answers.append((row[:n], None if logprobs is None else logprobs[i, :n]))
         return answers
+
+    def generate_token_ids(self, samples: Sequence[InstructionSample], config: GenerationConfig) -> list[Tensor]:
+        """The new token ids per sample (up to and including eos)."""
+        return [ids for ids, _ in self.generate_tokens(samples, config)]
+
+    def decode(self, ids: Tensor) -> str:
+        """An answer's text: special tokens skipped, stripped."""
+        return self.tokenizer.decode(ids, skip_special_tokens=True).strip()
 
     def generate(self, samples: Sequence[InstructionSample], config: GenerationConfig) -> list[str]:
         """One answer per sample: only the new tokens, special tokens skipped, stripped."""
-        ids = self.generate_token_ids(samples, config)
-        return [self.tokenizer.decode(row, skip_special_tokens=True).strip() for row in ids]
+        return [self.decode(ids) for ids, _ in self.generate_tokens(samples, config)]
+
+
+class ChosenTokenLogprobs:
+    """A logits processor that records log p(chosen token) at every decoding step while holding one step of
+    (B, V) scores, not all of them: at each call the previous step's choice is the last input id; the last
+    step's choice comes from the output (`finish`)."""
+
+    def __init__(self):
+        self.steps: list[Tensor] = []
+        self._previous: Tensor | None = None  # (B, V) log-softmax of the latest step
+
+    def __call__(self, input_ids: Tensor, scores: Tensor) -> Tensor:
+        if self._previous is not None:
+            self._take(input_ids[:, -1])
+        self._previous = scores.float().log_softmax(dim=-1)
+        return scores
+
+    def _take(self, chosen: Tensor) -> None:
+        self.steps.append(self._previous.gather(1, chosen[:, None].to(self._previous.device)).squeeze(1))
+
+    def finish(self, new_tokens: Tensor) -> Tensor:
+        """new_tokens (B, n) -> (B, n) log-probabilities."""
+        if self._previous is not None:
+            self._take(new_tokens[:, -1])
+            self._previous = None
+        return torch.stack(self.steps, dim=1) if self.steps else new_tokens.new_zeros(len(new_tokens), 0).float()

@@ -1,11 +1,13 @@
-"""Stage 0, the warm-up of the encoder and its structure module (DESIGN §6): three objectives, summed.
+"""Stage 0, the warm-up of the encoder and its structure module (docs/training.md): three objectives, summed.
 
 Data flow: `Protein`s + captions -> `StructureAwareESM.tokenize` -> `mask_residues` (BERT-style MLM corruption)
 -> `noise_coordinates` (0.2 x unit Gaussian on observed, unmasked residues) -> ONE encoder forward on the
-masked tokens and noisy coordinates, as the official code does -> (1) masked-residue LM through ESM-2's own
-`lm_head`, (2) a Transformer-M position head (`DenoisingHead`) predicting the unit noise, (3) a CLIP loss
-between the masked-mean residue feature (second-to-last layer, the feature later fed to the projector) and a
-frozen text encoder's mean-pooled caption embedding. The loss is their unweighted sum, as in the official code.
+masked tokens and noisy coordinates -> (1) masked-residue LM through ESM-2's own `lm_head`, (2) a Transformer-M
+position head (`DenoisingHead`) predicting the unit noise, (3) a CLIP loss between the masked-mean residue
+feature (second-to-last layer, the feature later fed to the projector) and a frozen text encoder's mean-pooled
+caption embedding. The loss is their unweighted sum, as in the official code. The official code differs in the
+rest (docs/fidelity.md, "stage 0"): two encoder passes (a clean one for CLIP, a corrupted one for the other
+two losses), CLIP on the unmasked mean of the last layer, 100 % `<mask>` corruption and a new MLM head.
 """
 
 from __future__ import annotations
@@ -32,8 +34,8 @@ def mask_residues(tokens: Tensor, alphabet: Alphabet, rate: float = 0.15,
     """BERT-style corruption of `rate` of the residues (never BOS/EOS/padding), each chosen independently.
 
     Of the chosen residues 80 % become `<mask>`, 10 % a random standard amino acid, 10 % stay (BERT; ESM-2 was
-    trained this way, and its token-dropout rescaling assumes the 80 % share). -> (masked tokens (B, T),
-    targets (B, T): the original token where chosen, IGNORE_INDEX elsewhere).
+    trained this way, and its token-dropout rescaling assumes the 80 % share; the official code masks all of
+    them). -> (masked tokens (B, T), targets (B, T): the original token where chosen, IGNORE_INDEX elsewhere).
     """
     residue = ~(tokens.eq(alphabet.padding_idx) | tokens.eq(alphabet.cls_idx) | tokens.eq(alphabet.eos_idx))
     draw = torch.rand(tokens.shape, generator=generator, device=tokens.device)
@@ -53,7 +55,7 @@ def noise_coordinates(coords: Tensor, observed: Tensor, mlm_mask: Tensor, scale:
     """coords (B, T, 3) + scale x unit Gaussian noise on observed residues not chosen for the MLM loss.
 
     `observed` from `tokenize` is already False at BOS/EOS/padding. -> (noisy coords (B, T, 3), unit noise
-    (B, T, 3), zero off the noised residues: the denoising target (DESIGN §6), noise mask (B, T)).
+    (B, T, 3), zero off the noised residues: the denoising target, noise mask (B, T)).
     """
     noise_mask = observed & ~mlm_mask
     noise = torch.randn(coords.shape, generator=generator, device=coords.device, dtype=coords.dtype)
@@ -145,8 +147,8 @@ class WarmupObjectives(nn.Module):
 
     def __init__(self, encoder: StructureAwareESM, caption_encoder: CaptionEncoder, projection_dim: int = 512,
                  mask_rate: float = 0.15, noise_scale: float = 0.2, temperature: float = 0.07):
-        """`projection_dim`: 512 in the official code. `mask_rate`: 15 %. `noise_scale`: 0.2 (Transformer-M,
-        DESIGN §6). `temperature`: CLIP's learnable initial temperature 0.07."""
+        """`projection_dim`: 512 in the official code. `mask_rate`: 15 %. `noise_scale`: 0.2 (Transformer-M and
+        the official code). `temperature`: CLIP's learnable initial temperature 0.07."""
         super().__init__()
         self.encoder = encoder
         self.caption_encoder = caption_encoder  # frozen; its parameters never require grad

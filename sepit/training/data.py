@@ -1,5 +1,5 @@
 """The training data of each SEPIT stage, from a registered task suite (e.g. the bundled `sp14`) or from a
-SEPIT-Data folder in the official release layout (DESIGN §5):
+SEPIT-Data folder in the official release layout (docs/data.md):
 
     stage 0   protein-caption pairs (one per protein)       suite: its caption task     SEPIT-Data: stage0/
     stage 1   caption instructions                          suite: its caption task     SEPIT-Data: stage1/

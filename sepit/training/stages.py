@@ -1,4 +1,4 @@
-"""SEPIT's three training stages as LightningModules (DESIGN §6), run with `sepit fit --config ...`.
+"""SEPIT's three training stages as LightningModules (docs/training.md), run with `sepit fit --config ...`.
 
     stage 0  WarmupStage                 encoder + structure module: CLIP + masked-residue LM + denoising
     stage 1  InstructionStage            projector + LLM on captions; encoder at 0.1x lr, structure dropped 15 %
@@ -10,8 +10,9 @@ fine-tuning. Each stage starts from the previous stage's checkpoint (`init_from`
 (`sepit.models.checkpoint`): the architecture record inside, the tokenizer beside, so
 `sepit bench --model <checkpoint>` needs nothing else.
 
-Optimisation (official settings): AdamW, linear warm-up over `warmup_ratio` of the steps, then cosine decay
-to 0; per-group learning-rate scales for the parts the paper trains faster or slower.
+Optimisation: AdamW, linear warm-up over `warmup_ratio` of the steps, then cosine decay to 0 (the official
+trainer decays linearly instead: docs/fidelity.md, "LR schedule"); per-group learning-rate scales for the parts
+the paper trains faster or slower.
 """
 
 from __future__ import annotations
@@ -179,7 +180,7 @@ class InstructionStage(_Stage):
             sequence_format: how a text-only model sees the sequence: galactica, seq_equals, raw or bop
                 (`sepit.models.formatters`).
             sequence_only: ignore coordinates (the pLM + projector baseline; the paper's main ablation).
-            drop_structure_rate: chance per protein of training without its structure (0.15 in stage 1).
+            drop_structure_rate: chance per protein of training without its structure (0.15 in stages 1 and 2).
             encoder_lr_scale: encoder learning-rate factor: 0.1 in stage 1; 0 freezes it (stage 2, Q-Former).
             experts: 0 for a dense LLM (stage 1); >0 upcycles every FFN into that many experts (4 in stage 2).
             top_k: experts per token (1).

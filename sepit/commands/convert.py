@@ -1,0 +1,211 @@
+"""`sepit convert official SRC OUT.ckpt`: an official SEPIT checkpoint folder -> a checkpoint `sepit bench` reads.
+
+    sepit convert official released/SEPIT-1.1B runs/official/sepit.ckpt
+    sepit bench --model runs/official/sepit.ckpt --tasks sp14 --output runs/official/bench
+
+Every official tensor is mapped (`sepit.models.official`) and checked against the model the config describes,
+built on the meta device (no memory): a tensor the mapping does not know, one the model needs and the folder
+lacks, or one of the wrong shape stops the conversion with the list of names. Tensors are read one at a time
+(memory-mapped) and written in their saved dtype, so memory stays at the weights' size. The text tokenizer is
+rebuilt from the released SentencePiece files as the official inference saw it (`sepit.models.llama_tokenizer`)
+and saved as `tokenizer/` beside OUT.ckpt. The checkpoint records the official inference layout
+(docs/fidelity.md); the conversion summary is printed and stored in it.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from sepit.data.errors import DataError
+from sepit.data.manifest import sha256_folder
+
+
+def official(src: Path, out: Path) -> None:
+    """Convert an official SEPIT checkpoint folder (`save_pretrained` layout, model_type pit) into OUT.ckpt.
+
+    Args:
+        src: the official checkpoint folder, as released or as the official (DeepSpeed) training saved it.
+        out: the .ckpt to write; its folder also receives tokenizer/ (give each converted model its own folder).
+    """
+    from sepit.models import official as spec
+    from sepit.models.checkpoint import TOKENIZER_DIR, build_from_record, save_tokenizer
+    from sepit.models.llama_tokenizer import fast_tokenizer_from_sentencepiece
+
+    src, out = Path(src), Path(out)
+    if out.suffix != ".ckpt":
+        raise DataError(str(out), "the output must be a .ckpt file", "Name it e.g. runs/official/sepit.ckpt.")
+    config = spec.read_config(src)
+    _check_protein_tokenizer(src)
+    tokenizer = fast_tokenizer_from_sentencepiece(src / "text_tokenizer")
+    files = spec.weight_files(src)
+    shapes = _shapes(files)
+    kernels = shapes.get("protein_model.structure_bias.gbf.means")
+    if kernels is None:
+        raise DataError(str(files[0]), "has no protein_model.structure_bias.gbf.means: not a structure-aware "
+                        "SEPIT model", spec.FIX)
+    token_ids = tokenizer.convert_tokens_to_ids(["<protein>", "<bop>", "<eop>"])
+    if token_ids[0] != config.get("protein_token_index"):
+        raise DataError(str(src / "config.json"), f"protein_token_index is {config.get('protein_token_index')}, "
+                        f"but the text tokenizer gives <protein> the id {token_ids[0]}",
+                        "Keep the text_tokenizer/ the checkpoint was saved with.")
+    record = spec.official_architecture(src, config, int(kernels[-1]), token_ids)
+    with torch.device("meta"):  # names and shapes only
+        target = build_from_record(record, tokenizer).state_dict()
+
+    moe = record["llm_config"].get("moe_upcycling")
+    experts = spec.deepspeed_expert_files(src, config["text_config"]["num_hidden_layers"],
+                                          moe["num_experts"]) if moe else []
+    state, dropped, superseded = {}, {}, []
+    sources = [(path, None, None) for path in files] + [(path, layer, e) for layer, e, path in experts]
+    for path, layer, expert in tqdm(sources, desc="converting", unit="file", disable=len(sources) < 4):
+        for name, tensor in spec.read_tensors(path):
+            ours, reason = spec.map_official_name(name)
+            if reason is not None:
+                dropped[name] = reason
+                continue
+            if ours is None or ours not in target:
+                raise DataError(str(path), f"holds tensor {name!r}, which the official SEPIT model of this config "
+                                "does not have" + (f" (it maps to {ours!r})" if ours else ""), spec.FIX)
+            if layer is not None and not ours.startswith(f"llm.model.layers.{layer}.mlp.experts.{expert}."):
+                raise DataError(str(path), f"holds {name!r}, not a tensor of layer {layer}, expert {expert}", spec.FIX)
+            if ours in state:  # DeepSpeed expert files win over the safetensors copy, as in the official loader
+                superseded.append(name)
+            state[ours] = tensor
+    _fill_ours_only(state, target, record)
+    _tie(state, target)
+    problems = _compare(state, target)
+    if problems:
+        raise DataError(str(src), "does not fit the model its config.json describes:\n  " + "\n  ".join(problems[:40])
+                        + (f"\n  ... and {len(problems) - 40} more" if len(problems) > 40 else ""),
+                        "Convert the folder the official code saved, with its own config.json.")
+
+    tokenizer_dir = out.parent / TOKENIZER_DIR
+    if tokenizer_dir.exists():
+        with tempfile.TemporaryDirectory() as staged:
+            tokenizer.save_pretrained(staged)
+            if sha256_folder(tokenizer_dir) != sha256_folder(staged):
+                raise DataError(str(tokenizer_dir), "already holds another tokenizer",
+                                "Convert into a folder of its own: the tokenizer of a checkpoint lives beside it.")
+    summary = _summary(src, state, dropped, superseded, experts)
+    record["conversion"] = summary
+    _save({"sepit": record, "state_dict": {f"model.{k}": v for k, v in state.items()}}, out)
+    save_tokenizer(tokenizer, tokenizer_dir)
+    print(_report(summary, out))
+
+
+def _check_protein_tokenizer(src: Path) -> None:
+    from esm.data import Alphabet
+
+    vocab = src / "protein_tokenizer" / "vocab.txt"
+    if not vocab.is_file():
+        raise DataError(str(vocab), "protein tokenizer not found", "Keep the protein_tokenizer/ folder the "
+                        "official code saved beside config.json.")
+    tokens = vocab.read_text().split()
+    if tokens != Alphabet.from_architecture("ESM-1b").all_toks:
+        raise DataError(str(vocab), "is not the ESM-2 alphabet in ESM-2's order",
+                        "Only ESM-2 protein models (the official choice) are supported.")
+
+
+def _shapes(files: list[Path]) -> dict[str, tuple[int, ...]]:
+    from sepit.models.official import read_tensors
+
+    if files[0].suffix != ".safetensors":
+        return {name: tuple(t.shape) for path in files for name, t in read_tensors(path)}
+    from safetensors import safe_open
+
+    shapes = {}
+    for path in files:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            shapes.update({name: tuple(f.get_slice(name).get_shape()) for name in f.keys()})
+    return shapes
+
+
+def _fill_ours_only(state: dict[str, torch.Tensor], target: dict[str, torch.Tensor], record: dict[str, Any]) -> None:
+    """The ESM-2 masked-LM head, which the official model lacks and inference never runs: fair-esm's init,
+    seeded."""
+    from esm.modules import RobertaLMHead
+
+    from sepit.models.official import OURS_ONLY
+
+    esm = record["esm"]
+    with torch.random.fork_rng(devices=[]):  # the same folder always converts to the same file
+        torch.manual_seed(0)
+        head = RobertaLMHead(esm["embed_dim"], 33, torch.zeros(33, esm["embed_dim"]))
+    for name, tensor in head.state_dict().items():
+        ours = f"encoder.esm.lm_head.{name}"
+        if ours in target and OURS_ONLY.match(ours) and ours not in state:
+            state[ours] = tensor
+
+
+def _tie(state: dict[str, torch.Tensor], target: dict[str, torch.Tensor]) -> None:
+    """Names that share one tensor in our model (ESM-2's LM head weight, a tied LLM head) from their source."""
+    ties = {"encoder.esm.lm_head.weight": "encoder.esm.embed_tokens.weight",
+            "llm.lm_head.weight": "llm.model.embed_tokens.weight"}
+    for name, source in ties.items():
+        if name in target and name not in state and source in state:
+            state[name] = state[source]
+
+
+def _compare(state: dict[str, torch.Tensor], target: dict[str, torch.Tensor]) -> list[str]:
+    problems = [f"missing: {name} {tuple(t.shape)}" for name, t in target.items() if name not in state]
+    for name, tensor in state.items():
+        want = tuple(target[name].shape)
+        if tuple(tensor.shape) != want:
+            if tensor.numel() == target[name].numel() and name.endswith(("structure.means", "structure.stds")):
+                state[name] = tensor.reshape(want)  # the official GaussianLayer keeps them as (1, K)
+                continue
+            problems.append(f"wrong shape: {name} is {tuple(tensor.shape)}, the config gives {want}")
+    return problems
+
+
+def _summary(src: Path, state: dict[str, torch.Tensor], dropped: dict[str, str], superseded: list[str],
+             experts: list) -> dict[str, Any]:
+    groups = Counter("experts" if ".mlp.experts." in name else name.split(".")[0] for name in state)
+    dtypes = Counter(str(t.dtype).replace("torch.", "") for t in state.values())
+    return {"source": str(src), "tensors": len(state), "parameters": sum(t.numel() for t in state.values()),
+            "by_part": dict(sorted(groups.items())), "dtypes": dict(dtypes),
+            "dropped": dict(sorted(dropped.items())), "superseded_by_deepspeed": sorted(superseded),
+            "deepspeed_expert_files": len(experts),
+            "initialised_not_official": sorted(n for n in state if n.startswith("encoder.esm.lm_head.")
+                                               and not n.endswith("lm_head.weight"))}
+
+
+def _save(checkpoint: dict[str, Any], out: Path) -> None:
+    """torch.save to a temporary file beside `out`, renamed over it once complete."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    os.close(handle)
+    try:
+        torch.save(checkpoint, temporary)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)  # temporary files are private; the result is not
+        os.replace(temporary, out)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def _report(summary: dict[str, Any], out: Path) -> str:
+    lines = [f"converted {summary['source']} -> {out}",
+             f"  {summary['tensors']} tensors, {summary['parameters']:,} parameters ({summary['dtypes']}), "
+             f"by part: {summary['by_part']}"]
+    if summary["deepspeed_expert_files"]:
+        lines.append(f"  experts from {summary['deepspeed_expert_files']} DeepSpeed files"
+                     + (f" ({len(summary['superseded_by_deepspeed'])} safetensors copies superseded)"
+                        if summary["superseded_by_deepspeed"] else ""))
+    for name, reason in summary["dropped"].items():
+        lines.append(f"  dropped {name}: {reason}")
+    if summary["initialised_not_official"]:
+        lines.append(f"  not in the official model, fair-esm init (stage-0 MLM head, unused at inference): "
+                     f"{', '.join(summary['initialised_not_official'])}")
+    lines.append("  layout: official inference (docs/fidelity.md); evaluate with "
+                 f"`sepit bench --model {out} --tasks ...`")
+    return "\n".join(lines)
