@@ -2,8 +2,8 @@
 
 The engine path is what `sepit bench` runs for a SEPIT checkpoint: samples sorted by length
 (`length_sorted_batches`), each batch spliced, left-padded and decoded with the KV cache in one `generate`
-call (`ProteinLanguageModel.generate_token_ids`). The baseline is the official SEPIT inference style, one
-sample per `generate` call. Both decode greedily with the same model and `max_new_tokens`, so their new token
+call (`ProteinLanguageModel.generate_token_ids`). The baseline is one sample per `generate` call (batch
+size 1). Both decode greedily with the same model and `max_new_tokens`, so their new token
 ids must be equal sample by sample: the script exits with status 1 when any differs, since a speed-up that
 changes answers is a bug, not a speed-up.
 
@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{torch.get_num_threads()} torch thread(s)")
     print(describe(machine()))
     print(table(["path", "batch", "seconds", "samples/s"], [
-        ["one at a time (official style)", 1, slow_s, args.samples / slow_s],
+        ["one at a time (batch 1)", 1, slow_s, args.samples / slow_s],
         ["batched, length-sorted, KV cache", args.batch_size, fast_s, args.samples / fast_s]]))
     print(f"speed-up: {slow_s / fast_s:.2f}x; identical greedy outputs: {same}/{args.samples}")
     save_json(args.json, {"benchmark": "generation", "machine": machine(), "settings": vars(args),

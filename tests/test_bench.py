@@ -165,6 +165,15 @@ def test_loglikelihood_scoring_needs_a_model_that_supports_it(task_file, tmp_pat
         bench("coin", [str(task_file)], tmp_path / "x", closed_methods={"*": "likelihood"})
 
 
+def test_per_token_logprobs_need_a_model_that_reports_them(task_file, tmp_path):
+    from sepit.data.errors import DataError
+    from sepit.models.interface import GenerationConfig
+
+    with pytest.raises(DataError, match="cannot report per-token log-probabilities"):
+        bench("coin", [str(task_file)], tmp_path / "x", generation=GenerationConfig(logprobs=True))
+    assert GenerationConfig(logprobs=True).hash() == GenerationConfig().hash()  # same answers, same key
+
+
 def test_shared_ids_across_tasks_keep_their_own_loglikelihoods(tmp_path, monkeypatch):
     monkeypatch.setenv("SEPIT_CACHE", str(tmp_path / "cache"))
     rows = []

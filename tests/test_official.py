@@ -15,6 +15,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from sepit.cli import main
+from sepit.commands.bench import bench
 from sepit.commands.convert import official
 from sepit.data.errors import DataError
 from sepit.data.protein import make_protein
@@ -157,6 +158,14 @@ def test_sepit_bench_writes_the_official_tokens_and_their_logprobs(converted, ou
         assert row["token_ids"] == want["new_tokens"][0].tolist()
         reference = want["step_logits_last"][0].log_softmax(-1).gather(1, want["new_tokens"][0][:, None])
         close(torch.tensor(row["token_logprobs"]), reference.squeeze(1), LOGITS)
+
+    # Rows written without logprobs are never passed off as rows with them.
+    bench(str(converted), [str(task)], tmp_path / "plain", batch_size=3, leakage=False, n_resamples=10,
+          generation=GenerationConfig(max_new_tokens=8))
+    assert "token_logprobs" not in next(iter((tmp_path / "plain" / "predictions" / "golden.jsonl").open()))
+    with pytest.raises(DataError, match="without the per-token log-probabilities"):
+        bench(str(converted), [str(task)], tmp_path / "plain", batch_size=3, leakage=False, n_resamples=10,
+              generation=GenerationConfig(max_new_tokens=8, logprobs=True))
 
 
 # --- the folders a user may hand over, and what the converter says about them -------------------------------

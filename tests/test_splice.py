@@ -1,6 +1,8 @@
 """The protein-language model glue (sepit/models/splice.py): special tokens, prompts, splicing, loss and
 batched generation, on a tiny random Llama and a word-level tokenizer trained here, both loaded from disk."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -13,7 +15,7 @@ from sepit.data.sample import make_sample
 from sepit.models.encoder import StructureAwareESM, esm2_tiny
 from sepit.models.interface import GenerationConfig
 from sepit.models.splice import (IGNORE_INDEX, ProteinLanguageModel, Projector, add_protein_tokens,
-                                 build_prompt, splice_embeddings)
+                                 build_prompt, position_ids_from_mask, splice_embeddings)
 from sepit.models.tiny import build_tiny_llm
 
 CORPUS = [
@@ -200,6 +202,23 @@ def test_batched_greedy_generation_equals_one_at_a_time(llm_dir):
     for together, single in zip(batched, alone):
         assert together.tolist() == single.tolist()
     assert any(len(ids) > 1 for ids in batched)  # something was generated, not only an instant eos
+
+    # Per-token logprobs: the same ids, and one natural-log probability per token, equal alone or batched.
+    with_logprobs = model.generate_tokens(samples, dataclasses.replace(config, logprobs=True))
+    assert [ids.tolist() for ids, _ in with_logprobs] == [ids.tolist() for ids in alone]
+    for (ids, logprobs), single in zip(with_logprobs, samples):
+        (_, reference), = model.generate_tokens([single], dataclasses.replace(config, logprobs=True))
+        assert logprobs.shape == ids.shape and bool((logprobs <= 0).all())
+        assert torch.allclose(logprobs, reference, atol=1e-5)
+    # ... and they are what the model gives those tokens when they are teacher-forced after the prompt.
+    ids, logprobs = with_logprobs[0]
+    embeds, mask, _ = model.embed(model.collate(samples[:1], with_answers=False))
+    forced = torch.cat([embeds, model.llm.get_input_embeddings()(ids[None, :-1])], dim=1)
+    mask = torch.cat([mask, mask.new_ones(1, len(ids) - 1)], dim=1)
+    with torch.no_grad():
+        logits = model.llm(inputs_embeds=forced, attention_mask=mask, position_ids=position_ids_from_mask(mask)).logits
+    forced_logprobs = logits[0, -len(ids):].float().log_softmax(-1).gather(1, ids[:, None]).squeeze(1)
+    assert torch.allclose(forced_logprobs, logprobs, atol=1e-4)
     texts = model.generate(samples, config)
     assert texts == [model.tokenizer.decode(ids, skip_special_tokens=True).strip() for ids in alone]
     assert not model.training

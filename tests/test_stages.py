@@ -5,6 +5,7 @@ with the tiny models built there ($SEPIT_CACHE), exactly as a user runs them.
 """
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,7 @@ from sepit.models.moe import count_parameters, moe_layers
 from sepit.models.splice import position_ids_from_mask
 from sepit.training.callbacks import LossTrend
 from sepit.training.data import stage_items
-from sepit.training.stages import warmup_cosine
+from sepit.training.stages import warmup_decay
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 TINY = {"num_kernels": 16, "window": 256}  # as in configs/sepit/tiny
@@ -66,11 +67,15 @@ def test_settings_that_cannot_go_together_are_refused(options, message, tiny_cac
         InstructionStage("tiny:llm", **options)
 
 
-def test_warmup_then_cosine_schedule():
-    factor = warmup_cosine(warmup_steps=4, total_steps=104)
+@pytest.mark.parametrize("schedule", ["cosine", "linear"])
+def test_warmup_then_decay_schedule(schedule):
+    factor = warmup_decay(warmup_steps=4, total_steps=104, schedule=schedule)
     assert [factor(s) for s in range(4)] == [0.25, 0.5, 0.75, 1.0]
-    assert factor(54) == pytest.approx(0.5)  # half-way through the decay
+    assert factor(54) == pytest.approx(0.5)  # half-way through the decay, for both
+    assert factor(29) == pytest.approx(0.75 if schedule == "linear" else 0.5 * (1 + math.cos(math.pi / 4)))
     assert factor(104) == pytest.approx(0.0) and factor(500) == pytest.approx(0.0)
+    with pytest.raises(ValueError, match="schedule"):
+        warmup_decay(4, 104, "step")
 
 
 def test_loss_trend_compares_first_and_last_share():

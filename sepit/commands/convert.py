@@ -64,8 +64,11 @@ def official(src: Path, out: Path) -> None:
                                           moe["num_experts"]) if moe else []
     state, dropped, superseded = {}, {}, []
     sources = [(path, None, None) for path in files] + [(path, layer, e) for layer, e, path in experts]
-    for path, layer, expert in tqdm(sources, desc="converting", unit="file", disable=len(sources) < 4):
+    progress = tqdm(total=len(shapes) + len(experts), desc="converting", unit="tensor")  # an expert file counts 1
+    for path, layer, expert in sources:
+        progress.update(int(layer is not None))
         for name, tensor in spec.read_tensors(path):
+            progress.update(int(layer is None))
             ours, reason = spec.map_official_name(name)
             if reason is not None:
                 dropped[name] = reason
@@ -78,6 +81,7 @@ def official(src: Path, out: Path) -> None:
             if ours in state:  # DeepSpeed expert files win over the safetensors copy, as in the official loader
                 superseded.append(name)
             state[ours] = tensor
+    progress.close()
     _fill_ours_only(state, target, record)
     _tie(state, target)
     problems = _compare(state, target)
@@ -169,7 +173,7 @@ def _summary(src: Path, state: dict[str, torch.Tensor], dropped: dict[str, str],
              experts: list) -> dict[str, Any]:
     groups = Counter("experts" if ".mlp.experts." in name else name.split(".")[0] for name in state)
     dtypes = Counter(str(t.dtype).replace("torch.", "") for t in state.values())
-    return {"source": str(src), "tensors": len(state), "parameters": sum(t.numel() for t in state.values()),
+    return {"source": src.resolve().name, "tensors": len(state), "parameters": sum(t.numel() for t in state.values()),
             "by_part": dict(sorted(groups.items())), "dtypes": dict(dtypes),
             "dropped": dict(sorted(dropped.items())), "superseded_by_deepspeed": sorted(superseded),
             "deepspeed_expert_files": len(experts),

@@ -84,7 +84,7 @@ def score(predictions: Path, output: Path = Path("results.json"), profile: str =
     Args:
         predictions: a predictions JSONL file, or a directory of them (DESIGN.md §5 format).
         output: where results.json goes; per-sample logs go to `samples/` beside it.
-        profile: metric profile (sepit_v1: the official SEPIT recipe; corpus_v1: corpus BLEU like ProtT3).
+        profile: metric profile (sepit_v1: the official SEPIT metric formulas; corpus_v1: corpus BLEU like ProtT3).
         vocab: a WordPiece vocab.txt (e.g. PubMedBERT's) for BLEU/METEOR tokens; default: word tokens.
         closed_methods: per task (or "*"): last_match, choice or loglikelihood; default from the task.
         split: the split registered tasks are checked against.

@@ -9,7 +9,8 @@ from sepit.data.errors import DataError
 from sepit.data.protein import Protein
 
 PROTEIN_PLACEHOLDER = "<protein>"
-# The official SEPIT code wraps the placeholder itself; data written already wrapped is normalised back.
+# The official SEPIT code wraps the placeholder itself (in training only for proteins found in pdb.h5); data
+# written already wrapped is normalised back.
 _WRAPPED_PLACEHOLDER = "<bop><protein><eop>"
 
 

@@ -143,8 +143,8 @@ class SepitData:
     def samples(self, stage: str, split: str) -> list[InstructionSample]:
         """Conversation rows as instruction samples: the first user turn asks, the next assistant turn answers.
 
-        Later turns are kept in metadata["followup"]; a yes/no answer makes a closed-set sample, as the
-        official evaluation scores it.
+        Later turns are kept in metadata["followup"]; a yes/no answer makes a closed-set sample (the official
+        yes/no scorer compares the lower-cased reference with the last yes/no it finds).
         """
         path, samples, seen = self._path(stage, split), [], Counter()
         for line, row in read_jsonl(path):
@@ -180,7 +180,7 @@ def _first_exchange(row: dict, where: str) -> tuple[str, str, list[list[str]]]:
                             'Write each turn as {"role": "user"|"assistant", "content": "..."}.')
         turns.append((turn["role"], turn["content"]))
     while turns and turns[0][0] != "user":
-        turns.pop(0)  # the official preprocessing drops leading non-user turns as well
+        turns.pop(0)  # the official preprocessing drops one leading non-user turn, then asserts alternation
     if len(turns) < 2 or turns[1][0] != "assistant":
         raise DataError(where, "conversation has no user turn followed by an assistant answer",
                         "Each row needs a user question and the assistant's reference answer.")

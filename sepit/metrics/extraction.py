@@ -1,6 +1,7 @@
 """Reading a closed-set answer out of generated text. The only place this is done.
 
-- yes/no (the official SEPIT recipe): the last standalone "yes" or "no" in the text, case-insensitive.
+- yes/no (the official SEPIT rule): the last standalone "yes" or "no" in the text, case-insensitive; the
+  official scorer applies it to the whole decoded text, prompt included, we to the answer alone.
 - last option text: like yes/no, the last option named by its text (letters are not read).
 - multiple choice: the last option the text names, by its letter or by its text. A letter counts where
   it stands as an answer: "(B)", "B." / "B)" / "B:" , a lone "B" at the end, or after "answer"/"option"
@@ -21,7 +22,7 @@ _YES_NO = re.compile(r"\b(yes|no)\b", re.IGNORECASE)
 
 
 def last_yes_no(text: str) -> str | None:
-    """'yes', 'no' or None, from the last standalone yes/no (the official SEPIT evaluation rule)."""
+    """'yes', 'no' or None, from the last standalone yes/no (the official SEPIT rule, on the answer alone)."""
     matches = _YES_NO.findall(text)
     return matches[-1].lower() if matches else None
 

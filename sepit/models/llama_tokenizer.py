@@ -4,8 +4,8 @@ The official SEPIT release ships its text tokenizer as the slow SentencePiece fi
 `added_tokens.json`, `tokenizer_config.json`). Its inference ran under transformers 4.39, whose slow-to-fast
 conversion gave a BPE tokenizer with a `Prepend("▁")` + `Replace(" ", "▁")` normalizer applied to every piece
 of text between special tokens: it writes extra `▁` pieces next to `[INST]`, `<<SYS>>`, `<bop>` and the rest.
-Those are the ids the released model saw at inference. Later transformers read the same files differently
-(the training-time ids), so `sepit convert official` rebuilds the 4.39 tokenizer here, with the `tokenizers`
+Those are the ids the released model saw at inference. transformers 5 reads the same files differently (for
+the golden prompts in tests/data/official_golden, exactly the slow tokenizer's ids, which training used), so `sepit convert official` rebuilds the 4.39 tokenizer here, with the `tokenizers`
 library alone, and saves it as a plain `tokenizer.json` (docs/fidelity.md, "tokenizer ids").
 
 The rebuild reads the SentencePiece model proto (vocabulary and scores), derives the BPE merges as 4.39's

@@ -85,8 +85,9 @@ def add_protein_tokens(tokenizer: Any, model: nn.Module, protein_tokens: bool = 
                        distinct_pad: bool = True) -> ProteinTokenIds | None:
     """Give `tokenizer` the special tokens `<protein>`, `<bop>`, `<eop>` (unless `protein_tokens` is False: the
     sequence-as-text models need none), an eos (from the model config where the tokenizer names none) and a pad
-    token distinct from eos (unless `distinct_pad` is False, for the official layout), and grow `model`'s embeddings (input, and output where untied) to match. Idempotent: a tokenizer that already has them (e.g. reloaded from a
-    checkpoint) keeps its ids."""
+    token distinct from eos (unless `distinct_pad` is False, for the official layout), and grow `model`'s
+    embeddings (input, and output where untied) to match. Idempotent: a tokenizer that already has them (e.g.
+    reloaded from a checkpoint) keeps its ids."""
     if tokenizer.eos_token is None:  # e.g. Galactica's tokenizer names none; its model config does
         eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None) or model.config.eos_token_id
         eos = eos[0] if isinstance(eos, list) else eos

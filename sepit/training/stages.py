@@ -10,9 +10,10 @@ fine-tuning. Each stage starts from the previous stage's checkpoint (`init_from`
 (`sepit.models.checkpoint`): the architecture record inside, the tokenizer beside, so
 `sepit bench --model <checkpoint>` needs nothing else.
 
-Optimisation: AdamW, linear warm-up over `warmup_ratio` of the steps, then cosine decay to 0 (the official
-trainer decays linearly instead: docs/fidelity.md, "LR schedule"); per-group learning-rate scales for the parts
-the paper trains faster or slower.
+Optimisation: AdamW, linear warm-up over `warmup_ratio` of the steps, then `schedule`: cosine decay to 0 (the
+default) or linear decay to 0 (the official trainer's, Hugging Face's default; the paper configs use it:
+docs/fidelity.md, "LR schedule"); per-group learning-rate scales for the parts the paper trains faster or
+slower.
 """
 
 from __future__ import annotations
@@ -38,18 +39,25 @@ from sepit.models.tiny import resolve_model_path
 from sepit.models.warmup import CaptionEncoder, WarmupObjectives
 from sepit.training.data import ItemBatch
 
-def warmup_cosine(warmup_steps: int, total_steps: int):
-    """Learning-rate factor per optimizer step: linear warm-up to 1, then cosine decay to 0 at `total_steps`."""
+Schedule = Literal["cosine", "linear"]
+
+
+def warmup_decay(warmup_steps: int, total_steps: int, schedule: Schedule = "cosine"):
+    """Learning-rate factor per optimizer step: linear warm-up to 1, then cosine or linear decay to 0 at
+    `total_steps`."""
+    if schedule not in ("cosine", "linear"):
+        raise ValueError(f"schedule must be 'cosine' or 'linear', got {schedule!r}")
+
     def factor(step: int) -> float:
         if step < warmup_steps:
             return (step + 1) / warmup_steps
         progress = min((step - warmup_steps) / max(total_steps - warmup_steps, 1), 1.0)
-        return 0.5 * (1.0 + math.cos(math.pi * progress))
+        return 1.0 - progress if schedule == "linear" else 0.5 * (1.0 + math.cos(math.pi * progress))
     return factor
 
 
 class _Stage(L.LightningModule):
-    """What every stage shares: AdamW with warm-up and cosine decay over scaled parameter groups, and the
+    """What every stage shares: AdamW with warm-up and decay over scaled parameter groups, and the
     architecture record in each checkpoint."""
 
     stage: int
@@ -69,7 +77,7 @@ class _Stage(L.LightningModule):
         optimizer = torch.optim.AdamW(groups, lr=h.lr, betas=tuple(h.betas), weight_decay=h.weight_decay)
         total = max(int(self.trainer.estimated_stepping_batches), 1)
         warmup = max(math.ceil(h.warmup_ratio * total), 1)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(warmup, total))
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_decay(warmup, total, h.schedule))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
@@ -93,7 +101,8 @@ class WarmupStage(_Stage):
     def __init__(self, esm: str, text_encoder: str, num_kernels: int = 128, window: int = 1022,
                  projection_dim: int = 512, mask_rate: float = 0.15, noise_scale: float = 0.2,
                  temperature: float = 0.07, lr: float = 1e-6, new_module_lr_scale: float = 10.0,
-                 weight_decay: float = 0.0, warmup_ratio: float = 0.03, betas: tuple[float, float] = (0.9, 0.999)):
+                 weight_decay: float = 0.0, warmup_ratio: float = 0.03, betas: tuple[float, float] = (0.9, 0.999),
+                 schedule: Schedule = "cosine"):
         """
         Args:
             esm: a released fair-esm ESM-2 file (e.g. esm2_t33_650M_UR50D.pt) or tiny:esm2.
@@ -109,6 +118,7 @@ class WarmupStage(_Stage):
             weight_decay: AdamW weight decay (0).
             warmup_ratio: share of the steps with linear warm-up (0.03).
             betas: AdamW betas.
+            schedule: learning-rate decay after warm-up: cosine, or linear (the official trainer's).
         """
         super().__init__()
         self.save_hyperparameters()
@@ -158,11 +168,13 @@ class InstructionStage(_Stage):
                  num_queries: int = 32, qformer_layers: int = 2, qformer_heads: int = 8,
                  sequence_format: str = "galactica", sequence_only: bool = False,
                  drop_structure_rate: float = 0.15, encoder_lr_scale: float = 0.1, experts: int = 0,
-                 top_k: int = 1, aux_loss_coef: float = 0.01, router_jitter: float = 0.0, lora_rank: int = 0,
+                 top_k: int = 1, aux_loss_coef: float = 0.01, router_jitter: float = 0.0,
+                 normalize_top_k: bool = True, lora_rank: int = 0,
                  lora_alpha: int = 16, lora_dropout: float = 0.05,
                  lora_target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj"), lr: float = 1e-4,
                  weight_decay: float = 0.0, warmup_ratio: float = 0.03,
-                 betas: tuple[float, float] = (0.9, 0.999), max_new_tokens: int = 256):
+                 betas: tuple[float, float] = (0.9, 0.999), max_new_tokens: int = 256,
+                 schedule: Schedule = "cosine"):
         """
         Args:
             llm: a local Hugging Face causal-LM folder (with its tokenizer), or tiny:llm.
@@ -186,6 +198,8 @@ class InstructionStage(_Stage):
             top_k: experts per token (1).
             aux_loss_coef: load-balancing loss weight (0.01).
             router_jitter: multiplicative router-input noise in training (0: off).
+            normalize_top_k: gate = p / sum of the top-k p (1 at top-1: the upcycled model starts exactly as the
+                dense one); False: the raw p, as the official DeepSpeed gate and inference (docs/fidelity.md).
             lora_rank: 0 fine-tunes the whole LLM; >0 freezes it and trains LoRA adapters of this rank (peft);
                 with esm: null only.
             lora_alpha: LoRA scaling numerator (the update is scaled by alpha / rank).
@@ -196,6 +210,7 @@ class InstructionStage(_Stage):
             warmup_ratio: share of the steps with linear warm-up (0.03).
             betas: AdamW betas.
             max_new_tokens: answer length limit for `sepit predict`.
+            schedule: learning-rate decay after warm-up: cosine, or linear (the official trainer's).
         """
         super().__init__()
         self.save_hyperparameters()
@@ -230,7 +245,7 @@ class InstructionStage(_Stage):
         if init_from is not None:
             self._start_from(init_from)
         if experts:
-            upcycle_to_moe(language_model, experts, top_k, aux_loss_coef, router_jitter)
+            upcycle_to_moe(language_model, experts, top_k, aux_loss_coef, router_jitter, normalize_top_k)
         self.lora = LoraSettings(lora_rank, lora_alpha, lora_dropout, tuple(lora_target_modules)) if lora_rank else None
         if self.lora:
             self.model.llm = add_lora(language_model, self.lora)
