@@ -6,6 +6,7 @@ every check reads the proteins, prompts and expected tensors from the folder, so
 same way runs through the same code.
 """
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -152,6 +153,7 @@ def test_sepit_bench_writes_the_official_tokens_and_their_logprobs(converted, ou
           "--batch_size", "1", "--generation.max_new_tokens", "8", "--generation.logprobs", "true",
           "--leakage", "false", "--n_resamples", "10"])
     rows = {r["id"]: r for r in map(json.loads, (tmp_path / "run" / "predictions" / "golden.jsonl").open())}
+    assert {r["model"] for r in rows.values()} == {"sepit-official"}
     for i, protein in enumerate(PROTEINS):
         want = golden(outputs, f"p{i}")
         row = rows[protein["id"]]
@@ -238,3 +240,16 @@ def test_bad_folders_stop_with_the_file_and_the_fix(folder, tmp_path):
     with pytest.raises(DataError, match="tokenizer.model.*tokenizer not found"):
         official(folder, out)
     assert not out.exists()
+
+
+def test_choices_are_scored_as_the_official_training_writes_an_answer(model):
+    from sepit.models.splice import official_prompt
+
+    protein = PROTEINS[0]
+    prompt, _, attention = official_prompt(model.tokenizer, protein["question"], model.official)
+    ids, answer, with_answer = official_prompt(model.tokenizer, protein["question"], model.official, "yes")
+    assert torch.equal(ids[:len(prompt)], prompt) and torch.equal(with_answer[:len(prompt)], attention)
+    written = model.tokenizer(model.official.text(protein["question"]) + " yes </s>")["input_ids"]
+    assert ids[answer].tolist() == written[-int(answer.sum()):] and ids[-1] == model.tokenizer.eos_token_id
+    scores = model.answer_log_likelihoods([dataclasses.replace(sample(protein), reference=r) for r in ("yes", "no")])
+    assert scores.shape == (2,) and bool(torch.isfinite(scores).all()) and scores[0] != scores[1]

@@ -67,9 +67,11 @@ def _special_tokens(folder: Path) -> dict[str, str]:
     for name, default in names.items():
         value = config.get(name, default)
         out[name] = value.get("content") if isinstance(value, dict) else value
-    if not config.get("add_bos_token", True) or config.get("add_eos_token", False):
-        raise DataError(str(config_path), "asks for add_bos_token false or add_eos_token true",
-                        "Only the Llama layout (BOS added, no EOS) of the official release is converted.")
+    if not config.get("add_bos_token", True) or config.get("add_eos_token", False) \
+            or config.get("add_prefix_space", True) is False:
+        raise DataError(str(config_path), "asks for add_bos_token false, add_eos_token true or add_prefix_space "
+                        "false", "Only the layout of the official release (BOS added, no EOS, a prefix space) "
+                        "is converted.")
     return out
 
 

@@ -59,6 +59,7 @@ class SepitModel(ProteinLLM):
 
     registered_name = "sepit"  # the entry point; baselines built on this class set their own
     default_name = "sepit"  # the name in results unless `name` is given
+    official_name = "sepit-official"  # ... for a checkpoint converted from the official release
 
     def __init__(self, checkpoint: str, name: str | None = None, sequence_only: bool = False,
                  dtype: Literal["float32", "bfloat16", "float16"] = "float32", device: str = "auto",
@@ -66,14 +67,16 @@ class SepitModel(ProteinLLM):
         """
         Args:
             checkpoint: a stage-1 or stage-2 .ckpt from `sepit fit`, with its tokenizer/ folder beside it.
-            name: the model's name in results and on the leaderboard (default: `default_name`).
+            name: the model's name in results and on the leaderboard (default: `default_name`, or
+                `official_name` for a converted official checkpoint).
             sequence_only: ignore coordinates (an ablation of the same weights).
             dtype: weights and activations (bfloat16 halves GPU memory).
             device: auto (this process's GPU if there is one, else CPU), cpu, cuda or cuda:N.
             loglikelihood_batch_size: (sample, choice) pairs per forward pass when scoring choices.
         """
         model, files = load_checkpoint(checkpoint, sequence_only, self.check_record)
-        self._set_model(model, name or self.default_name, dtype, device, loglikelihood_batch_size, files)
+        name = name or (self.official_name if model.official is not None else self.default_name)
+        self._set_model(model, name, dtype, device, loglikelihood_batch_size, files)
 
     def check_record(self, record: dict[str, Any], path: Path) -> None:
         """Refuse a checkpoint this model name does not stand for: results carry the name on the leaderboard."""
