@@ -229,3 +229,32 @@ def test_parameters_unused_by_features_get_no_gradient():
         _run(model, _batch(), return_final=False)["features"].sum().backward()
         for name, p in model.named_parameters():
             assert (p.grad is None) == (id(p) in unused), name
+
+
+def test_official_bias_masking_equals_the_plain_full_computation():
+    """The official masking, written out on every (query, key) pair of the padded length (no shortcut for the
+    padding rows), as the official code computes it: coordinates (0, 0, 0) mean none."""
+    torch.manual_seed(0)
+    structure = encoder.StructureBias(num_kernels=8, num_heads=2, embed_dim=6, masking="official")
+    B, T = 3, 40
+    padding = torch.ones(B, T, dtype=torch.bool)
+    for i, length in enumerate((38, 12, 25)):  # residues + BOS/EOS; one protein fills the whole length
+        padding[i, :length] = False
+    coords = torch.randn(B, T, 3) * 5
+    observed = ~padding.clone()
+    observed[:, 0] = False  # BOS
+    for i, length in enumerate((38, 12, 25)):
+        observed[i, length - 1] = False  # EOS
+    observed[0, [3, 4, 20]] = False  # gaps
+    observed[1] = False  # no structure at all
+    bias, encoding = structure(coords, observed, padding)
+
+    points = coords.masked_fill(~observed[..., None], 0.0)
+    kernels = structure.kernels(points, points)  # (B, T, T, K)
+    want = structure.bias_mlp(kernels).masked_fill(~observed[:, None, :, None], 0.0).permute(0, 3, 1, 2)
+    want[:, :, [0, T - 1], :] = 0.0
+    want[:, :, :, [0, T - 1]] = 0.0
+    summed = (kernels * (~padding)[:, None, :, None]).sum(dim=2)
+    want_encoding = structure.encoding_proj(summed).masked_fill(~observed[..., None], 0.0)
+    assert torch.allclose(bias, want, atol=1e-6) and torch.allclose(encoding, want_encoding, atol=1e-5)
+    assert not bias[1].any() and bias[2, :, 30].abs().sum() > 0  # padding rows see the residues

@@ -231,6 +231,11 @@ def test_bad_folders_stop_with_the_file_and_the_fix(folder, tmp_path):
     save_file({**state, "text_model.model.layers.0.mlp.extra.weight": torch.zeros(2)}, str(folder / "model.safetensors"))
     with pytest.raises(DataError, match="layers.0.mlp.extra.weight"):
         official(folder, out)
+    gate = state["text_model.model.layers.0.mlp.gate.weight"]
+    save_file({**state, "text_model.model.layers.0.mlp.deepspeed_moe.gate.wg.weight": gate},
+              str(folder / "model.safetensors"))
+    with pytest.raises(DataError, match="already came from another name"):
+        official(folder, out)
     del state["multi_modal_projector.linear_2.bias"]
     save_file(state, str(folder / "model.safetensors"))
     with pytest.raises(DataError, match=r"missing: projector\.net\.2\.bias"):

@@ -245,3 +245,15 @@ def test_llm_weights_load_in_float32_whatever_the_saved_dtype(runs, tmp_path):
     assert {p.dtype for p in module.parameters()} == {torch.float32}
     module.model.encoder.structure.means.data = torch.empty(0)  # a rank holding no shard of it, under FSDP
     assert model_record(module.model)["encoder"]["num_kernels"] == 16
+
+
+def test_training_continues_with_the_kernel_width_the_weights_learned():
+    from sepit.models.encoder import StructureAwareESM, esm2_tiny
+    from sepit.training.stages import adopt_kernel_epsilon
+
+    encoder = StructureAwareESM(esm2_tiny(), num_kernels=4)
+    assert encoder.structure.kernel_epsilon == 1e-3  # new runs: the official width
+    adopt_kernel_epsilon(encoder, {"encoder": {"num_kernels": 4}})  # recorded before the width was
+    assert encoder.structure.kernel_epsilon == 1e-2
+    adopt_kernel_epsilon(encoder, {"encoder": {"kernel_epsilon": 1e-3}})
+    assert encoder.structure.kernel_epsilon == 1e-3

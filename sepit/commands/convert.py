@@ -62,7 +62,7 @@ def official(src: Path, out: Path) -> None:
     moe = record["llm_config"].get("moe_upcycling")
     experts = spec.deepspeed_expert_files(src, config["text_config"]["num_hidden_layers"],
                                           moe["num_experts"]) if moe else []
-    state, dropped, superseded = {}, {}, []
+    state, dropped, superseded, deepspeed_named = {}, {}, [], False
     sources = [(path, None, None) for path in files] + [(path, layer, e) for layer, e, path in experts]
     progress = tqdm(total=len(shapes) + len(experts), desc="converting", unit="tensor")  # an expert file counts 1
     for path, layer, expert in sources:
@@ -78,13 +78,21 @@ def official(src: Path, out: Path) -> None:
                                 "does not have" + (f" (it maps to {ours!r})" if ours else ""), spec.FIX)
             if layer is not None and not ours.startswith(f"llm.model.layers.{layer}.mlp.experts.{expert}."):
                 raise DataError(str(path), f"holds {name!r}, not a tensor of layer {layer}, expert {expert}", spec.FIX)
-            if ours in state:  # DeepSpeed expert files win over the safetensors copy, as in the official loader
-                superseded.append(name)
+            if ours in state:
+                if layer is None:
+                    raise DataError(str(path), f"holds {name!r}, and {ours!r} already came from another name",
+                                    "Keep one naming (the inference's or DeepSpeed's) per tensor.")
+                superseded.append(name)  # DeepSpeed expert files win, as in the official loader
             state[ours] = tensor
+            deepspeed_named = deepspeed_named or "deepspeed_moe" in name
     progress.close()
     _fill_ours_only(state, target, record)
-    _tie(state, target)
+    _tie(state, target, bool(record["llm_config"].get("tie_word_embeddings")))
     problems = _compare(state, target)
+    if problems and deepspeed_named and not experts:
+        raise DataError(str(src), "uses the DeepSpeed naming but has no global_*/ folder with the expert files "
+                        f"({spec.EXPERT_FILE})", "Copy the global_* folder the official training wrote beside "
+                        "model.safetensors.")
     if problems:
         raise DataError(str(src), "does not fit the model its config.json describes:\n  " + "\n  ".join(problems[:40])
                         + (f"\n  ... and {len(problems) - 40} more" if len(problems) > 40 else ""),
@@ -148,11 +156,14 @@ def _fill_ours_only(state: dict[str, torch.Tensor], target: dict[str, torch.Tens
             state[ours] = tensor
 
 
-def _tie(state: dict[str, torch.Tensor], target: dict[str, torch.Tensor]) -> None:
-    """Names that share one tensor in our model (ESM-2's LM head weight, a tied LLM head) from their source."""
-    ties = {"encoder.esm.lm_head.weight": "encoder.esm.embed_tokens.weight",
-            "llm.lm_head.weight": "llm.model.embed_tokens.weight"}
-    for name, source in ties.items():
+def _tie(state: dict[str, torch.Tensor], target: dict[str, torch.Tensor], tied_llm: bool) -> None:
+    """Names that share one tensor in our model (ESM-2's LM head weight; a tied LLM head, saved under either
+    name) from the one the folder holds."""
+    ties = [("encoder.esm.lm_head.weight", "encoder.esm.embed_tokens.weight")]
+    if tied_llm:
+        ties += [("llm.lm_head.weight", "llm.model.embed_tokens.weight"),
+                 ("llm.model.embed_tokens.weight", "llm.lm_head.weight")]
+    for name, source in ties:
         if name in target and name not in state and source in state:
             state[name] = state[source]
 

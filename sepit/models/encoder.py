@@ -101,8 +101,10 @@ class StructureBias(nn.Module):
                                       nn.Linear(num_kernels, num_heads))
         self.encoding_proj = nn.Linear(num_kernels, embed_dim)
 
-    def forward(self, coords: Tensor, observed: Tensor, padding: Tensor) -> tuple[Tensor, Tensor]:
-        """coords (B, T, 3) finite, observed (B, T), padding (B, T) -> bias (B, H, T, T), encoding (B, T, D).
+    def forward(self, coords: Tensor, observed: Tensor, padding: Tensor, encoding: bool = True
+                ) -> tuple[Tensor, Tensor | None]:
+        """coords (B, T, 3) finite, observed (B, T), padding (B, T) -> bias (B, H, T, T), encoding (B, T, D)
+        (None unless `encoding`: the official layout adds none, and its (B, T, T, K) sum is large).
 
         The O(T^2 K) kernels are computed only for the proteins that have coordinates (in mixed data most
         have none); the others get zeros, as they would from the full computation.
@@ -110,15 +112,18 @@ class StructureBias(nn.Module):
         with_structure = observed.any(dim=1)  # (B,)
         pairwise = self._observed if self.masking == "observed" else self._official
         if bool(with_structure.all()):
-            return pairwise(coords, observed, padding)
+            bias, per_residue = pairwise(coords, observed, padding)
+            return bias, per_residue if encoding else None
         B, T = observed.shape
         if not bool(with_structure.any()):
             return (coords.new_zeros(B, self.bias_mlp[-1].out_features, T, T),
-                    coords.new_zeros(B, T, self.encoding_proj.out_features))
+                    coords.new_zeros(B, T, self.encoding_proj.out_features) if encoding else None)
         index = with_structure.nonzero().flatten()
-        bias, encoding = pairwise(coords[index], observed[index], padding[index])  # (b, H, T, T), (b, T, D)
-        return (bias.new_zeros(B, *bias.shape[1:]).index_copy(0, index, bias),
-                encoding.new_zeros(B, *encoding.shape[1:]).index_copy(0, index, encoding))
+        bias, per_residue = pairwise(coords[index], observed[index], padding[index])  # (b, H, T, T), (b, T, D)
+        bias = bias.new_zeros(B, *bias.shape[1:]).index_copy(0, index, bias)
+        if not encoding:
+            return bias, None
+        return bias, per_residue.new_zeros(B, *per_residue.shape[1:]).index_copy(0, index, per_residue)
 
     def kernels(self, queries: Tensor, keys: Tensor) -> Tensor:
         """Points (B, Q, 3) and (B, K', 3) -> the Gaussian kernels of their distances (B, Q, K', K), float32."""
@@ -151,8 +156,7 @@ class StructureBias(nn.Module):
         inner = torch.zeros(T, dtype=torch.bool, device=bias.device)
         inner[1:-1] = True  # the official attention adds the bias on [1:-1, 1:-1] only
         bias = bias * (inner[:, None] & inner[None, :])
-        partners = ~padding[:, None, :n, None]  # (B, 1, n, 1)
-        summed = (kernels[:, :n] * partners).sum(dim=2)  # (B, n, K)
+        summed = torch.einsum("bqkc,bk->bqc", kernels[:, :n], (~padding[:, :n]).to(kernels.dtype))  # (B, n, K)
         encoding = self.encoding_proj(summed).masked_fill(~observed[:, :n, None], 0.0)
         return bias, F.pad(encoding, (0, 0, 0, T - n))
 
@@ -269,9 +273,9 @@ class StructureAwareESM(nn.Module):
         mask = mask.masked_fill(padding_mask[:, None, None, :], float("-inf"))
         bias = None
         if not self.sequence_only:
-            bias, encoding = self.structure(coords, observed, padding_mask)
+            bias, encoding = self.structure(coords, observed, padding_mask, encoding=bool(self.encoding_scale))
             # Per residue: the official code's `x[1:-1] += ...` on a (B, T, D) tensor slices the batch instead.
-            if self.encoding_scale:
+            if encoding is not None:
                 x = x + self.encoding_scale * encoding.to(x.dtype)
             mask = mask + bias.to(x.dtype)  # (B, H, T, T), computed once, used by every layer
         x = x.masked_fill(padding_mask[..., None], 0.0)

@@ -104,6 +104,12 @@ def official_architecture(folder: Path, config: dict[str, Any], num_kernels: int
                           protein_token_ids: list[int]) -> dict[str, Any]:
     """Our architecture record for the official model `config` describes, in the official inference layout."""
     esm, text = config["protein_config"], dict(config["text_config"])
+    for part, keys in (("protein_config", ("num_hidden_layers", "hidden_size", "num_attention_heads",
+                                           "intermediate_size")),
+                       ("text_config", ("num_hidden_layers", "hidden_size", "num_attention_heads", "vocab_size"))):
+        missing = [k for k in keys if not isinstance(config[part].get(k), int)]
+        if missing:
+            raise DataError(str(folder / "config.json"), f"{part} lacks {missing}", FIX)
     _require(folder, "protein_config.position_embedding_type must be 'rotary'",
              esm.get("position_embedding_type") == "rotary", esm.get("position_embedding_type"))
     _require(folder, "protein_config.emb_layer_norm_before must be false", not esm.get("emb_layer_norm_before"),
@@ -173,7 +179,12 @@ def read_tensors(path: Path) -> Iterator[tuple[str, torch.Tensor]]:
                 yield name, f.get_tensor(name)
         return
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError as err:  # files written before torch's zip format cannot be memory-mapped
+            if "mmap" not in str(err):
+                raise
+            state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # a truncated file, or one holding objects weights_only refuses
         raise DataError(str(path), f"cannot be read as a weights-only file ({type(err).__name__}: "
                         f"{str(err)[:200]})", FIX) from None

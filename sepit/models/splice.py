@@ -359,8 +359,9 @@ class ProteinLanguageModel(nn.Module):
     def generate_tokens(self, samples: Sequence[InstructionSample], config: GenerationConfig
                         ) -> list[tuple[Tensor, Tensor | None]]:
         """Per sample, the new token ids (up to and including eos) and, with `config.logprobs`, the natural-log
-        probability of each under the scores it was chosen from (the model's own in greedy decoding); decoded
-        in one left-padded batch with the KV cache."""
+        probability of each under the model's distribution (after the logits processors of the model's own
+        generation config, before temperature and top-p: what greedy decoding picks from); decoded in one
+        left-padded batch with the KV cache."""
         from transformers import LogitsProcessorList
 
         was_training = self.training

@@ -28,6 +28,7 @@ import torch
 from torch import nn
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from sepit.data.errors import DataError
 from sepit.models.checkpoint import (CHECKPOINT_FORMAT, TOKENIZER_DIR, encoder_record, load_into, model_record,
                                      read_stage_checkpoint, save_tokenizer)
 from sepit.models.encoder import StructureAwareESM, esm2_from_checkpoint
@@ -54,6 +55,11 @@ def warmup_decay(warmup_steps: int, total_steps: int, schedule: Schedule = "cosi
         progress = min((step - warmup_steps) / max(total_steps - warmup_steps, 1), 1.0)
         return 1.0 - progress if schedule == "linear" else 0.5 * (1.0 + math.cos(math.pi * progress))
     return factor
+
+
+def adopt_kernel_epsilon(encoder: StructureAwareESM, record: dict[str, Any]) -> None:
+    """Continue with the kernel width the checkpoint's weights learned (1e-2 before it was recorded)."""
+    encoder.structure.kernel_epsilon = record.get("encoder", {}).get("kernel_epsilon", 1e-2)
 
 
 class _Stage(L.LightningModule):
@@ -91,6 +97,12 @@ class _Stage(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["sepit"] = {"format": CHECKPOINT_FORMAT, "stage": self.stage, **self.architecture()}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """A resumed run keeps the kernel width its weights were trained with."""
+        encoder = self.model.encoder if hasattr(self, "model") else self.objectives.encoder
+        if encoder is not None and isinstance(checkpoint.get("sepit"), dict):
+            adopt_kernel_epsilon(encoder, checkpoint["sepit"])
 
 
 class WarmupStage(_Stage):
@@ -258,6 +270,12 @@ class InstructionStage(_Stage):
     def _start_from(self, path: str) -> None:
         wanted = (1,) if self.stage == 2 else (0,)
         record, state = read_stage_checkpoint(path, wanted)
+        if record.get("official") or record.get("encoder", {}).get("bias_masking", "observed") != "observed":
+            raise DataError(path, "is a converted official checkpoint, which this suite evaluates but does not "
+                            "train on (its layout is the official inference's)", "Start from a checkpoint of "
+                            "`sepit fit`.")
+        if self.model.encoder is not None:
+            adopt_kernel_epsilon(self.model.encoder, record)
         if record["stage"] == 0:
             load_into(self.model.encoder, state, "objectives.encoder.", path)
         else:
