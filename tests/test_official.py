@@ -232,7 +232,7 @@ def test_bad_folders_stop_with_the_file_and_the_fix(folder, tmp_path):
     with pytest.raises(DataError, match="layers.0.mlp.extra.weight"):
         official(folder, out)
     gate = state["text_model.model.layers.0.mlp.gate.weight"]
-    save_file({**state, "text_model.model.layers.0.mlp.deepspeed_moe.gate.wg.weight": gate},
+    save_file({**state, "text_model.model.layers.0.mlp.deepspeed_moe.gate.wg.weight": gate.clone()},
               str(folder / "model.safetensors"))
     with pytest.raises(DataError, match="already came from another name"):
         official(folder, out)
