@@ -97,10 +97,40 @@ def demo(output: Path = Path("runs/demo"), fresh: bool = False, tasks: str = "sp
         marker.parent.mkdir(parents=True, exist_ok=True)
         marker.write_text(step.key() + "\n")
         timings.append((step.name, "ran", time.perf_counter() - start))
+    print("\n" + training_card(output))
     board = _build_board(output)
     print("\nstep timings (s): " + "; ".join(f"{name} {status}" + (f" {s:.0f}" if status == "ran" else "")
                                             for name, status, s in timings))
     print(f"demo finished in {time.perf_counter() - clock:.0f} s; the board: {board / 'index.html'}")
+
+
+def training_card(output: Path) -> str:
+    """Per trained model: parameters, the steps and items it trained on, its training wall time (over resumes),
+    and where its pretrained parts came from; read from the checkpoints' own records."""
+    import torch
+
+    from sepit.models.pretrained import pretraining_record
+    from sepit.models.tiny import PRETRAINED_SCHEME, resolve_model_path
+
+    lines = ["| model | parameters | steps | items seen | training wall time | starts from |", "|---|---|---|---|---|---|"]
+    for name, _, folder in FITS:
+        path = output / folder / "checkpoints" / "last.ckpt"
+        if not path.is_file():
+            continue
+        data = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        storages = {t.untyped_storage().data_ptr(): t.numel() for k, t in data["state_dict"].items()
+                    if t.is_floating_point() and not k.endswith("inv_freq")}
+        trained = data["sepit"].get("training", {})
+        parts = []
+        for role, spec in trained.get("parts", {}).items():
+            if spec.startswith(PRETRAINED_SCHEME):
+                made = pretraining_record(resolve_model_path(spec)) or {}
+                spec += (f" ({made.get('steps')} steps on {made.get('corpus')}, {made.get('seconds')} s; "
+                         f"configs/pretrain/tiny.yaml)")
+            parts.append(f"{role}: {spec}")
+        lines.append(f"| {name} | {sum(storages.values()):,} | {trained.get('steps', '?')} | "
+                     f"{trained.get('items', '?')} | {trained.get('seconds', '?')} s | {'; '.join(parts)} |")
+    return "\n".join(lines)
 
 
 def _build_board(output: Path) -> Path:

@@ -52,6 +52,17 @@ def default_corpus() -> list[str]:
     return list(dict.fromkeys(texts))
 
 
+def default_answer_tokens() -> list[str]:
+    """The options of the bundled benchmark's closed-set train questions that are more than one word: one
+    token each in the tiny tokenizer, so a tiny model answers "Transferases (EC 2)" in one step instead of
+    spelling a name and a number it may mix up (a tokenizer fit to the answers)."""
+    from sepit.tasks import all_tasks
+
+    options = [choice for name, task in sorted(all_tasks().items()) if name.startswith("sp14")
+               for sample in task.samples("train") for choice in sample.choices or ()]
+    return [option for option in dict.fromkeys(options) if " " in option]
+
+
 def _corpus(corpus: Iterable[str] | None) -> list[str]:
     texts = default_corpus() if corpus is None else list(corpus)
     if not texts:
@@ -63,10 +74,12 @@ def _write_readme(directory: Path, kind: str, call: str) -> None:
     (directory / "README.md").write_text(README.format(name=directory.name, kind=kind, call=call))
 
 
-def build_tiny_tokenizer(corpus: Iterable[str] | None = None, vocab_size: int = VOCAB_SIZE) -> PreTrainedTokenizerFast:
+def build_tiny_tokenizer(corpus: Iterable[str] | None = None, vocab_size: int = VOCAB_SIZE,
+                         answer_tokens: Iterable[str] = ()) -> PreTrainedTokenizerFast:
     """A byte-level BPE tokenizer (lossless decoding, no unknown bytes) with `<s>`, `</s>`, `<unk>`, `<pad>`
     (pad distinct from eos), the role markers as special tokens, and `CHAT_TEMPLATE`. It adds no bos/eos by
-    itself: the chat template writes them, as `build_prompt` expects."""
+    itself: the chat template writes them, as `build_prompt` expects. `answer_tokens` become one (normal, not
+    special) token each."""
     raw = Tokenizer(models.BPE(unk_token="<unk>"))
     raw.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     raw.decoder = decoders.ByteLevel()
@@ -77,19 +90,20 @@ def build_tiny_tokenizer(corpus: Iterable[str] | None = None, vocab_size: int = 
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=raw, bos_token="<s>", eos_token="</s>",
                                         unk_token="<unk>", pad_token="<pad>", extra_special_tokens=ROLE_TOKENS)
     tokenizer.chat_template = CHAT_TEMPLATE
+    tokenizer.add_tokens(list(answer_tokens))
     return tokenizer
 
 
 def build_tiny_llm(directory: str | Path, family: Literal["llama", "qwen2", "mistral"] = "llama",
                    hidden_size: int = 64, num_layers: int = 2, num_heads: int = 4, seed: int = 0,
-                   corpus: Iterable[str] | None = None) -> Path:
-    """A random causal LM of `family` with untied input/output embeddings, and its tokenizer, saved to
-    `directory`. Grouped-query attention with half as many key/value heads when `num_heads` is even; rope
-    settings are the family's defaults; 2048 positions."""
+                   corpus: Iterable[str] | None = None, answer_tokens: Iterable[str] = ()) -> Path:
+    """A random causal LM of `family` with untied input/output embeddings, and its tokenizer (`answer_tokens`:
+    see `build_tiny_tokenizer`), saved to `directory`. Grouped-query attention with half as many key/value
+    heads when `num_heads` is even; rope settings are the family's defaults; 2048 positions."""
     if family not in FAMILIES:
         raise ValueError(f"unknown family {family!r}; choose one of {', '.join(FAMILIES)}")
     directory = Path(directory)
-    tokenizer = build_tiny_tokenizer(corpus)
+    tokenizer = build_tiny_tokenizer(corpus, answer_tokens=answer_tokens)
     config_class, model_class = FAMILIES[family]
     ids = {"bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id,
            "pad_token_id": tokenizer.pad_token_id}
@@ -179,16 +193,22 @@ def build_all(output_dir: str | Path, force: bool = False) -> dict[str, Path]:
 
 
 TINY_SCHEME = "tiny:"
+PRETRAINED_SCHEME = "pretrained:"  # tiny parts pretrained once from configs/pretrain/tiny.yaml (sepit.models.pretrained)
 TINY_MODELS = ("llm", "text_encoder", "esm2")
 
 
 def resolve_model_path(spec: str | Path) -> Path:
-    """A model location from a config: an existing local path, or `tiny:<name>` for a tiny model built here.
+    """A model location from a config: an existing local path, `tiny:<name>` for a tiny model built here, or
+    `pretrained:<name>` for a tiny part pretrained here (`sepit.models.pretrained`).
 
     Tiny models are built once into $SEPIT_CACHE/tiny-models, in a temporary folder renamed into place, so
     processes starting together never see half-written files.
     """
     spec = str(spec)
+    if spec.startswith(PRETRAINED_SCHEME):
+        from sepit.models.pretrained import resolve_pretrained
+
+        return resolve_pretrained(spec[len(PRETRAINED_SCHEME):])
     if spec.startswith(TINY_SCHEME):
         name = spec[len(TINY_SCHEME):]
         if name not in TINY_MODELS:
@@ -207,7 +227,7 @@ def resolve_model_path(spec: str | Path) -> Path:
     if not path.exists():
         raise DataError(spec, "model not found", "Give a local file or folder (no model hub is used), e.g. the "
                         "released ESM-2 .pt file or a Hugging Face model folder, or tiny:llm, tiny:text_encoder, "
-                        "tiny:esm2 for the tiny random models.")
+                        "tiny:esm2 for the tiny random models, pretrained:esm2 or pretrained:llm for the pretrained ones.")
     return path
 
 

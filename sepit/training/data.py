@@ -84,11 +84,21 @@ def stage_items(source: str, stage: int, split: str) -> list[Item]:
     return suite.task(suite.caption_task).samples(split)
 
 
+def task_balanced_sampler(items: Sequence[Item], power: float) -> torch.utils.data.WeightedRandomSampler:
+    """Draws with task shares proportional to (task size)^power; caption pairs form one task."""
+    tasks = [getattr(item, "task", "") for item in items]
+    sizes: dict[str, int] = {}
+    for task in tasks:
+        sizes[task] = sizes.get(task, 0) + 1
+    weights = torch.tensor([sizes[t] ** (power - 1.0) for t in tasks], dtype=torch.double)
+    return torch.utils.data.WeightedRandomSampler(weights, num_samples=len(items), replacement=True)
+
+
 class StageData(L.LightningDataModule):
     """Train, validation and test items of one SEPIT stage."""
 
     def __init__(self, stage: Literal[0, 1, 2], source: str = "sp14", batch_size: int = 8,
-                 eval_batch_size: int | None = None, num_workers: int = 0):
+                 eval_batch_size: int | None = None, num_workers: int = 0, task_balance: float = 1.0):
         """
         Args:
             stage: 0 (caption pairs), 1 (caption instructions) or 2 (all instructions).
@@ -97,14 +107,20 @@ class StageData(L.LightningDataModule):
             batch_size: training items per batch and device.
             eval_batch_size: validation and test items per batch (default: batch_size).
             num_workers: DataLoader worker processes (the items are already in memory; 0 is usually right).
+            task_balance: training items are drawn with task shares proportional to (task size)^task_balance:
+                1 shuffles the data as it is; 0 draws every task equally often (a yes/no task of 600 questions
+                as often as 3,000 open answers); in between, e.g. 0.5, softens the imbalance. Below 1 the draw
+                is with replacement, one epoch = as many items as the split holds.
         """
+        if not 0.0 <= task_balance <= 1.0:
+            raise ValueError(f"task_balance must be in [0, 1], got {task_balance}")
         super().__init__()
         if stage not in (0, 1, 2):
             raise ValueError(f"stage must be 0, 1 or 2, got {stage}")
         self.save_hyperparameters()
         self.stage, self.source = stage, source
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size or batch_size
-        self.num_workers = num_workers
+        self.num_workers, self.task_balance = num_workers, task_balance
         self.items: dict[str, list[Item]] = {}
 
     def setup(self, stage: str) -> None:
@@ -117,10 +133,12 @@ class StageData(L.LightningDataModule):
                             "Check the suite's train split or the SEPIT-Data stage folder.")
 
     def _loader(self, split: str, shuffle: bool) -> torch.utils.data.DataLoader:
+        items = self.items[split]
+        sampler = task_balanced_sampler(items, self.task_balance) if shuffle and self.task_balance < 1 else None
         return torch.utils.data.DataLoader(
-            _Items(self.items[split]), batch_size=self.batch_size if shuffle else self.eval_batch_size,
-            shuffle=shuffle, collate_fn=ItemBatch, num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0)
+            _Items(items), batch_size=self.batch_size if shuffle else self.eval_batch_size,
+            shuffle=shuffle and sampler is None, sampler=sampler, collate_fn=ItemBatch,
+            num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
 
     def train_dataloader(self) -> torch.utils.data.DataLoader:
         return self._loader("train", shuffle=True)

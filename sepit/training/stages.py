@@ -19,6 +19,7 @@ slower.
 from __future__ import annotations
 
 import math
+import time
 from pathlib import Path
 from typing import Any, Literal
 
@@ -95,14 +96,35 @@ class _Stage(L.LightningModule):
             return
         super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
 
+    # What this run has trained so far (over resumes): optimizer steps, items, wall seconds in `fit`.
+    _trained = {"steps": 0, "items": 0, "seconds": 0.0}
+
+    def on_train_start(self) -> None:
+        self._trained = dict(self._trained)
+        self._clock = time.perf_counter()
+
+    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
+        self._trained["items"] += len(batch) * self.trainer.world_size
+
+    def training_record(self) -> dict[str, Any]:
+        """Steps, items and wall time of training, and where the pretrained parts came from (the demo's card)."""
+        seconds = self._trained["seconds"] + (time.perf_counter() - self._clock if hasattr(self, "_clock") else 0)
+        parts = {name: str(getattr(self.hparams, name)) for name in ("esm", "llm", "text_encoder", "init_from")
+                 if getattr(self.hparams, name, None)}
+        return {**self._trained, "steps": int(self.global_step), "seconds": round(seconds, 1), "parts": parts}
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["sepit"] = {"format": CHECKPOINT_FORMAT, "stage": self.stage, **self.architecture()}
+        checkpoint["sepit"] = {"format": CHECKPOINT_FORMAT, "stage": self.stage, **self.architecture(),
+                               "training": self.training_record()}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """A resumed run keeps the kernel width its weights were trained with."""
+        """A resumed run keeps the kernel width its weights were trained with, and counts on from its totals."""
         encoder = self.model.encoder if hasattr(self, "model") else self.objectives.encoder
-        if encoder is not None and isinstance(checkpoint.get("sepit"), dict):
-            adopt_kernel_epsilon(encoder, checkpoint["sepit"])
+        record = checkpoint.get("sepit")
+        if encoder is not None and isinstance(record, dict):
+            adopt_kernel_epsilon(encoder, record)
+        if isinstance(record, dict) and isinstance(record.get("training"), dict):
+            self._trained = {key: record["training"].get(key, 0) for key in ("steps", "items", "seconds")}
 
 
 class WarmupStage(_Stage):
