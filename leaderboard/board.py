@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from functools import cache
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -30,7 +30,8 @@ SLICES = {"identity": tuple(label for label, _, _ in IDENTITY_BINS), "structure"
 
 def build_board(runs: list[Run], reference: str | None = None, profile: str | None = None,
                 open_metric: str = HEADLINE["open"], closed_metric: str = HEADLINE["closed"],
-                n_resamples: int = 1000, seed: int = 0, alpha: float = ALPHA) -> dict[str, Any]:
+                n_resamples: int = 1000, seed: int = 0, alpha: float = ALPHA,
+                structure_pairs: Sequence[tuple[str, str]] = ()) -> dict[str, Any]:
     runs = _one_profile(runs, profile)
     entries = merge_runs(runs)
     tasks = _tasks(entries, {"open": open_metric, "closed": closed_metric})
@@ -46,9 +47,43 @@ def build_board(runs: list[Run], reference: str | None = None, profile: str | No
     if not any(row["modality"] == "retrieval" for row in rows):
         notes.append("no retrieval baseline among the results: add `sepit bench --model retrieval` to show how far "
                      "copying the nearest training protein's answer goes")
-    return {"metric_profile": runs[0].profile, "tasks": tasks, "reference": ref, "alpha": alpha,
-            "bootstrap": {"method": "paired percentile", "resamples": n_resamples, "seed": seed},
-            "rows": rows, "slices": _slices(entries, tasks, values), "notes": notes}
+    board = {"metric_profile": runs[0].profile, "tasks": tasks, "reference": ref, "alpha": alpha,
+             "bootstrap": {"method": "paired percentile", "resamples": n_resamples, "seed": seed},
+             "rows": rows, "slices": _slices(entries, tasks, values), "notes": notes}
+    if structure_pairs:
+        board["structure_ablations"] = [_structure_ablation(a, b, tasks, values, rows) for a, b in structure_pairs]
+    return board
+
+
+def _structure_ablation(model: str, ablated: str, tasks: list[dict], values: _SampleValues,
+                        rows: list[dict]) -> dict[str, Any]:
+    """`model` minus `ablated` (the same weights, coordinates withheld) on the test proteins that have
+    coordinates: per task the two headline values, the paired difference, its 95 % CI and p; and over the
+    tasks with such proteins. The rest of each task cannot differ, so it is left out."""
+    names = {r["model"] for r in rows}
+    for name in (model, ablated):
+        if name not in names:
+            raise DataError("--structure_pairs", f"no model named {name!r} on the board",
+                            f"Choose among: {', '.join(sorted(names))}.")
+    out: dict[str, Any] = {"model": model, "ablated": ablated, "tasks": {}}
+    parts = []
+    for task in tasks:
+        name = task["name"]
+        mine, theirs, run = values.get(model, name), values.get(ablated, name), values.run(model, name)
+        facts = _proteins(name, run.tasks[name].get("split") or "test") if run else None
+        if mine is None or theirs is None or facts is None:
+            continue
+        with_structure = {i for i, (_, has) in facts.items() if has}
+        a = {i: v for i, v in mine.items() if i in with_structure}
+        b = {i: v for i, v in theirs.items() if i in with_structure}
+        draws = paired_draws(a, b, values.n_resamples, values.seed)
+        if draws is None:
+            continue
+        parts.append(draws)
+        out["tasks"][name] = {"n": draws.n_shared, "model": float(np.mean(list(a.values()))),
+                              "ablated": float(np.mean(list(b.values()))), **compare([draws]).as_dict()}
+    out["average"] = compare(parts).as_dict() if parts else None
+    return out
 
 
 def _one_profile(runs: list[Run], profile: str | None) -> list[Run]:
@@ -146,6 +181,9 @@ class _SampleValues:
             run = self._runs.get(key)
             self._cache[key] = run.sample_values(task, self._metric[task]) if run else None
         return self._cache[key]
+
+    def run(self, model: str, task: str) -> Run | None:
+        return self._runs.get((model, task))
 
     def draws(self, a: str, b: str, task: str) -> PairedDraws | None:
         """Paired draws of mean(a - b) on `task`; None when either has no per-sample values."""

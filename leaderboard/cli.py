@@ -24,7 +24,7 @@ from leaderboard.results import find_results, load_run
 def build(results: str, output: Path = Path("leaderboard"), reference: str | None = None,
           profile: str | None = None, open_metric: str = HEADLINE["open"],
           closed_metric: str = HEADLINE["closed"], n_resamples: int = 1000, seed: int = 0,
-          plots: bool = True) -> dict:
+          plots: bool = True, structure_pairs: list[str] | None = None) -> dict:
     """Build the leaderboard from results files.
 
     Writes leaderboard.md, .csv, .tex, .json, slices.csv, plots/ and a static index.html into `output`.
@@ -39,9 +39,18 @@ def build(results: str, output: Path = Path("leaderboard"), reference: str | Non
         n_resamples: paired bootstrap resamples.
         seed: bootstrap seed.
         plots: draw the bar and radar charts (matplotlib).
+        structure_pairs: "MODEL:ABLATED" pairs (e.g. sepit:sepit-no-structure, the same weights with the
+            coordinates withheld) compared on the test proteins that have coordinates, with paired CIs.
     """
+    pairs = []
+    for pair in structure_pairs or []:
+        model, _, ablated = pair.partition(":")
+        if not model or not ablated:
+            raise DataError("--structure_pairs", f"{pair!r} is not MODEL:ABLATED", "Write e.g. sepit:sepit-no-structure.")
+        pairs.append((model, ablated))
     runs = [load_run(path) for path in find_results(results)]
-    board = build_board(runs, reference, profile, open_metric, closed_metric, n_resamples, seed)
+    board = build_board(runs, reference, profile, open_metric, closed_metric, n_resamples, seed,
+                        structure_pairs=pairs)
     write_board(board, Path(output), plots)
     print(tables.markdown(board))
     print(f"wrote {Path(output) / 'index.html'} (and leaderboard.md, .csv, .tex, .json)")

@@ -93,6 +93,19 @@ def markdown(board: dict) -> str:
                 versus = row["vs_reference"]
                 lines.append(_md_row([row["model"], _diff(versus["average"])]
                                      + [_diff(versus.get(t["name"])) for t in tasks]))
+    for ablation in board.get("structure_ablations", []):
+        lines += ["", f"## Structure: {ablation['model']} vs {ablation['ablated']} on the proteins with coordinates", "",
+                  "Headline values on the test samples whose protein has coordinates (the rest cannot differ), "
+                  "the paired difference with its 95 % CI and p-value.", "",
+                  _md_row(["Task", "n", ablation["model"], ablation["ablated"], "Difference [95 % CI]", "p"]),
+                  _md_row(["---"] * 6)]
+        for name, t in ablation["tasks"].items():
+            lines.append(_md_row([name, str(t["n"]), score(t["model"]), score(t["ablated"]),
+                                  f"{t['diff']:+.2f} [{t['ci'][0]:+.2f}, {t['ci'][1]:+.2f}]", p_value(t["p_value"])]))
+        if ablation["average"]:
+            a = ablation["average"]
+            lines.append(_md_row(["average", str(a["n_shared"]), MISSING, MISSING,
+                                  f"{a['diff']:+.2f} [{a['ci'][0]:+.2f}, {a['ci'][1]:+.2f}]", p_value(a["p_value"])]))
     if board["notes"]:
         lines += ["", "Notes:", ""] + [f"- {note}" for note in board["notes"]]
     return "\n".join(lines) + "\n"

@@ -117,10 +117,57 @@ def resolve_backend(backend: str) -> str:
 
 
 _NO_DIAGONAL = np.iinfo(np.int32).min
-# (query, target sequence) -> alignment score, identity: shared by every search in the process, so the
-# leakage report's per-task searches and the retrieval baseline align a pair once.
-_PAIR_SCORES: dict[tuple[str, str], float] = {}
-_PAIR_IDENTITIES: dict[tuple[str, str], float] = {}
+
+
+class _PairStore:
+    """(query, target) -> alignment score and identity, for every search of every process: kept in
+    $SEPIT_CACHE/identity/pairs/<method>.jsonl, so the leakage report (in each `sepit bench`) and the retrieval
+    baseline (in its own `sepit bench`) align a pair once, and a re-run aligns nothing. Appended whole lines
+    only; a torn last line (a killed process) is skipped."""
+
+    def __init__(self):
+        self.values: dict[tuple[str, str], float] | None = None  # (kind "s"/"i", hash of the pair) -> value
+        self.new: list[tuple[str, str, float]] = []
+
+    @staticmethod
+    def path() -> Path:
+        return cache_dir() / "identity" / "pairs" / f"{METHOD_VERSION}.jsonl"
+
+    @staticmethod
+    def key(query: str, target: str) -> str:
+        return hashlib.sha256(f"{query}\0{target}".encode()).hexdigest()[:24]
+
+    def get(self, kind: str, query: str, target: str, compute) -> float:
+        if self.values is None:
+            self.values = {}
+            try:
+                for line in self.path().read_text().splitlines():
+                    try:
+                        row = json.loads(line)
+                        self.values[row["t"], row["k"]] = float(row["v"])
+                    except (ValueError, KeyError, TypeError):
+                        continue
+            except OSError:
+                pass
+        key = (kind, self.key(query, target))
+        if key not in self.values:
+            self.values[key] = float(compute())
+            self.new.append((kind, key[1], self.values[key]))
+        return self.values[key]
+
+    def save(self) -> None:
+        if not self.new:
+            return
+        try:
+            self.path().parent.mkdir(parents=True, exist_ok=True)
+            with open(self.path(), "a", encoding="utf-8") as handle:  # one write: whole lines
+                handle.write("".join(json.dumps({"t": t, "k": k, "v": v}) + "\n" for t, k, v in self.new))
+        except OSError:
+            return  # a read-only cache costs time, not results
+        self.new = []
+
+
+_PAIRS = _PairStore()
 
 
 class _Profile(NamedTuple):
@@ -190,7 +237,10 @@ class IdentitySearch:
         # Minutes for a few thousand queries on a fresh cache: show it, but not for a handful.
         steps = tqdm(queries.items(), desc="identity search", unit="protein", leave=False,
                      disable=len(queries) < 200)
-        return {qid: self._search_one(sequence.upper(), mask, residues) for qid, sequence in steps}
+        try:
+            return {qid: self._search_one(sequence.upper(), mask, residues) for qid, sequence in steps}
+        finally:
+            _PAIRS.save()
 
     def _mask(self, allowed: set[str] | None) -> np.ndarray:
         if allowed is None:
@@ -248,16 +298,12 @@ class IdentitySearch:
         return pool[np.lexsort((pool, -profile.ungapped[pool]))][:self.candidates]
 
     def _score(self, query: str, aligned: str, i: int) -> float:
-        key = (query, self._sequences[i])
-        if key not in _PAIR_SCORES:
-            _PAIR_SCORES[key] = self._aligner.score(aligned, self._alignable[i])
-        return _PAIR_SCORES[key]
+        return _PAIRS.get("s", query, self._sequences[i], lambda: self._aligner.score(aligned, self._alignable[i]))
 
     def _hit(self, query: str, aligned: str, i: int) -> Hit:
-        key = (query, self._sequences[i])
-        if key not in _PAIR_IDENTITIES:
-            _PAIR_IDENTITIES[key] = _identity(self._aligner, query, self._sequences[i], aligned, self._alignable[i])
-        return Hit(self.ids[i], _PAIR_IDENTITIES[key])
+        identity = _PAIRS.get("i", query, self._sequences[i], lambda: _identity(
+            self._aligner, query, self._sequences[i], aligned, self._alignable[i]))
+        return Hit(self.ids[i], identity)
 
     def _search_one(self, query: str, mask: np.ndarray, residues: float) -> tuple[list[Hit], Hit | None]:
         """(significant hits by identity, the best-scoring candidate)."""

@@ -196,3 +196,22 @@ def test_mmseqs_backend_finds_the_planted_homolog():
     assert abs(hits[0].identity - sequence_identity(query, targets["homolog"])) < 5.0
     restricted = IdentitySearch(targets, backend="mmseqs").search(query, allowed={"decoy001"})
     assert all(h.protein_id == "decoy001" for h in restricted)
+
+
+def test_alignments_are_kept_on_disk_and_reused_by_the_next_process(tmp_path, monkeypatch):
+    monkeypatch.setenv("SEPIT_CACHE", str(tmp_path))
+    monkeypatch.setattr(identity, "_PAIRS", identity._PairStore())  # a fresh process
+    rng = random.Random(3)
+    targets = {f"T{i}": "".join(rng.choice(STANDARD_RESIDUES) for _ in range(120)) for i in range(30)}
+    query = targets["T7"][:60] + "".join(rng.choice(STANDARD_RESIDUES) for _ in range(30))
+    first = IdentitySearch(targets, candidates=5).search(query)
+    stored = (tmp_path / "identity" / "pairs" / f"{identity.METHOD_VERSION}.jsonl").read_text().splitlines()
+    assert first and first[0].protein_id == "T7" and len(stored) >= 5
+
+    monkeypatch.setattr(identity, "_PAIRS", identity._PairStore())  # the next process reads them back
+    class NoAligner:
+        def __getattr__(self, name):
+            raise AssertionError("aligned a pair that was on disk")
+    search = IdentitySearch(targets, candidates=5)
+    search._aligner = NoAligner()
+    assert search.search(query) == first

@@ -206,3 +206,34 @@ def test_a_partial_run_does_not_set_the_bar(built, tmp_path):
     cells = {r["model"]: r["tasks"]["toy_membrane"] for r in board["rows"]}
     assert cells["oracle"]["best"] and not cells["partial"]["best"]
     assert cells["partial"]["p_vs_best"] is not None
+
+
+def test_structure_ablation_compares_only_the_proteins_with_coordinates(tmp_path):
+    samples = [s for name in ("sp14_membrane", "sp14_go_cc") for s in get_task(name).samples("test")]
+    has = {s.id for s in samples if s.protein.coords is not None}
+    runs = []
+    for model, answer in (("sepit", lambda s: s.reference if s.id in has else "yes"),
+                          ("sepit-no-structure", lambda s: "yes")):
+        rows = [{"task": s.task, "id": s.id, "prediction": answer(s), "reference": s.reference, "kind": "closed",
+                 "choices": list(s.choices), "model": model} for s in samples]
+        (tmp_path / f"{model}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        main(["score", "--predictions", str(tmp_path / f"{model}.jsonl"), "--output",
+              str(tmp_path / model / "results.json"), "--leakage", "false", "--n_resamples", "10"])
+        runs.append(load_run(tmp_path / model / "results.json"))
+    board = build_board(runs, n_resamples=200, structure_pairs=[("sepit", "sepit-no-structure")])
+    ablation, = board["structure_ablations"]
+    for name in ("sp14_membrane", "sp14_go_cc"):
+        with_coords = [s for s in samples if s.task == name and s.id in has]
+        result = ablation["tasks"][name]
+        assert result["n"] == len(with_coords) > 0
+        assert result["model"] == 100.0
+        assert result["ablated"] == pytest.approx(100.0 * np.mean([s.reference == "yes" for s in with_coords]))
+        assert result["diff"] == pytest.approx(result["model"] - result["ablated"])
+        draws = paired_draws({s.id: 100.0 for s in with_coords},
+                             {s.id: 100.0 * (s.reference == "yes") for s in with_coords}, 200, 0)
+        assert result["ci"] == pytest.approx(list(compare([draws]).ci))
+    assert ablation["average"]["n_shared"] == sum(t["n"] for t in ablation["tasks"].values())
+    from leaderboard.tables import markdown
+    assert "## Structure: sepit vs sepit-no-structure on the proteins with coordinates" in markdown(board)
+    with pytest.raises(DataError, match="no model named 'other'"):
+        build_board(runs, n_resamples=10, structure_pairs=[("sepit", "other")])

@@ -138,5 +138,7 @@ def _build_board(output: Path) -> Path:
     from sepit.registry import COMMANDS
 
     board = output / "board"
-    COMMANDS.get("leaderboard")["build"](str(output / "bench"), board)
+    # SEPIT vs its own weights with the coordinates withheld, on the proteins that have coordinates.
+    COMMANDS.get("leaderboard")["build"](str(output / "bench"), board,
+                                         structure_pairs=["sepit:sepit-no-structure"])
     return board
