@@ -50,6 +50,7 @@ def main(argv: list[str] | None = None) -> None:
     from jsonargparse import auto_cli
 
     from sepit.commands import convert, data
+    from sepit.commands.pretrain import pretrain
     from sepit.commands.bench import bench
     from sepit.commands.demo import demo
     from sepit.commands.score import score
@@ -58,7 +59,7 @@ def main(argv: list[str] | None = None) -> None:
                          "info": data.info, "export": data.export, "check": data.check,
                          "manifest": data.manifest},
                 "convert": {"_help": "Convert checkpoints made elsewhere.", "official": convert.official},
-                "bench": bench, "score": score, "demo": demo}
+                "pretrain": pretrain, "bench": bench, "score": score, "demo": demo}
     try:
         for name in COMMANDS.names():  # plug-in command groups, e.g. `sepit leaderboard`
             commands.setdefault(name, COMMANDS.get(name))

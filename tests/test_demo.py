@@ -58,7 +58,8 @@ def test_a_failed_step_stops_with_its_command_and_keeps_what_finished(recorded, 
     failing.add("fit --config")
     with pytest.raises(DataError, match=r"step 'fit sepit-stage0'.*`sepit fit --config .*stage0.yaml.*failed \(exit 1\)"):
         demo_module.demo(tmp_path / "out")
-    assert (tmp_path / "out" / "card.done").is_file()
+    assert (tmp_path / "out" / "card.done").is_file() and (tmp_path / "out" / "pretrain.done").is_file()
+    assert calls[1] == ["pretrain"]  # the pretrained parts are built before any fit
     failing.clear()
     demo_module.demo(tmp_path / "out")
-    assert calls[2][0] == "fit" and calls[1] == calls[2]  # the card was not redone; the failed fit was
+    assert calls[3][0] == "fit" and calls[2] == calls[3]  # the card and parts were not redone; the failed fit was

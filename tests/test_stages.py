@@ -148,6 +148,9 @@ def test_checkpoints_describe_themselves(runs):
         path = runs / f"stage{stage}" / "checkpoints" / "last.ckpt"
         data = torch.load(path, map_location="cpu", weights_only=True)  # no code unpickled
         assert data["global_step"] == 2 and data["sepit"]["stage"] == stage
+        trained = data["sepit"]["training"]  # what the demo's training card prints
+        assert trained["steps"] == 2 and trained["items"] == 2 * (16 if stage == 0 else 8) and trained["seconds"] > 0
+        assert trained["parts"]["esm"] == "pretrained:esm2"
         assert data["sepit"]["encoder"] == {"num_kernels": 16, "window": 256, "encoding_scale": 0.01,
                                             "sequence_only": False, "kernel_epsilon": 1e-3,
                                             "bias_masking": "observed", "pad_to": None}

@@ -20,9 +20,6 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import torch
-from tqdm import tqdm
-
 from sepit.data.errors import DataError
 from sepit.data.manifest import sha256_folder
 
@@ -34,6 +31,9 @@ def official(src: Path, out: Path) -> None:
         src: the official checkpoint folder, as released or as the official (DeepSpeed) training saved it.
         out: the .ckpt to write; its folder also receives tokenizer/ (give each converted model its own folder).
     """
+    import torch
+    from tqdm import tqdm
+
     from sepit.models import official as spec
     from sepit.models.checkpoint import TOKENIZER_DIR, build_from_record, save_tokenizer
     from sepit.models.llama_tokenizer import fast_tokenizer_from_sentencepiece
@@ -139,9 +139,10 @@ def _shapes(files: list[Path]) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
-def _fill_ours_only(state: dict[str, torch.Tensor], target: dict[str, torch.Tensor], record: dict[str, Any]) -> None:
+def _fill_ours_only(state: dict[str, Any], target: dict[str, Any], record: dict[str, Any]) -> None:
     """The ESM-2 masked-LM head, which the official model lacks and inference never runs: fair-esm's init,
     seeded."""
+    import torch
     from esm.modules import RobertaLMHead
 
     from sepit.models.official import OURS_ONLY
@@ -156,7 +157,7 @@ def _fill_ours_only(state: dict[str, torch.Tensor], target: dict[str, torch.Tens
             state[ours] = tensor
 
 
-def _tie(state: dict[str, torch.Tensor], target: dict[str, torch.Tensor], tied_llm: bool) -> None:
+def _tie(state: dict[str, Any], target: dict[str, Any], tied_llm: bool) -> None:
     """Names that share one tensor in our model (ESM-2's LM head weight; a tied LLM head, saved under either
     name) from the one the folder holds."""
     ties = [("encoder.esm.lm_head.weight", "encoder.esm.embed_tokens.weight")]
@@ -168,7 +169,7 @@ def _tie(state: dict[str, torch.Tensor], target: dict[str, torch.Tensor], tied_l
             state[name] = state[source]
 
 
-def _compare(state: dict[str, torch.Tensor], target: dict[str, torch.Tensor]) -> list[str]:
+def _compare(state: dict[str, Any], target: dict[str, Any]) -> list[str]:
     problems = [f"missing: {name} {tuple(t.shape)}" for name, t in target.items() if name not in state]
     for name, tensor in state.items():
         want = tuple(target[name].shape)
@@ -180,7 +181,7 @@ def _compare(state: dict[str, torch.Tensor], target: dict[str, torch.Tensor]) ->
     return problems
 
 
-def _summary(src: Path, state: dict[str, torch.Tensor], dropped: dict[str, str], superseded: list[str],
+def _summary(src: Path, state: dict[str, Any], dropped: dict[str, str], superseded: list[str],
              experts: list) -> dict[str, Any]:
     groups = Counter("experts" if ".mlp.experts." in name else name.split(".")[0] for name in state)
     dtypes = Counter(str(t.dtype).replace("torch.", "") for t in state.values())
@@ -197,6 +198,8 @@ def _save(checkpoint: dict[str, Any], out: Path) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
     os.close(handle)
+    import torch
+
     try:
         torch.save(checkpoint, temporary)
         umask = os.umask(0)

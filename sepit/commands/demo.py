@@ -45,7 +45,8 @@ class Step:
 
 
 def steps(tasks: str, batch_size: int, max_new_tokens: int, limit: int | None) -> list[Step]:
-    out = [Step("benchmark card", ("data", "info"), "card.done")]
+    out = [Step("benchmark card", ("data", "info"), "card.done"),
+           Step("pretrained tiny parts", ("pretrain",), "pretrain.done")]
     for name, config, folder in FITS:
         out.append(Step(f"fit {name}", ("fit", "--config", str(ROOT / config), "--ckpt_path", "last"),
                         f"{folder}/fit.done"))

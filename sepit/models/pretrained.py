@@ -54,7 +54,10 @@ def resolve_pretrained(name: str) -> Path:
         folder.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=folder.parent))
         try:
-            (pretrain_esm2 if name == "esm2" else pretrain_llm)(staging, settings)
+            # The caller's random state is left as it was: a run that builds the part here trains exactly as
+            # a run that finds it in the cache.
+            with torch.random.fork_rng(devices=[]):
+                (pretrain_esm2 if name == "esm2" else pretrain_llm)(staging, settings)
             os.rename(staging, folder)
         except OSError:  # another process finished first: same recipe, same part
             shutil.rmtree(staging, ignore_errors=True)
