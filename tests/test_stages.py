@@ -274,3 +274,19 @@ def test_training_continues_with_the_kernel_width_the_weights_learned():
     assert encoder.structure.kernel_epsilon == 1e-2
     adopt_kernel_epsilon(encoder, {"encoder": {"kernel_epsilon": 1e-3}})
     assert encoder.structure.kernel_epsilon == 1e-3
+
+
+@pytest.mark.parametrize("power, share_of_big", [(0.0, 0.5), (0.5, 0.75)])
+def test_task_balance_draws_tasks_by_size_to_the_power(power, share_of_big):
+    from sepit.training.data import StageData, task_balanced_sampler
+
+    protein = make_protein("P1", "MKTAYIAK")
+    items = [make_sample(f"a{i}", "big", protein, "<protein>?", "x") for i in range(90)] + \
+        [make_sample(f"b{i}", "small", protein, "<protein>?", "y") for i in range(10)]
+    torch.manual_seed(0)
+    sampler = task_balanced_sampler(items, power)
+    drawn = [items[i].task for _ in range(100) for i in sampler]
+    assert len(drawn) == 100 * len(items)
+    assert abs(drawn.count("big") / len(drawn) - share_of_big) < 0.02
+    with pytest.raises(ValueError, match="task_balance"):
+        StageData(stage=2, task_balance=1.5)
