@@ -73,11 +73,14 @@ def test_a_checkpoint_under_another_baseline_name_is_refused(runs):
         PlmProjectorModel(str(_checkpoint(runs, "qformer")))
 
 
-def test_only_the_lora_adapters_train_and_the_base_stays_as_released(runs):
+def test_only_the_lora_adapters_train_and_the_base_stays_as_released(runs, monkeypatch):
     from transformers import AutoModelForCausalLM
 
+    from sepit.models.tiny import resolve_model_path
+
+    monkeypatch.setenv("SEPIT_CACHE", str(runs.parent.parent / "cache"))
     _, state = read_stage_checkpoint(_checkpoint(runs, "text_llm_lora"), (1,))
-    base = AutoModelForCausalLM.from_pretrained(runs.parent.parent / "cache" / "tiny-models" / "llm").state_dict()
+    base = AutoModelForCausalLM.from_pretrained(resolve_model_path("pretrained:llm")).state_dict()  # the config's
     prefix = "model.llm.base_model.model."
     frozen = {name[len(prefix):].replace(".base_layer", ""): t for name, t in state.items() if "lora_" not in name}
     assert set(frozen) == set(base)
@@ -95,13 +98,13 @@ def test_the_saved_adapter_loads_onto_the_base_model_and_answers_the_same(runs, 
     adapter = checkpoint.parent / "adapter"
     assert json.loads((adapter / "sepit_prompt.json").read_text()) == {"sequence_format": "galactica",
                                                                         "max_residues": 256}
-    from_adapter = TextLLMModel(llm="tiny:llm", adapter=str(adapter))  # prompt settings from the adapter
+    from_adapter = TextLLMModel(llm="pretrained:llm", adapter=str(adapter))  # prompt settings from the adapter
     closed = [s for s in stage_items("sp14", 2, "valid") if s.choices][:3]
     assert torch.allclose(torch.tensor(from_checkpoint.loglikelihood(closed)),
                           torch.tensor(from_adapter.loglikelihood(closed)), atol=1e-4)
     assert from_adapter.describe().name == "text-llm-lora"
     with pytest.raises(DataError, match="trained with max_residues=256, not 1022"):
-        TextLLMModel(llm="tiny:llm", adapter=str(adapter), max_residues=1022)
+        TextLLMModel(llm="pretrained:llm", adapter=str(adapter), max_residues=1022)
     with pytest.raises(ValueError, match="sequence_format go"):
         TextLLMModel(checkpoint=str(checkpoint), sequence_format="raw")
     with pytest.raises(ValueError, match="either checkpoint"):
