@@ -1,7 +1,7 @@
 """Retrieval baseline: answer with the reference of the training sample whose protein is most identical.
 
 No learning and no text generation: it measures how far sequence homology alone gets on a task, so every
-leaderboard shows what a model adds beyond copying its nearest training neighbour (DESIGN §7). Identity is
+leaderboard shows what a model adds beyond copying its nearest training neighbour (docs/baselines.md). Identity is
 `sepit.identity`'s: identical residues in a BLOSUM62 local alignment over the shorter length.
 
 The neighbour is looked for among the training samples comparable to the question: those with the same

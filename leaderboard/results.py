@@ -1,4 +1,4 @@
-"""Finding and reading the results files a board is built from (`results.json`, DESIGN.md §5), with the
+"""Finding and reading the results files a board is built from (`results.json`, docs/evaluation.md), with the
 per-sample logs beside them (`samples/<task>.jsonl`) that paired significance and slices need.
 
 One `Run` per results file. Several runs of one model (say, one bench per task) merge into one board row;

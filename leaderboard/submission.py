@@ -1,7 +1,7 @@
 """Leaderboard submissions: checked as data, re-scored from their predictions, then placed beside other results.
 
 A submission is a folder or an archive (docs/leaderboard.md) holding `submission.json` (who and what),
-`predictions/*.jsonl` (DESIGN.md §5 rows) and, optionally, the `results.json` its authors computed. Nothing
+`predictions/*.jsonl` (the rows of docs/evaluation.md) and, optionally, the `results.json` its authors computed. Nothing
 in it is executed, and numbers in it are never trusted: the predictions are scored again with the same code
 as `sepit score`, and a claimed number that differs from the re-score is a problem like any other. Every
 problem is collected, with file and line, before the verdict, so one round fixes them all.

@@ -29,7 +29,7 @@ def bare_flags(argv: list[str]) -> list[str]:
 def leading_argument(argv: list[str], commands: dict) -> list[str]:
     """`sepit leaderboard validate SUB` -> `... --submission SUB`, `sepit convert official SRC OUT` -> `...
     --src SRC --out OUT`: a command's leading required arguments may be given without their option names, in
-    order, as the README writes them."""
+    order, as docs/architecture.md writes them."""
     node, i = commands, 0
     while isinstance(node, dict) and i < len(argv) and argv[i] in node:
         node, i = node[argv[i]], i + 1

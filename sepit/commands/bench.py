@@ -1,6 +1,6 @@
 """`sepit bench`: predict (resumable, multi-process) then score, into one output folder.
 
-    <output>/predictions/<task>.jsonl   one row per sample (DESIGN.md §5)
+    <output>/predictions/<task>.jsonl   one row per sample (docs/evaluation.md)
     <output>/journal/                   rows of a run in progress; merged into predictions/ when done
     <output>/samples/<task>.jsonl       per-sample scoring logs
     <output>/results.json               schema_version 1

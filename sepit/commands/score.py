@@ -82,7 +82,7 @@ def score(predictions: Path, output: Path = Path("results.json"), profile: str =
     """Score saved predictions into a results file.
 
     Args:
-        predictions: a predictions JSONL file, or a directory of them (DESIGN.md §5 format).
+        predictions: a predictions JSONL file, or a directory of them (docs/evaluation.md).
         output: where results.json goes; per-sample logs go to `samples/` beside it.
         profile: metric profile (sepit_v1: the official SEPIT metric formulas; corpus_v1: corpus BLEU like ProtT3).
         vocab: a WordPiece vocab.txt (e.g. PubMedBERT's) for BLEU/METEOR tokens; default: word tokens.

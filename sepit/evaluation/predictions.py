@@ -1,4 +1,4 @@
-"""Prediction files: the rows `sepit bench` writes and `sepit score` reads (DESIGN.md §5).
+"""Prediction files: the rows `sepit bench` writes and `sepit score` reads (docs/architecture.md, docs/evaluation.md).
 
 One JSON object per sample: `task`, `id`, `prediction`, `reference`, `kind`, `choices`, plus extras that make a
 row checkable and resumable: the model `fingerprint` and `generation_hash` (together with task and id they

@@ -1,4 +1,4 @@
-"""The results file (`schema_version` 1, DESIGN.md §5) and the record of where its numbers came from.
+"""The results file (`schema_version` 1, docs/evaluation.md) and the record of where its numbers came from.
 
 All scores are on the 0-100 scale (accuracy, F1, failure rates and text metrics alike); `scale` says so.
 """

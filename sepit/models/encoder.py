@@ -1,7 +1,7 @@
 """The structure-aware protein encoder: ESM-2 (fair-esm) with a Transformer-M style 3-D structure bias.
 
 Data flow: `Protein`s -> `StructureAwareESM.tokenize` (crop to the ESM-2 window, tokens, C-alpha coordinates,
-observed mask) -> `forward` -> per-residue features from the second-to-last layer (DESIGN §6), which the
+observed mask) -> `forward` -> per-residue features from the second-to-last layer (docs/fidelity.md), which the
 projector maps into the LLM. The structure enters twice (Transformer-M, Luo et al. 2023, `Molecule3DBias`):
 (a) a per-head bias from pairwise C-alpha distances, computed once and added to the residue-residue attention
 scores of every layer; (b) a per-residue encoding added to the input embedding. Residues without coordinates

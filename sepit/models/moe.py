@@ -1,4 +1,4 @@
-"""Sparse upcycling of a dense Hugging Face decoder into a mixture of experts (SEPIT Stage 2, DESIGN §6).
+"""Sparse upcycling of a dense Hugging Face decoder into a mixture of experts (SEPIT stage 2, docs/training.md).
 
 `upcycle_to_moe` replaces the FFN (`mlp`) of every decoder layer by a `MoEFeedForward`: E experts that are
 deep copies of the dense FFN and a fresh linear router. The trainer then adds `moe_aux_loss(model)` to the

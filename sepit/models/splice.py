@@ -10,8 +10,8 @@ As text (no encoder: the Galactica / Mol-Instructions / "PureLLM" baselines): `c
 the prompt through the formatter registry (`sepit.models.formatters`), and the LLM reads only tokens.
 
 Choices, stated once:
-- The projector contributes every valid encoder position, BOS and EOS included ("all residues plus BOS/EOS",
-  DESIGN §6): a protein of n residues (after cropping) becomes `<bop>` + n + 2 vectors + `<eop>`.
+- The projector contributes every valid encoder position, BOS and EOS included (docs/fidelity.md, "protein
+  span"): a protein of n residues (after cropping) becomes `<bop>` + n + 2 vectors + `<eop>`.
 - Training text is the generation prompt (chat template, `add_generation_prompt=True`; the Alpaca layout for
   a tokenizer without a chat template) followed by the answer tokens and eos, so the model learns to continue
   exactly the prompt it sees at generation time. The loss covers the answer tokens and that eos, nothing else.
