@@ -77,3 +77,14 @@ def test_non_utf8_line_is_named(tmp_path):
     path.write_bytes(b'{"a": 1}\n{"a": "\xff"}\n')
     with pytest.raises(DataError, match=r"line 2: not UTF-8 text \(invalid start byte at byte 7\)"):
         list(read_jsonl(path))
+
+
+def test_choices_beyond_the_option_letters_are_refused():
+    from sepit.data.sample import OPTION_LETTERS, check_choices
+    from sepit.metrics.extraction import multiple_choice
+
+    many = [f"option {i}" for i in range(len(OPTION_LETTERS) + 1)]
+    with pytest.raises(DataError, match="at most 26 can be named by a letter"):
+        check_choices(many, "option 0", "here")
+    letters = [f"kind {i}" for i in range(len(OPTION_LETTERS))]
+    assert multiple_choice("The answer is (Z).", letters) == "kind 25"  # the last letter is read

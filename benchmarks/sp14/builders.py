@@ -16,10 +16,9 @@ from typing import Callable
 
 from sepit.data.jsonl import read_jsonl
 from sepit.data.protein import Protein, make_protein
-from sepit.data.sample import InstructionSample, make_sample
+from sepit.data.sample import OPTION_LETTERS, InstructionSample, make_sample
 
 DATA = Path(__file__).parent / "data"
-LETTERS = "ABCDEFGHIJ"
 
 
 @dataclass(frozen=True)
@@ -134,7 +133,9 @@ def caption_reference(data: SP14, row: dict, config: dict) -> str | None:
 # --- closed-set answers ------------------------------------------------------------------------------
 
 def with_options(instruction: str, options: list[str]) -> str:
-    lines = [f"{letter}. {option}" for letter, option in zip(LETTERS, options)]
+    if len(options) > len(OPTION_LETTERS):
+        raise ValueError(f"{len(options)} options; at most {len(OPTION_LETTERS)} can be named by a letter")
+    lines = [f"{letter}. {option}" for letter, option in zip(OPTION_LETTERS, options)]
     return instruction + "\nOptions:\n" + "\n".join(lines) + "\nAnswer with the letter or the name of one option."
 
 

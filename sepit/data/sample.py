@@ -65,6 +65,11 @@ def is_yes_no(choices: Sequence[str]) -> bool:
     return {answer_key(c) for c in choices} == {"yes", "no"}
 
 
+# Letters that name the options of a multiple-choice question, in order (written by task builders, read by
+# answer extraction): at most 26 options.
+OPTION_LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
 def check_choices(choices: Any, reference: str, where: str) -> tuple[str, ...]:
     """The options of a closed-set question (a sample or a prediction row), checked; DataError otherwise."""
     if not isinstance(choices, (list, tuple)):
@@ -74,6 +79,9 @@ def check_choices(choices: Any, reference: str, where: str) -> tuple[str, ...]:
     if len(choices) < 2 or not all(isinstance(c, str) and c.strip() for c in choices):
         raise DataError(where, f"choices must be at least two non-empty strings, got {list(choices)!r}",
                         "List the options as strings, or leave choices out for an open-ended question.")
+    if len(choices) > len(OPTION_LETTERS):
+        raise DataError(where, f"{len(choices)} choices; at most {len(OPTION_LETTERS)} can be named by a letter",
+                        "Split the question, or ask it open-ended.")
     if len({answer_key(c) for c in choices}) != len(choices):
         raise DataError(where, f"duplicate choices {list(choices)!r}", "Make every option distinct.")
     if answer_key(reference) not in {answer_key(c) for c in choices}:

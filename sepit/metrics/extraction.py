@@ -17,7 +17,8 @@ from __future__ import annotations
 import re
 from typing import Sequence
 
-LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+from sepit.data.sample import OPTION_LETTERS
+
 _YES_NO = re.compile(r"\b(yes|no)\b", re.IGNORECASE)
 
 
@@ -40,7 +41,7 @@ def last_option_text(text: str, choices: Sequence[str]) -> str | None:
 
 
 def _letter_matches(text: str, choices: Sequence[str]) -> list[tuple[int, int, str]]:
-    letters = LETTERS[:len(choices)]
+    letters = OPTION_LETTERS[:len(choices)]
     pattern = re.compile(
         rf"\(([{letters}])\)"                                   # (B)
         rf"|(?<!\w)([{letters}])(?=[.):](?:\s|$)|\s*$)"        # B.  B)  B:  or a lone B at the end

@@ -2,7 +2,8 @@
 
 `upcycle_to_moe` replaces the FFN (`mlp`) of every decoder layer by a `MoEFeedForward`: E experts that are
 deep copies of the dense FFN and a fresh linear router. The trainer then adds `moe_aux_loss(model)` to the
-LM loss and logs `expert_load(model)`; `save_upcycled` / `load_upcycled` keep checkpoints self-describing.
+LM loss and logs `expert_load(model)`; the settings are stored in the HF config (`MOE_CONFIG_KEY`), so a
+checkpoint rebuilds its experts (`sepit.models.checkpoint`).
 
 Choices, stated once:
 - Gate weights (`normalize_top_k=True`, our recipe) are the softmax probabilities of the selected experts
@@ -25,12 +26,10 @@ Choices, stated once:
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 
 import torch
 from torch import nn
 
-WEIGHTS_NAME = "model.safetensors"
 MOE_CONFIG_KEY = "moe_upcycling"  # stored in the HF config, so the checkpoint describes itself
 
 
@@ -159,28 +158,3 @@ def count_parameters(model: nn.Module) -> tuple[int, int]:
     skipped = sum((m.num_experts - m.top_k) * sum(p.numel() for p in m.experts[0].parameters())
                   + m.router.weight.numel() for m in model.modules() if isinstance(m, MoEFeedForward))
     return total, total - skipped
-
-
-def save_upcycled(model: nn.Module, directory: str | Path) -> None:
-    """The HF config (with the MoE settings) and all weights, enough for `load_upcycled`."""
-    from safetensors.torch import save_model
-
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    model.config.save_pretrained(directory)
-    save_model(model, str(directory / WEIGHTS_NAME))  # handles tied embeddings
-
-
-def load_upcycled(directory: str | Path) -> nn.Module:
-    """Rebuild the dense model from the saved config, upcycle it with the saved settings, load the weights."""
-    from safetensors.torch import load_model
-    from transformers import AutoConfig, AutoModelForCausalLM
-
-    directory = Path(directory)
-    config = AutoConfig.from_pretrained(directory)
-    settings = getattr(config, MOE_CONFIG_KEY, None)
-    if settings is None:
-        raise ValueError(f"{directory / 'config.json'} has no {MOE_CONFIG_KEY!r}: not an upcycled checkpoint")
-    model = upcycle_to_moe(AutoModelForCausalLM.from_config(config), **settings)
-    load_model(model, str(directory / WEIGHTS_NAME), strict=True)
-    return model.eval()

@@ -22,11 +22,9 @@ from esm.data import Alphabet
 from torch import Tensor, nn
 from transformers import AutoModel, AutoTokenizer
 
-from sepit.data.protein import Protein
+from sepit.data.protein import STANDARD_RESIDUES, Protein
 from sepit.models.encoder import StructureAwareESM
-
-IGNORE_INDEX = -100  # PyTorch cross-entropy's default ignore_index
-STANDARD_AMINO_ACIDS = "ACDEFGHIKLMNPQRSTVWY"
+from sepit.models.splice import IGNORE_INDEX
 
 
 def mask_residues(tokens: Tensor, alphabet: Alphabet, rate: float = 0.15,
@@ -42,7 +40,7 @@ def mask_residues(tokens: Tensor, alphabet: Alphabet, rate: float = 0.15,
     chosen = residue & (draw < rate)
     # A second draw splits the chosen positions 80/10/10.
     split = torch.rand(tokens.shape, generator=generator, device=tokens.device)
-    amino = torch.tensor([alphabet.get_idx(a) for a in STANDARD_AMINO_ACIDS], device=tokens.device)
+    amino = torch.tensor([alphabet.get_idx(a) for a in STANDARD_RESIDUES], device=tokens.device)
     random_tokens = amino[torch.randint(len(amino), tokens.shape, generator=generator, device=tokens.device)]
     masked = torch.where(chosen & (split < 0.8), alphabet.mask_idx, tokens)
     masked = torch.where(chosen & (split >= 0.8) & (split < 0.9), random_tokens, masked)
