@@ -74,7 +74,8 @@ class StructureBias(nn.Module):
     """C-alpha distances -> K Gaussian kernels -> (a) one attention bias per head, (b) a per-residue encoding.
 
     Kernel means and widths are learnable, initialised as Transformer-M's `GaussianLayer` and the official
-    SEPIT code (means and stds uniform in [0, 3]); the width is |std| + `kernel_epsilon` (1e-3 there).
+    SEPIT code (means and stds uniform in [0, 3]); the width is |std| + `kernel_epsilon` (1e-3 in the official
+    code, 1e-2 in Transformer-M).
     Transformer-M's per-edge-type affine on the distance is left out: with one edge type (C-alpha pairs) it is
     fixed at scale 1, shift 0 there (padding_idx=0 freezes it).
 

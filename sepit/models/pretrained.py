@@ -69,15 +69,11 @@ def resolve_pretrained(name: str) -> Path:
 
 def _training_texts() -> tuple[list[str], list[str]]:
     """(protein sequences, instruction + answer texts) of the bundled benchmark's train splits, each once."""
-    from sepit.tasks import all_tasks
+    from sepit.models.tiny import sp14_training_samples
 
-    sequences, texts = {}, {}
-    for task_name, task in sorted(all_tasks().items()):
-        if task_name.startswith("sp14"):
-            for sample in task.samples("train"):
-                sequences.setdefault(sample.protein.sequence, None)
-                texts.setdefault(f"{sample.instruction}\n{sample.reference}", None)
-    return list(sequences), list(texts)
+    samples = sp14_training_samples()
+    return (list(dict.fromkeys(s.protein.sequence for s in samples)),
+            list(dict.fromkeys(f"{s.instruction}\n{s.reference}" for s in samples)))
 
 
 def _schedule(optimizer: torch.optim.Optimizer, steps: int, warmup: int) -> torch.optim.lr_scheduler.LambdaLR:

@@ -41,14 +41,18 @@ README = ("# {name}\n\nA randomly initialised tiny {kind} built by `sepit.models
           "CPU demo. Its weights are random: its outputs mean nothing.\n")
 
 
-def default_corpus() -> list[str]:
-    """Instructions and references of the bundled SP14 benchmark's train splits, each text once, in order."""
+def sp14_training_samples() -> list:
+    """The train-split samples of the bundled SP14 tasks, task by task in name order: what the tiny parts may
+    learn from (never a test sample)."""
     from sepit.tasks import all_tasks
 
-    texts = []
-    for name, task in sorted(all_tasks().items()):
-        if name.startswith("sp14"):
-            texts += [text for sample in task.samples("train") for text in (sample.instruction, sample.reference)]
+    return [sample for name, task in sorted(all_tasks().items()) if name.startswith("sp14")
+            for sample in task.samples("train")]
+
+
+def default_corpus() -> list[str]:
+    """Instructions and references of the bundled SP14 benchmark's train splits, each text once, in order."""
+    texts = [text for sample in sp14_training_samples() for text in (sample.instruction, sample.reference)]
     return list(dict.fromkeys(texts))
 
 
@@ -56,10 +60,7 @@ def default_answer_tokens() -> list[str]:
     """The options of the bundled benchmark's closed-set train questions that are more than one word: one
     token each in the tiny tokenizer, so a tiny model answers "Transferases (EC 2)" in one step instead of
     spelling a name and a number it may mix up (a tokenizer fit to the answers)."""
-    from sepit.tasks import all_tasks
-
-    options = [choice for name, task in sorted(all_tasks().items()) if name.startswith("sp14")
-               for sample in task.samples("train") for choice in sample.choices or ()]
+    options = [choice for sample in sp14_training_samples() for choice in sample.choices or ()]
     return [option for option in dict.fromkeys(options) if " " in option]
 
 
