@@ -1,17 +1,21 @@
-"""Batched generation vs one sample at a time, on the tiny SEPIT model.
+"""Generation: one sample at a time, Hugging Face's batched `generate`, and ours, on the same samples and model.
 
-The engine path is what `sepit bench` runs for a SEPIT checkpoint: samples sorted by length
-(`length_sorted_batches`), each batch spliced, left-padded and decoded with the KV cache in one `generate`
-call (`ProteinLanguageModel.generate_token_ids`). The baseline is one sample per `generate` call (batch
-size 1). Both decode greedily with the same model and `max_new_tokens`, so their new token
-ids must be equal sample by sample: the script exits with status 1 when any differs, since a speed-up that
-changes answers is a bug, not a speed-up.
+Three paths, all greedy with the same `max_new_tokens`, so their new token ids must be equal sample by sample
+(the script exits with status 1 when any differs: a speed-up that changes answers is a bug):
+- one at a time: one `generate` call per sample (batch 1), what a loop over a dataset does;
+- Hugging Face batched: `generate` on left-padded batches of `--batch-size`, sorted by spliced length (the
+  tool a user would otherwise pick);
+- ours: `sepit bench`'s path, `ProteinLanguageModel.generate_tokens` (continuous batching over a slot KV
+  cache, `sepit.models.decoding`) with `--batch-size` rows decoding together.
 
-The model is the tiny SEPIT of configs/sepit/tiny/stage2.yaml (tiny:llm upcycled into 4 experts, tiny:esm2,
-16 kernels, 256-residue window) with random weights: no checkpoint is needed. Random weights never say eos,
-so every answer is `--max-new-tokens` long; `--checkpoint` takes a trained one, whose answers stop early.
+Models: the tiny SEPIT of configs/sepit/tiny/stage2.yaml (tiny:llm upcycled into 4 experts, tiny:esm2, 16
+kernels, 256-residue window) with random weights, whose answers never end on eos (every answer is
+`--max-new-tokens` long), and with `--checkpoint` a trained one, whose answers stop at eos at mixed lengths.
+`--official` also runs each with the official inference's span (the 256-token left-padded Llama-2 prompt and
+all 1024 encoder positions, `OfficialLayout`), where prefill is most of the work.
 
     .venv/bin/python bench/generation.py [--samples 256] [--batch-size 32] [--max-new-tokens 32]
+        [--checkpoint runs/demo/runs/tiny/stage2/checkpoints/last.ckpt] [--official]
 """
 
 from __future__ import annotations
@@ -63,21 +67,55 @@ def sp14_test_samples(n: int, seed: int = 0) -> list:
     return random.Random(seed).sample(pool, n)
 
 
-def batched(model, samples, config, batch_size: int) -> tuple[dict, float]:
-    from sepit.evaluation.predict import length_sorted_batches
+def with_official_span(model):
+    """The same weights read as the official inference reads them: Llama-2 prompt padded to 256 tokens, every one
+    of 1024 encoder positions spliced in (answers are not meaningful for weights trained otherwise; the work is)."""
+    from sepit.models.splice import OfficialLayout
 
-    out, start = {}, time.perf_counter()
-    for batch in length_sorted_batches(samples, batch_size):
-        for sample, ids in zip(batch, model.generate_token_ids(batch, config)):
+    model.official = OfficialLayout()
+    model.encoder.pad_to = 1024
+    return model
+
+
+def ours(model, samples, config, batch_size: int) -> dict:
+    answers = model.generate_token_ids(samples, config, batch_size)
+    return {(s.task, s.id): ids.tolist() for s, ids in zip(samples, answers)}
+
+
+def hf_batched(model, samples, config, batch_size: int) -> dict:
+    lengths = model.spliced_lengths(samples)
+    ordered = [s for _, s in sorted(zip(lengths, samples), key=lambda pair: -pair[0])]
+    out = {}
+    for start in range(0, len(ordered), batch_size):
+        batch = ordered[start:start + batch_size]
+        for sample, (ids, _) in zip(batch, model._hf_generate(batch, config)):
             out[sample.task, sample.id] = ids.tolist()
+    return out
+
+
+def one_at_a_time(model, samples, config) -> dict:
+    return {(s.task, s.id): model._hf_generate([s], config)[0][0].tolist() for s in samples}
+
+
+def timed(function, *args) -> tuple[dict, float]:
+    start = time.perf_counter()
+    out = function(*args)
     return out, time.perf_counter() - start
 
 
-def one_at_a_time(model, samples, config) -> tuple[dict, float]:
-    out, start = {}, time.perf_counter()
-    for sample in samples:
-        out[sample.task, sample.id] = model.generate_token_ids([sample], config)[0].tolist()
-    return out, time.perf_counter() - start
+def measure(model, samples, config, batch_size: int) -> dict:
+    """The three paths on one model: seconds, samples/s, new tokens/s, identical rows."""
+    with torch.inference_mode():
+        one_at_a_time(model, samples[:2], config)  # warm-up: first-call allocations and lazy imports
+        fast, fast_s = timed(ours, model, samples, config, batch_size)
+        hf, hf_s = timed(hf_batched, model, samples, config, batch_size)
+        slow, slow_s = timed(one_at_a_time, model, samples, config)
+    new_tokens = sum(map(len, slow.values()))
+    return {"seconds": {"one_at_a_time": slow_s, "hf_batched": hf_s, "ours": fast_s},
+            "new_tokens": new_tokens, "stopped_early": sum(len(ids) < config.max_new_tokens for ids in slow.values()),
+            "identical": {"hf_batched": sum(hf[k] == slow[k] for k in slow), "ours": sum(fast[k] == slow[k] for k in slow)},
+            "first_difference": next(((k, fast[k], slow[k]) for k in slow if fast[k] != slow[k] or hf[k] != slow[k]),
+                                     None)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -88,9 +126,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1,
                         help="torch intra-op threads (a tiny model gains nothing from more, and on a busy machine "
                              "their synchronisation dominates: 8x slower at load 5 on 2 cores)")
-    parser.add_argument("--checkpoint", help="a stage-1/2 checkpoint from `sepit fit` instead of random weights "
-                        "(e.g. the demo's runs/tiny/stage2/checkpoints/last.ckpt): trained answers end at eos at "
-                        "different lengths, so a batch also decodes rows that are already done")
+    parser.add_argument("--checkpoint", help="also a stage-1/2 checkpoint from `sepit fit` (e.g. the demo's "
+                        "runs/tiny/stage2/checkpoints/last.ckpt): trained answers end at eos at mixed lengths")
+    parser.add_argument("--official", action="store_true", help="also each model with the official span")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", help="also write the numbers to this file")
     args = parser.parse_args(argv)
@@ -98,42 +136,38 @@ def main(argv: list[str] | None = None) -> int:
     from sepit.models.interface import GenerationConfig
 
     torch.set_num_threads(args.threads)
+    models = {"random weights": lambda: tiny_sepit(args.seed)}
     if args.checkpoint:
         from sepit.models.sepit import load_checkpoint
 
-        model = load_checkpoint(args.checkpoint)[0].eval()
-    else:
-        model = tiny_sepit(args.seed)
+        models["trained"] = lambda: load_checkpoint(args.checkpoint)[0].eval()
+    if args.official:
+        models.update({f"{name}, official span": (lambda build=build: with_official_span(build()))
+                       for name, build in list(models.items())})
     samples = sp14_test_samples(args.samples, args.seed)
     config = GenerationConfig(max_new_tokens=args.max_new_tokens)  # greedy
-    with torch.inference_mode():
-        one_at_a_time(model, samples[:2], config)  # warm-up: first-call allocations and lazy imports
-        fast, fast_s = batched(model, samples, config, args.batch_size)
-        slow, slow_s = one_at_a_time(model, samples, config)
-    same = sum(fast[key] == slow[key] for key in slow)
-    new_tokens = sum(map(len, slow.values()))
-    stopped = sum(len(ids) < args.max_new_tokens for ids in slow.values())  # ended on eos before the limit
-
     print(f"generation: {args.samples} SP14 test samples, greedy, max_new_tokens {args.max_new_tokens}, "
-          f"{new_tokens} new tokens in all ({stopped} answers ended on eos early); "
-          f"{args.checkpoint or 'tiny SEPIT, random weights'}, CPU, "
-          f"{torch.get_num_threads()} torch thread(s)")
+          f"batch {args.batch_size}, CPU, {torch.get_num_threads()} torch thread(s)")
     print(describe(machine()))
-    print(table(["path", "batch", "seconds", "samples/s"], [
-        ["one at a time (batch 1)", 1, slow_s, args.samples / slow_s],
-        ["batched, length-sorted, KV cache", args.batch_size, fast_s, args.samples / fast_s]]))
-    print(f"speed-up: {slow_s / fast_s:.2f}x; identical greedy outputs: {same}/{args.samples}")
+    results, failed = {}, False
+    for name, build in models.items():
+        r = results[name] = measure(build(), samples, config, args.batch_size)
+        s = r["seconds"]
+        print(f"\n{name}: {r['new_tokens']} new tokens, {r['stopped_early']} answers ended on eos early")
+        rows = [[path, s[key], args.samples / s[key], r["new_tokens"] / s[key], s["one_at_a_time"] / s[key],
+                 s["hf_batched"] / s[key], f"{r['identical'].get(key, args.samples)}/{args.samples}"]
+                for path, key in [("one at a time (generate, batch 1)", "one_at_a_time"),
+                                  ("Hugging Face batched generate", "hf_batched"),
+                                  ("ours (continuous batching)", "ours")]]
+        print(table(["path", "seconds", "samples/s", "new tokens/s", "x one-at-a-time", "x HF batched",
+                     "identical"], rows))
+        if r["first_difference"] is not None:
+            failed = True
+            key, fast, slow = r["first_difference"]
+            print(f"FAIL: outputs differ, e.g. {key}: ours {fast} vs alone {slow}", file=sys.stderr)
     save_json(args.json, {"benchmark": "generation", "machine": machine(), "settings": vars(args),
-                          "seconds": {"one_at_a_time": slow_s, "batched": fast_s},
-                          "samples_per_s": {"one_at_a_time": args.samples / slow_s,
-                                            "batched": args.samples / fast_s},
-                          "speedup": slow_s / fast_s, "identical": same, "new_tokens": new_tokens})
-    if same != args.samples:
-        first = next(key for key in slow if fast[key] != slow[key])
-        print(f"FAIL: {args.samples - same} outputs differ, e.g. {first}: batched {fast[first]} vs "
-              f"alone {slow[first]}", file=sys.stderr)
-        return 1
-    return 0
+                          "results": {k: {**v, "first_difference": None} for k, v in results.items()}})
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

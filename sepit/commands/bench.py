@@ -108,7 +108,8 @@ def bench(model: str, tasks: list[str] | str, output: Path, devices: int = 1, ba
         tasks: task names, suite names (e.g. sp14) or generic JSONL task files; a list or comma-separated.
         output: the run folder.
         devices: processes (GPUs, or CPU processes) predicting in parallel.
-        batch_size: samples per generate call (batches are sorted by length).
+        batch_size: rows decoded together. Samples are sorted by length; a model that batches continuously
+            (SEPIT and the trainable baselines) gets several batches per call and refills finished rows.
         model_args: keyword arguments for the model's constructor.
         generation: decoding settings; part of each row's key, so changing them never reuses old rows.
         split: which split to predict.

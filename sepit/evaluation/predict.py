@@ -44,9 +44,11 @@ def _as_is(batch: list[InstructionSample]) -> list[InstructionSample]:
 
 
 class PendingSamples(L.LightningDataModule):
-    def __init__(self, samples: Sequence[InstructionSample], batch_size: int):
+    """Length-sorted calls of `samples_per_call` samples (the unit that is journalled, and so resumed)."""
+
+    def __init__(self, samples: Sequence[InstructionSample], samples_per_call: int):
         super().__init__()
-        self.batches = length_sorted_batches(samples, batch_size)
+        self.batches = length_sorted_batches(samples, samples_per_call)
 
     def transfer_batch_to_device(self, batch, device, dataloader_idx):
         return batch  # samples are plain data; the model moves its own tensors
@@ -139,5 +141,7 @@ def run_predict(model: ProteinLLM, samples: Sequence[InstructionSample], store: 
                         enable_checkpointing=False, enable_model_summary=False, use_distributed_sampler=False,
                         callbacks=[JournalWriter(store), SamplesPerSecond()])
     predictor = Predictor(model, generation, store.generation_hash, loglikelihood_tasks)
-    trainer.predict(predictor, datamodule=PendingSamples(samples, batch_size), return_predictions=False)
+    model.batch_size = batch_size
+    samples_per_call = batch_size * max(1, model.batches_per_call)
+    trainer.predict(predictor, datamodule=PendingSamples(samples, samples_per_call), return_predictions=False)
     return trainer.is_global_zero

@@ -78,6 +78,12 @@ class ProteinLLM(ABC):
     # Whether `details()` reports `token_ids` and `token_logprobs` when generating with `logprobs=True`.
     supports_logprobs: bool = False
 
+    # Rows decoded together (`sepit bench --batch_size`, set before predicting); None: every sample given at once.
+    batch_size: int | None = None
+    # How many such batches one `generate` call receives. A model that batches continuously (a finished row's
+    # slot goes to the next waiting sample) takes several, so its slots are not left to drain at every call.
+    batches_per_call: int = 1
+
     @abstractmethod
     def describe(self) -> ModelCard:
         ...

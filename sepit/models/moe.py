@@ -25,6 +25,7 @@ Choices, stated once:
 
 from __future__ import annotations
 
+import contextlib
 import copy
 
 import torch
@@ -52,6 +53,7 @@ class MoEFeedForward(nn.Module):
         self.token_mask: torch.Tensor | None = None
         self.aux_loss: torch.Tensor | None = None
         self.load: torch.Tensor | None = None
+        self.record_balance = True  # off while decoding (`routing_statistics`): nothing reads them there
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         shape = hidden_states.shape  # (B, L, H)
@@ -76,7 +78,8 @@ class MoEFeedForward(nn.Module):
             y = self.experts[e](x.index_select(0, tokens)) * gates.reshape(-1, 1).index_select(0, slots)
             out.index_add_(0, tokens, y)
 
-        self._record_balance(probs, top_e, shape[:-1])
+        if self.record_balance:
+            self._record_balance(probs, top_e, shape[:-1])
         return out.reshape(shape)
 
     def _record_balance(self, probs: torch.Tensor, top_e: torch.Tensor, batch_shape: torch.Size) -> None:
@@ -128,6 +131,20 @@ def upcycle_to_moe(model: nn.Module, num_experts: int = 4, top_k: int = 1, aux_l
     setattr(model.config, MOE_CONFIG_KEY, dict(num_experts=num_experts, top_k=top_k, aux_loss_coef=aux_loss_coef,
                                                router_jitter=router_jitter, normalize_top_k=normalize_top_k))
     return model
+
+
+@contextlib.contextmanager
+def routing_statistics(model: nn.Module, enabled: bool):
+    """Within the block, every MoE FFN of `model` records its load and aux loss only if `enabled`."""
+    modules = [m for m in model.modules() if isinstance(m, MoEFeedForward)]
+    before = [m.record_balance for m in modules]
+    for m in modules:
+        m.record_balance = enabled
+    try:
+        yield
+    finally:
+        for m, state in zip(modules, before):
+            m.record_balance = state
 
 
 def moe_layers(model: nn.Module) -> dict[int, MoEFeedForward]:

@@ -104,10 +104,11 @@ class SepitModel(ProteinLLM):
         self.model.to(device)
 
     supports_logprobs = True
+    batches_per_call = 8  # continuous batching (sepit.models.decoding): rows refill from the rest of the call
 
     def generate(self, samples: Sequence[InstructionSample], config: GenerationConfig) -> list[str]:
         self._ready()
-        generated = self.model.generate_tokens(samples, config)
+        generated = self.model.generate_tokens(samples, config, self.batch_size)
         self._tokens = {(s.task, s.id): (ids, logprobs) for s, (ids, logprobs) in zip(samples, generated)
                         if logprobs is not None}
         return [self.model.decode(ids) for ids, _ in generated]

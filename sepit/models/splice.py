@@ -35,7 +35,9 @@ from sepit.data.protein import ESM2_WINDOW
 from sepit.data.sample import PROTEIN_PLACEHOLDER, InstructionSample
 from sepit.models.encoder import StructureAwareESM
 from sepit.models.formatters import check_format, sequence_prompt
+from sepit.models import decoding
 from sepit.models.interface import GenerationConfig
+from sepit.models.moe import routing_statistics
 from sepit.models.qformer import QFormer
 
 BEGIN_PROTEIN = "<bop>"
@@ -355,33 +357,68 @@ class ProteinLanguageModel(nn.Module):
         losses, _ = self.token_losses(self.collate(samples, with_answers=True))
         return -losses.sum(dim=1)
 
+    def spliced_lengths(self, samples: Sequence[InstructionSample]) -> list[int]:
+        """Each sample's prompt length once spliced, up to a constant of the template: instruction tokens plus
+        the positions its protein becomes. It orders the decoding queue (`sepit.models.decoding`)."""
+        text = self.tokenizer([self._instruction(s) for s in samples], add_special_tokens=False)["input_ids"]
+        if self.encoder is None:
+            return [len(ids) for ids in text]
+        if self.official is not None or self.encoder.pad_to is not None:
+            return [len(ids) + (self.encoder.pad_to or 0) for ids in text]
+        queries = getattr(self.projector, "num_queries", None)
+        return [len(ids) + (queries if queries is not None else min(len(s.protein.sequence), self.encoder.window) + 2)
+                for ids, s in zip(text, samples)]
+
     @torch.no_grad()
-    def generate_tokens(self, samples: Sequence[InstructionSample], config: GenerationConfig
-                        ) -> list[tuple[Tensor, Tensor | None]]:
+    def generate_tokens(self, samples: Sequence[InstructionSample], config: GenerationConfig,
+                        batch_size: int | None = None) -> list[tuple[Tensor, Tensor | None]]:
         """Per sample, the new token ids (up to and including eos) and, with `config.logprobs`, the natural-log
         probability of each under the model's distribution (after the logits processors of the model's own
-        generation config, before temperature and top-p: what greedy decoding picks from); decoded in one
-        left-padded batch with the KV cache."""
-        from transformers import LogitsProcessorList
+        generation config, before temperature and top-p: what greedy decoding picks from).
 
+        Greedy decoding of a Llama-layout LLM runs `batch_size` rows at a time (default: all samples) with
+        continuous batching (`sepit.models.decoding`); sampling and other LLMs go through Hugging Face's
+        `generate`, `batch_size` samples per call, left-padded, with the KV cache."""
+        batch_size = batch_size or len(samples)
         was_training = self.training
         self.eval()
         try:
-            inputs_embeds, attention_mask, _ = self.embed(self.collate(samples, with_answers=False))
-            options: dict[str, Any] = {"do_sample": config.do_sample}
-            if config.do_sample:
-                torch.manual_seed(config.seed)
-                options.update(temperature=config.temperature, top_p=config.top_p)
-            recorder = ChosenTokenLogprobs() if config.logprobs else None
-            if recorder is not None:
-                options["logits_processor"] = LogitsProcessorList([recorder])
-            # With inputs_embeds and no input_ids, decoder-only `generate` returns only the new tokens.
-            new_tokens = self.llm.generate(
-                inputs_embeds=inputs_embeds, attention_mask=attention_mask,
-                max_new_tokens=config.max_new_tokens, pad_token_id=self.tokenizer.pad_token_id,
-                eos_token_id=self.tokenizer.eos_token_id, **options)  # (B, <= max_new_tokens)
+            if not config.do_sample and decoding.supports(self.llm):
+                return self._decode_continuously(samples, config, batch_size)
+            return [answer for start in range(0, len(samples), batch_size)
+                    for answer in self._hf_generate(samples[start:start + batch_size], config)]
         finally:
             self.train(was_training)
+
+    def _decode_continuously(self, samples: Sequence[InstructionSample], config: GenerationConfig,
+                             batch_size: int) -> list[tuple[Tensor, Tensor | None]]:
+        def embed(indices: list[int]) -> tuple[Tensor, Tensor]:
+            inputs_embeds, attention_mask, _ = self.embed(self.collate([samples[i] for i in indices], False))
+            return inputs_embeds, attention_mask
+
+        decoder = decoding.ContinuousDecoder(self.llm, self.tokenizer.eos_token_id, config.max_new_tokens,
+                                             slots=min(batch_size, len(samples)), logprobs=config.logprobs)
+        with routing_statistics(self.llm, enabled=False):
+            return decoder.run(self.spliced_lengths(samples), embed)
+
+    def _hf_generate(self, samples: Sequence[InstructionSample], config: GenerationConfig
+                     ) -> list[tuple[Tensor, Tensor | None]]:
+        """One left-padded batch through Hugging Face's `generate`."""
+        from transformers import LogitsProcessorList
+
+        inputs_embeds, attention_mask, _ = self.embed(self.collate(samples, with_answers=False))
+        options: dict[str, Any] = {"do_sample": config.do_sample}
+        if config.do_sample:
+            torch.manual_seed(config.seed)
+            options.update(temperature=config.temperature, top_p=config.top_p)
+        recorder = ChosenTokenLogprobs() if config.logprobs else None
+        if recorder is not None:
+            options["logits_processor"] = LogitsProcessorList([recorder])
+        # With inputs_embeds and no input_ids, decoder-only `generate` returns only the new tokens.
+        new_tokens = self.llm.generate(
+            inputs_embeds=inputs_embeds, attention_mask=attention_mask,
+            max_new_tokens=config.max_new_tokens, pad_token_id=self.tokenizer.pad_token_id,
+            eos_token_id=self.tokenizer.eos_token_id, **options)  # (B, <= max_new_tokens)
         logprobs = recorder.finish(new_tokens) if recorder is not None else None  # (B, n)
         answers = []
         for i, row in enumerate(new_tokens):
@@ -390,17 +427,19 @@ class ProteinLanguageModel(nn.Module):
             answers.append((row[:n], None if logprobs is None else logprobs[i, :n]))
         return answers
 
-    def generate_token_ids(self, samples: Sequence[InstructionSample], config: GenerationConfig) -> list[Tensor]:
+    def generate_token_ids(self, samples: Sequence[InstructionSample], config: GenerationConfig,
+                           batch_size: int | None = None) -> list[Tensor]:
         """The new token ids per sample (up to and including eos)."""
-        return [ids for ids, _ in self.generate_tokens(samples, config)]
+        return [ids for ids, _ in self.generate_tokens(samples, config, batch_size)]
 
     def decode(self, ids: Tensor) -> str:
         """An answer's text: special tokens skipped, stripped."""
         return self.tokenizer.decode(ids, skip_special_tokens=True).strip()
 
-    def generate(self, samples: Sequence[InstructionSample], config: GenerationConfig) -> list[str]:
+    def generate(self, samples: Sequence[InstructionSample], config: GenerationConfig,
+                 batch_size: int | None = None) -> list[str]:
         """One answer per sample: only the new tokens, special tokens skipped, stripped."""
-        return [self.decode(ids) for ids, _ in self.generate_tokens(samples, config)]
+        return [self.decode(ids) for ids, _ in self.generate_tokens(samples, config, batch_size)]
 
 
 class ChosenTokenLogprobs:

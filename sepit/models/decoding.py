@@ -1,0 +1,308 @@
+"""Greedy decoding with continuous batching over a pre-allocated KV cache (docs/architecture.md, "generation").
+
+Hugging Face's batched `generate` decodes a batch until its longest answer ends, grows the KV cache with a
+`cat` per step and rebuilds the attention mask every step. Here a fixed number of slots decode together; a
+row that has said eos leaves at once and the next waiting prompt takes its slot (its prefill runs with those of
+the other newcomers). Waiting prompts are taken longest first, so newcomers padded together have similar lengths.
+
+The cache holds, per layer, keys and values (slots, kv heads, capacity, head dim). Every row is right-aligned
+at one shared write column `c`: a newcomer's prefill fills columns [c - P, c) of its slot, every decode step
+writes column c of every slot, and a per-slot mask says which columns hold that row's tokens. When `c` reaches
+the end, the rows are shifted left past the columns no row uses; when rows have left and no prompt waits, the
+cache shrinks to the live slots.
+
+The decoder layers, their attention (rotary embedding, GQA, the attention kernel) and their FFNs (MoE ones
+included) are the model's own modules, called with a small cache object in place of Hugging Face's: the
+arithmetic is the model's, only the bookkeeping is ours. Greedy answers equal one-sample-at-a-time `generate`
+(tests/test_decoding.py). Models of other layouts, sampling, and generation configs with logits processors go
+through `generate` instead (`supports`).
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import Tensor, nn
+
+# Decoder layers of these model types are called as LlamaDecoderLayer is (pre-norm, rotary, full attention).
+SUPPORTED_MODEL_TYPES = frozenset({"llama"})
+# Generation-config fields whose non-default values add logits processors that this loop does not apply.
+_PROCESSOR_FIELDS = {"repetition_penalty": 1.0, "no_repeat_ngram_size": 0, "encoder_no_repeat_ngram_size": 0,
+                     "bad_words_ids": None, "min_length": 0, "min_new_tokens": None, "forced_bos_token_id": None,
+                     "forced_eos_token_id": None, "suppress_tokens": None, "begin_suppress_tokens": None,
+                     "sequence_bias": None, "exponential_decay_length_penalty": None, "renormalize_logits": False,
+                     "diversity_penalty": 0.0, "num_beams": 1, "guidance_scale": None}
+
+
+def _base_model(llm: nn.Module) -> nn.Module:
+    """The causal LM under a peft wrapper (its LoRA layers are inside it)."""
+    return llm.get_base_model() if hasattr(llm, "get_base_model") else llm
+
+
+def supports(llm: nn.Module) -> bool:
+    """Whether this loop reproduces `llm.generate`'s greedy decoding: a Llama-layout decoder (MoE FFNs allowed)
+    whose generation config adds no logits processor."""
+    base = _base_model(llm)
+    if getattr(base.config, "model_type", None) not in SUPPORTED_MODEL_TYPES:
+        return False
+    if not all(hasattr(base, name) for name in ("model", "lm_head")):
+        return False
+    config = getattr(base, "generation_config", None)
+    # transformers 5 leaves unset fields None; 4.x writes their defaults.
+    return config is None or all(getattr(config, field, None) in (None, default)
+                                 for field, default in _PROCESSOR_FIELDS.items())
+
+
+class _SlotCache:
+    """Stands in for Hugging Face's cache inside the attention modules: `update` stores the new keys and values
+    of a layer and returns what the queries attend to (the model calls it once per layer)."""
+
+    def __init__(self, keys: list[Tensor], values: list[Tensor]):
+        self.keys, self.values = keys, values
+        self.write: Callable[[int, Tensor, Tensor], tuple[Tensor, Tensor]] | None = None
+
+    def update(self, key_states: Tensor, value_states: Tensor, layer_idx: int, *args, **kwargs):
+        return self.write(layer_idx, key_states, value_states)
+
+
+def _cache_keyword(layer: nn.Module) -> str:
+    """The name under which this transformers version's decoder layer takes its cache."""
+    names = inspect.signature(layer.forward).parameters
+    return next(name for name in ("cache", "past_key_values", "past_key_value") if name in names)
+
+
+class ContinuousDecoder:
+    """Greedy decoding of many prompts with `slots` rows at a time (module docstring)."""
+
+    def __init__(self, llm: nn.Module, eos_token_id: int, max_new_tokens: int, slots: int,
+                 logprobs: bool = False, refill_fraction: float = 0.25):
+        """`refill_fraction`: newcomers are prefilled once this share of the slots is free (or nothing decodes),
+        so that each prefill serves several of them."""
+        if slots < 1 or max_new_tokens < 1:
+            raise ValueError(f"slots and max_new_tokens must be >= 1, got {slots} and {max_new_tokens}")
+        self.base = _base_model(llm)
+        self.decoder = self.base.model
+        self.layers = list(self.decoder.layers)[: self.base.config.num_hidden_layers]
+        self.cache_keyword = _cache_keyword(self.layers[0])
+        self.eos, self.max_new_tokens, self.slots = eos_token_id, max_new_tokens, slots
+        self.logprobs = logprobs
+        self.refill_at = max(1, int(slots * refill_fraction))
+
+    # --- the model's own layers, with our cache ---------------------------------------------------------
+    def _layers(self, hidden: Tensor, mask: Tensor, position_ids: Tensor, cache: _SlotCache) -> Tensor:
+        """hidden (R, q, H), additive mask (R, 1, q, keys), position_ids (R, q) -> logits of the last position."""
+        embeddings = self.decoder.rotary_emb(hidden, position_ids)
+        for layer in self.layers:
+            hidden = layer(hidden, attention_mask=mask, position_ids=position_ids, position_embeddings=embeddings,
+                           **{self.cache_keyword: cache})
+            hidden = hidden[0] if isinstance(hidden, tuple) else hidden
+        return self.base.lm_head(self.decoder.norm(hidden[:, -1])).float()  # (R, V)
+
+    # --- the run --------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def run(self, lengths: Sequence[int], embed: Callable[[list[int]], tuple[Tensor, Tensor]]
+            ) -> list[tuple[Tensor, Tensor | None]]:
+        """`lengths[i]`: prompt i's spliced length (it orders the queue); `embed(indices)` -> those prompts'
+        inputs_embeds (n, P, H) left-padded and attention mask (n, P). -> per prompt, the new token ids (up to
+        and including eos) and, with `logprobs`, their log-probabilities."""
+        queue = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
+        tokens: list[list[int]] = [[] for _ in lengths]
+        scores: list[list[float]] = [[] for _ in lengths]
+        state = _State()
+        at = 0
+        while at < len(queue) or state.rows:
+            free = self.slots - len(state.rows)
+            if at < len(queue) and (free >= self.refill_at or not state.rows or len(queue) - at <= free):
+                group = queue[at:at + free]
+                at += len(group)
+                logits = self._prefill(state, group, *embed(group))
+                rows = group
+            else:
+                if at >= len(queue) and state.size > len(state.rows):
+                    state.shrink()
+                rows = sorted(state.rows, key=state.slot_of.__getitem__)  # slot order: the cache's
+                logits = self._step(state, rows)
+            chosen, finished = self._take(logits, rows, tokens, scores)
+            self._place(state, rows, chosen, finished)
+        return [(torch.tensor(t, dtype=torch.long), torch.tensor(s) if self.logprobs else None)
+                for t, s in zip(tokens, scores)]
+
+    def _take(self, logits: Tensor, rows: list[int], tokens, scores) -> tuple[Tensor, list[bool]]:
+        """Append each row's greedy token (and its log-probability); -> the tokens, whether each row is done."""
+        chosen = logits.argmax(dim=-1)
+        if self.logprobs:
+            picked = logits.log_softmax(dim=-1).gather(1, chosen[:, None]).squeeze(1).tolist()
+        done = []
+        for j, (row, token) in enumerate(zip(rows, chosen.tolist())):
+            tokens[row].append(token)
+            if self.logprobs:
+                scores[row].append(picked[j])
+            done.append(token == self.eos or len(tokens[row]) >= self.max_new_tokens)
+        return chosen, done
+
+    @staticmethod
+    def _place(state: "_State", rows: list[int], chosen: Tensor, finished: list[bool]) -> None:
+        """The next input of every row still going; finished rows free their slots."""
+        for j, (row, done) in enumerate(zip(rows, finished)):
+            if done:
+                state.release(row)
+            else:
+                state.next_input[state.slot_of[row]] = chosen[j]
+
+    def _prefill(self, state: "_State", group: list[int], inputs_embeds: Tensor, attention_mask: Tensor) -> Tensor:
+        n, P, _ = inputs_embeds.shape
+        state.ensure(self, inputs_embeds, P)
+        slots = state.admit(group, attention_mask)
+        c = state.column
+        mask = attention_mask.bool()
+        causal = torch.ones(P, P, dtype=torch.bool, device=mask.device).tril()
+        allowed = causal[None] & mask[:, None, :]  # (n, P, P): earlier real tokens
+        position_ids = (mask.long().cumsum(-1) - 1).clamp(min=0)
+        index = torch.tensor(slots, device=inputs_embeds.device)
+
+        def write(layer: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+            state.keys[layer][index, :, c - P:c] = k.to(state.keys[layer].dtype)
+            state.values[layer][index, :, c - P:c] = v.to(state.values[layer].dtype)
+            return k, v
+
+        state.cache.write = write
+        logits = self._layers(inputs_embeds, _additive(allowed[:, None], inputs_embeds.dtype), position_ids,
+                              state.cache)
+        state.position[index] = position_ids[:, -1] + 1
+        return logits
+
+    def _step(self, state: "_State", rows: list[int]) -> Tensor:
+        """One new token for every row in `rows` (live, in slot order)."""
+        if state.column >= state.capacity:
+            state.compact()
+        c, lo = state.column, state.first_column()
+        live = torch.tensor([state.slot_of[row] for row in rows], device=state.valid.device)
+        state.valid[live, c] = True
+        hidden = self.decoder.embed_tokens(state.next_input[live])[:, None]  # (R, 1, H)
+        mask = _additive(state.valid[live][:, None, None, lo:c + 1], hidden.dtype)  # (R, 1, 1, c + 1 - lo)
+        position_ids = state.position[live][:, None]
+        whole = len(rows) == state.size  # every slot decodes, in order: write without gathering
+
+        def write(layer: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+            keys, values = state.keys[layer], state.values[layer]
+            if whole:
+                keys[:, :, c] = k[:, :, 0]
+                values[:, :, c] = v[:, :, 0]
+                return keys[:, :, lo:c + 1], values[:, :, lo:c + 1]
+            keys[live, :, c] = k[:, :, 0]
+            values[live, :, c] = v[:, :, 0]
+            return keys[live, :, lo:c + 1], values[live, :, lo:c + 1]
+
+        state.cache.write = write
+        logits = self._layers(hidden, mask, position_ids, state.cache)
+        state.position[live] += 1
+        state.column += 1
+        return logits
+
+
+def _additive(allowed: Tensor, dtype: torch.dtype) -> Tensor:
+    """Boolean 'may attend' -> an additive mask (0 or the dtype's lowest value), what every attention kernel of
+    the model accepts."""
+    return torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill(~allowed, torch.finfo(dtype).min)
+
+
+class _State:
+    """The slots: KV buffers, the shared write column, each slot's mask, position and next input."""
+
+    def __init__(self):
+        self.rows: list[int] = []  # prompts decoding now, in admission order
+        self.slot_of: dict[int, int] = {}
+        self.free: list[int] = []
+        self.size = 0
+        self.capacity = 0
+        self.column = 0
+        self.keys: list[Tensor] = []
+        self.values: list[Tensor] = []
+        self.cache = _SlotCache(self.keys, self.values)
+
+    def ensure(self, decoder: ContinuousDecoder, like: Tensor, prompt_length: int) -> None:
+        """Buffers for `decoder.slots` rows, with the write column at least `prompt_length` and room for the
+        longest answer after it; the first call allocates, later ones shift or grow as needed."""
+        if not self.keys:
+            config = decoder.base.config
+            heads = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
+            head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+            self.size, self.column = decoder.slots, prompt_length
+            self.capacity = prompt_length + 2 * decoder.max_new_tokens
+            shape = (self.size, heads, self.capacity, head_dim)
+            for _ in decoder.layers:
+                self.keys.append(like.new_zeros(shape))
+                self.values.append(like.new_zeros(shape))
+            self.valid = torch.zeros(self.size, self.capacity, dtype=torch.bool, device=like.device)
+            self.position = torch.zeros(self.size, dtype=torch.long, device=like.device)
+            self.next_input = torch.zeros(self.size, dtype=torch.long, device=like.device)
+            self.start = [self.column] * self.size
+            self.free = list(range(self.size))
+            self.max_new_tokens = decoder.max_new_tokens
+            return
+        if self.column < prompt_length:  # a newcomer longer than the columns written so far
+            self._relayout(prompt_length, prompt_length + 2 * self.max_new_tokens)
+
+    def admit(self, group: list[int], attention_mask: Tensor) -> list[int]:
+        P = attention_mask.shape[1]
+        slots = [self.free.pop(0) for _ in group]
+        index = torch.tensor(slots, device=self.valid.device)
+        self.valid[index] = False
+        self.valid[index, self.column - P:self.column] = attention_mask.bool()
+        for row, slot in zip(group, slots):
+            self.rows.append(row)
+            self.slot_of[row] = slot
+            self.start[slot] = self.column - P
+        return slots
+
+    def release(self, row: int) -> None:
+        slot = self.slot_of.pop(row)
+        self.rows.remove(row)
+        self.free.append(slot)
+        self.valid[slot] = False
+        self.start[slot] = self.capacity
+
+    def first_column(self) -> int:
+        return min(self.start[self.slot_of[row]] for row in self.rows)
+
+    def compact(self) -> None:
+        """The write column reached the end: drop the columns before the earliest live row's first."""
+        self._relayout(self.column - self.first_column(), self.column - self.first_column() + self.max_new_tokens)
+
+    def _relayout(self, column: int, capacity: int) -> None:
+        """Move every slot's columns so that the write column becomes `column` (>= what the rows hold), in
+        buffers of `capacity` columns."""
+        shift = column - self.column
+        lo = max(0, -shift)  # columns before lo are dropped (no live row uses them)
+        keep = self.column - lo
+
+        def moved(buffer: Tensor) -> Tensor:
+            out = buffer.new_zeros(*buffer.shape[:2], capacity, *buffer.shape[3:]) if buffer.dim() == 4 else \
+                buffer.new_zeros(buffer.shape[0], capacity)
+            dest = column - keep
+            if buffer.dim() == 4:
+                out[:, :, dest:column] = buffer[:, :, lo:self.column]
+            else:
+                out[:, dest:column] = buffer[:, lo:self.column]
+            return out
+
+        self.keys[:] = [moved(k) for k in self.keys]
+        self.values[:] = [moved(v) for v in self.values]
+        self.valid = moved(self.valid)
+        self.start = [s + shift if s < self.capacity else capacity for s in self.start]
+        self.column, self.capacity = column, capacity
+
+    def shrink(self) -> None:
+        """No prompt waits and some slots are empty: keep only the live ones."""
+        live = [self.slot_of[row] for row in self.rows]
+        index = torch.tensor(live, device=self.valid.device)
+        self.keys[:] = [k.index_select(0, index) for k in self.keys]
+        self.values[:] = [v.index_select(0, index) for v in self.values]
+        self.valid = self.valid.index_select(0, index)
+        self.position = self.position.index_select(0, index)
+        self.next_input = self.next_input.index_select(0, index)
+        self.start = [self.start[s] for s in live]
+        self.slot_of = {row: j for j, row in enumerate(self.rows)}
+        self.size, self.free = len(live), []

@@ -1,0 +1,133 @@
+"""Continuous batching over the slot KV cache (sepit/models/decoding.py), checked against the independent
+reference: Hugging Face's `generate`, one sample per call. Answers of mixed lengths (an eos the random model
+says often), slots refilled while others decode, the cache shifted and shrunk, logprobs, and the fallbacks."""
+
+import collections
+import dataclasses
+
+import pytest
+import torch
+
+from sepit.data.protein import make_protein
+from sepit.data.sample import make_sample
+from sepit.models import decoding
+from sepit.models.interface import GenerationConfig
+from sepit.models.moe import MoEFeedForward, upcycle_to_moe
+from test_splice import CORPUS, _coords, _model, llm_dir  # noqa: F401  (llm_dir is a fixture)
+
+WORDS = " ".join(CORPUS).split()
+
+
+def _samples(n: int = 14):
+    """Prompts and proteins of many lengths; every third protein has coordinates."""
+    residues = "ACDEFGHIKLMNPQRSTVWY"
+    out = []
+    for i in range(n):
+        length = 3 + (7 * i) % 23
+        sequence = "".join(residues[(i * 5 + j * 3) % 20] for j in range(length))
+        protein = make_protein(f"p{i}", sequence, _coords(length, i) if i % 3 == 0 else None)
+        words = " ".join(WORDS[(i + j) % len(WORDS)] for j in range(1 + i % 6))
+        out.append(make_sample(f"s{i}", "t", protein, f"{words} <protein> {WORDS[i % len(WORDS)]}", "no"))
+    return out
+
+
+def _alone(model, samples, config):
+    return [model._hf_generate([s], config)[0] for s in samples]
+
+
+@pytest.fixture(scope="module")
+def mixed(llm_dir):  # noqa: F811
+    """The model with eos set to a token it often says, so answers end at many different lengths."""
+    model, samples = _model(llm_dir), _samples()
+    config = GenerationConfig(max_new_tokens=10, logprobs=True)
+    with torch.no_grad():
+        said = collections.Counter(t for ids, _ in _alone(model, samples, config) for t in ids.tolist()[1:])
+    for token, _ in said.most_common(8):  # the first that ends some answers early and leaves others long
+        model.tokenizer.eos_token = model.tokenizer.convert_ids_to_tokens(token)
+        with torch.no_grad():
+            reference = _alone(model, samples, config)
+        lengths = [len(ids) for ids, _ in reference]
+        if len(set(lengths)) >= 3 and max(lengths) == config.max_new_tokens:
+            return model, samples, config, reference
+    raise AssertionError(f"no eos gives mixed lengths: {lengths}")
+
+
+def _same(answers, reference):
+    assert [ids.tolist() for ids, _ in answers] == [ids.tolist() for ids, _ in reference]
+    for (_, logprobs), (_, expected) in zip(answers, reference):
+        assert torch.allclose(logprobs, expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("batch_size", [1, 2, 3, 5, 64])
+def test_continuous_batching_equals_generate_one_sample_at_a_time(mixed, batch_size, monkeypatch):
+    model, samples, config, reference = mixed
+    assert decoding.supports(model.llm)
+    calls = _count_calls(monkeypatch, "compact", "shrink", "_relayout")
+    _same(model.generate_tokens(samples, config, batch_size=batch_size), reference)
+    if batch_size in (2, 3):  # many refills: the write column runs past the end and the rows are shifted
+        assert calls["compact"] > 0
+    if 1 < batch_size < len(samples):
+        assert calls["shrink"] > 0  # the queue ran dry while slots were empty
+    assert not model.training
+
+
+def _count_calls(monkeypatch, *names):
+    calls = collections.Counter()
+    for name in names:
+        original = getattr(decoding._State, name)
+        monkeypatch.setattr(decoding._State, name,
+                            lambda self, *a, _f=original, _n=name: calls.update([_n]) or _f(self, *a))
+    return calls
+
+
+def test_a_newcomer_longer_than_the_written_columns_shifts_every_row(mixed, monkeypatch):
+    """The queue is longest first by an estimate; a later, longer prompt moves the live rows right."""
+    model, samples, config, reference = mixed
+    model.eval()
+
+    def embed(indices):
+        inputs_embeds, attention_mask, _ = model.embed(model.collate([samples[i] for i in indices], False))
+        return inputs_embeds, attention_mask
+
+    decoder = decoding.ContinuousDecoder(model.llm, model.tokenizer.eos_token_id, config.max_new_tokens, slots=3,
+                                         logprobs=True)
+    lengths = [-n for n in model.spliced_lengths(samples)]  # shortest first: every refill is longer
+    calls = _count_calls(monkeypatch, "_relayout")
+    with torch.no_grad():
+        _same(decoder.run(lengths, embed), reference)
+    assert calls["_relayout"] > 0
+
+
+def test_moe_llm_decodes_the_same_without_routing_statistics(llm_dir):  # noqa: F811
+    model, samples = _model(llm_dir), _samples(8)
+    upcycle_to_moe(model.llm, num_experts=3, top_k=1)
+    torch.manual_seed(1)
+    for module in model.llm.modules():  # experts that differ, so routing matters
+        if isinstance(module, MoEFeedForward):
+            for expert in module.experts:
+                for parameter in expert.parameters():
+                    parameter.data.add_(0.05 * torch.randn_like(parameter))
+    model.eval()
+    config = GenerationConfig(max_new_tokens=6, logprobs=True)
+    with torch.no_grad():
+        reference = _alone(model, samples, config)
+    moe = [m for m in model.llm.modules() if isinstance(m, MoEFeedForward)]
+    for m in moe:
+        m.aux_loss = None
+    _same(model.generate_tokens(samples, config, batch_size=3), reference)
+    assert all(m.aux_loss is None and m.record_balance for m in moe)  # nothing recorded, and switched back on
+
+
+def test_sampling_and_logits_processors_go_through_generate(llm_dir):  # noqa: F811
+    model, samples = _model(llm_dir), _samples(6)
+    config = GenerationConfig(max_new_tokens=6)
+    model.llm.generation_config.repetition_penalty = 1.3
+    assert not decoding.supports(model.llm)
+    with torch.no_grad():  # Hugging Face's generate, batch_size samples per call
+        reference = [ids.tolist() for start in (0, 4) for ids, _ in model._hf_generate(samples[start:start + 4], config)]
+    assert [ids.tolist() for ids, _ in model.generate_tokens(samples, config, batch_size=4)] == reference
+
+    model.llm.generation_config.repetition_penalty = None
+    sampled = dataclasses.replace(config, do_sample=True, seed=3)
+    first = [ids.tolist() for ids, _ in model.generate_tokens(samples, sampled, batch_size=3)]
+    assert first == [ids.tolist() for ids, _ in model.generate_tokens(samples, sampled, batch_size=3)]
