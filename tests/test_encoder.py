@@ -258,3 +258,27 @@ def test_official_bias_masking_equals_the_plain_full_computation():
     want_encoding = structure.encoding_proj(summed).masked_fill(~observed[..., None], 0.0)
     assert torch.allclose(bias, want, atol=1e-6) and torch.allclose(encoding, want_encoding, atol=1e-5)
     assert not bias[1].any() and bias[2, :, 30].abs().sum() > 0  # padding rows see the residues
+
+
+@pytest.mark.parametrize("masking", ["observed", "official"])
+def test_a_batch_mixing_proteins_with_and_without_coordinates_encodes_each_as_alone(masking, monkeypatch):
+    """The two groups run separately (no (B, H, T, T) bias for the proteins without coordinates) and give what
+    the whole batch gives in one pass (which returning the bias forces); with our masking, what each protein
+    gives alone (the official masking depends on the padded length); gradients reach the structure module."""
+    model = _model(bias_masking=masking)
+    proteins = _batch()
+    encoded = []
+    monkeypatch.setattr(model, "_encode", lambda *a, _f=model._encode: encoded.append(len(a[0])) or _f(*a))
+    with torch.no_grad():
+        out = _run(model, proteins)
+        assert sorted(encoded) == [1, 2]  # b apart from a and c
+        whole = _run(model, proteins, return_attention_bias=True)
+        assert encoded[2:] == [3]
+        for key in ("features", "final", "padding_mask"):
+            assert torch.allclose(out[key].float(), whole[key].float(), atol=1e-5, rtol=0)
+        for protein, row in zip(proteins, _residues(out, proteins)):
+            (alone,) = _residues(_run(model, [protein]), [protein])
+            assert masking == "official" or torch.allclose(row, alone, atol=1e-5, rtol=0)
+    model.train()
+    _run(model, proteins)["features"].sum().backward()
+    assert model.structure.bias_mlp[-1].weight.grad.abs().sum() > 0

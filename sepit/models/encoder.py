@@ -283,6 +283,21 @@ class StructureAwareESM(nn.Module):
             keep = torch.rand(B, device=tokens.device) >= self.drop_structure_rate
             observed = observed & keep[:, None]
 
+        with_structure = observed.any(dim=1)
+        if not return_attention_bias and 0 < int(with_structure.sum()) < B:
+            # Most proteins have no coordinates: encode those without the (B, H, T, T) bias the others need.
+            # Rows do not interact, so each gets what it would get alone.
+            groups = [with_structure.nonzero().flatten(), (~with_structure).nonzero().flatten()]
+            parts = [self._encode(tokens[g], coords[g], observed[g], padding_mask[g], False, return_final)
+                     for g in groups]
+            back = torch.cat(groups).argsort()
+            return {key: torch.cat([part[key] for part in parts])[back] for key in parts[0]}
+        return self._encode(tokens, coords, observed, padding_mask, return_attention_bias, return_final)
+
+    def _encode(self, tokens: Tensor, coords: Tensor, observed: Tensor, padding_mask: Tensor,
+                return_attention_bias: bool, return_final: bool) -> dict[str, Tensor]:
+        model = self.esm
+        B, T = tokens.shape
         x = model.embed_scale * model.embed_tokens(tokens)  # (B, T, D)
         if model.token_dropout:
             # ESM-2's training-time token dropout rescaling (applied by fair-esm at every forward).
@@ -292,8 +307,7 @@ class StructureAwareESM(nn.Module):
             x = x * (1 - 0.15 * 0.8) / (1 - mask_ratio)[:, None, None]
 
         # Key padding as -inf (B, 1, 1, T), structure bias on top (0 on padded key columns in either masking).
-        # A batch in which no protein has coordinates (most of them) has no bias: the (B, H, T, T) mask is
-        # never built.
+        # Without coordinates in the batch there is no bias: the (B, H, T, T) mask is never built.
         mask = torch.zeros(B, 1, 1, T, device=tokens.device, dtype=x.dtype)
         mask = mask.masked_fill(padding_mask[:, None, None, :], float("-inf"))
         bias = None
