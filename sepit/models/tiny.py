@@ -17,6 +17,7 @@ import argparse
 import os
 import shutil
 import tempfile
+from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Literal
@@ -127,16 +128,21 @@ def build_tiny_llm(directory: str | Path, family: Literal["llama", "qwen2", "mis
 def build_tiny_text_encoder(directory: str | Path, hidden_size: int = 32, seed: int = 0,
                             corpus: Iterable[str] | None = None, num_layers: int = 2, num_heads: int = 4,
                             vocab_size: int = VOCAB_SIZE) -> Path:
-    """A random BERT-style encoder (stage-0 caption encoder) with a lowercasing WordPiece tokenizer that
-    wraps text as `[CLS] ... [SEP]`, saved to `directory`; loads with `AutoModel` / `AutoTokenizer`."""
+    """A random BERT-style encoder (stage-0 caption encoder) with a lowercasing word-level tokenizer (the
+    `vocab_size` most frequent words of the corpus, ties by spelling) that wraps text as `[CLS] ... [SEP]`,
+    saved to `directory`; loads with `AutoModel` / `AutoTokenizer`.
+
+    The vocabulary is counted here rather than by a `tokenizers` trainer: its WordPiece and BPE trainers break
+    ties in a different order in every process, so the same corpus gave other token ids, other captions to
+    stage 0 and, through the stage chain, other SEPIT results from one fresh cache to the next."""
     directory = Path(directory)
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    raw = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    raw.normalizer = normalizers.BertNormalizer(lowercase=True)
-    raw.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    raw.decoder = decoders.WordPiece()
-    raw.train_from_iterator(_corpus(corpus), trainers.WordPieceTrainer(
-        vocab_size=vocab_size, special_tokens=specials, show_progress=False))
+    normalizer, pre_tokenizer = normalizers.BertNormalizer(lowercase=True), pre_tokenizers.BertPreTokenizer()
+    counts = Counter(word for text in _corpus(corpus)
+                     for word, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(text)))
+    words = sorted(counts, key=lambda word: (-counts[word], word))[:vocab_size - len(specials)]
+    raw = Tokenizer(models.WordLevel({token: i for i, token in enumerate(specials + words)}, unk_token="[UNK]"))
+    raw.normalizer, raw.pre_tokenizer = normalizer, pre_tokenizer
     cls, sep = raw.token_to_id("[CLS]"), raw.token_to_id("[SEP]")
     raw.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls), ("[SEP]", sep)])
