@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import sys
 
+from sepit.allocator import keep_freed_memory
 from sepit.data.errors import DataError
 from sepit.metrics.text import MetricError
 from sepit.registry import COMMANDS, RegistryError
@@ -45,6 +46,7 @@ def leading_argument(argv: list[str], commands: dict) -> list[str]:
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
+    keep_freed_memory()
     if argv and argv[0] in TRAINING:
         return train(argv)
     from jsonargparse import auto_cli

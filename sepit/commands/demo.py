@@ -64,15 +64,17 @@ def steps(tasks: str, batch_size: int, max_new_tokens: int, limit: int | None) -
 
 
 def demo(output: Path = Path("runs/demo"), fresh: bool = False, tasks: str = "sp14", batch_size: int = 32,
-         max_new_tokens: int = 32, limit: int | None = None) -> None:
+         max_new_tokens: int = 256, limit: int | None = None) -> None:
     """Train tiny SEPIT and the baselines, evaluate them all on SP14, and print the leaderboard.
 
     Args:
         output: the folder for every checkpoint, prediction, result and the board; re-running resumes there.
         fresh: delete the output folder first and start over.
         tasks: the tasks to evaluate on (a suite, task names, or a task file).
-        batch_size: samples per generate call when evaluating.
-        max_new_tokens: the longest answer generated (the tiny models ramble).
+        batch_size: rows decoded together when evaluating.
+        max_new_tokens: the longest answer generated: 256 holds the SP14 answers (99 % of the training answers
+            are at most 258 tokens; at 32, nine in ten caption, function and process answers were cut short,
+            while the training-free baselines answer in full).
         limit: evaluate only the first N samples of each task (a smoke run; the board then ranks nobody).
     """
     output = Path(output).resolve()
