@@ -61,7 +61,7 @@ def _untar(archive: Path, target: Path, max_bytes: int) -> None:
             if member.isdir():
                 destination.mkdir(parents=True, exist_ok=True)
                 continue
-            budget = _copy(tar.extractfile(member), destination, budget, archive)
+            budget = _copy(tar.extractfile(member), destination, budget, archive, max_bytes)
 
 
 def _unzip(archive: Path, target: Path, max_bytes: int) -> None:
@@ -86,16 +86,18 @@ def _unzip(archive: Path, target: Path, max_bytes: int) -> None:
                 destination.mkdir(parents=True, exist_ok=True)
                 continue
             with zf.open(info) as source:
-                budget = _copy(source, destination, budget, archive)
+                budget = _copy(source, destination, budget, archive, max_bytes)
 
 
-def _copy(source, destination: Path, budget: int, archive: Path) -> int:
+def _copy(source, destination: Path, budget: int, archive: Path, max_bytes: int) -> int:
+    """Copy one member while `budget` bytes remain of the `max_bytes` the whole archive may unpack to."""
     destination.parent.mkdir(parents=True, exist_ok=True)
     with open(destination, "wb") as out:
         while chunk := source.read(1 << 20):
             budget -= len(chunk)
             if budget < 0:
-                raise DataError(str(archive), f"unpacks to more than {MAX_BYTES >> 20} MiB",
+                limit = f"{max_bytes >> 20} MiB" if max_bytes >= 1 << 20 else f"{max_bytes} bytes"
+                raise DataError(str(archive), f"unpacks to more than {limit}",
                                 "Submit only the predictions and metadata.")
             out.write(chunk)
     return budget

@@ -19,7 +19,7 @@ import numpy as np
 from sepit.data.errors import DataError
 from sepit.evaluation.scoring import IDENTITY_BINS
 from leaderboard.results import Entry, Run, merge_runs
-from leaderboard.significance import ALPHA, PairedDraws, compare, paired_draws
+from leaderboard.significance import ALPHA, PairedDraws, compare, paired_draws, task_seed
 
 HEADLINE = {"open": "rougeL", "closed": "accuracy"}
 LENGTH_BINS = (("<200", 0, 200), ("200-400", 200, 400), ("400-700", 400, 700), (">=700", 700, float("inf")))
@@ -76,7 +76,7 @@ def _structure_ablation(model: str, ablated: str, tasks: list[dict], values: _Sa
         with_structure = {i for i, (_, has) in facts.items() if has}
         a = {i: v for i, v in mine.items() if i in with_structure}
         b = {i: v for i, v in theirs.items() if i in with_structure}
-        draws = paired_draws(a, b, values.n_resamples, values.seed)
+        draws = paired_draws(a, b, values.n_resamples, task_seed(values.seed, name))
         if draws is None:
             continue
         parts.append(draws)
@@ -191,7 +191,7 @@ class _SampleValues:
         if key not in self._draws:
             mine, theirs = self.get(a, task), self.get(b, task)
             self._draws[key] = (None if mine is None or theirs is None
-                                else paired_draws(mine, theirs, self.n_resamples, self.seed))
+                                else paired_draws(mine, theirs, self.n_resamples, task_seed(self.seed, task)))
         return self._draws[key]
 
 

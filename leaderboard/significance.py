@@ -7,12 +7,13 @@ same resampled proteins: the pairing removes the variance that comes from which 
 
 The two-sided p-value is that of the percentile interval: p = 2 * min(P*(d <= 0), P*(d >= 0)), each
 proportion counted as (k + 1) / (B + 1) so that B resamples never claim p = 0, and capped at 1. Identical
-answers give p = 1. Over several tasks the resamples of each task are drawn independently and averaged, which
-tests the difference of the task-averaged score.
+answers give p = 1. Over several tasks the resamples of each task are averaged, which tests the difference of
+the task-averaged score; each task draws its own resamples (`task_seed`), independently of the others.
 """
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
@@ -39,6 +40,12 @@ class Comparison:
 
     def as_dict(self) -> dict:
         return {"diff": self.diff, "p_value": self.p_value, "ci": list(self.ci), "n_shared": self.n_shared}
+
+
+def task_seed(seed: int, task: str) -> int:
+    """The bootstrap seed of one task: the board's seed and the task's name. One seed for every task would give
+    tasks of equal size identical resample rows, so their draws would not be independent."""
+    return (seed * 1_000_003 + zlib.crc32(task.encode())) % 2**32
 
 
 def paired_draws(a: Mapping[str, float], b: Mapping[str, float], n_resamples: int = 1000,

@@ -11,7 +11,7 @@ import pytest
 
 from leaderboard.board import build_board
 from leaderboard.results import find_results, load_run
-from leaderboard.significance import compare, paired_draws
+from leaderboard.significance import compare, paired_draws, task_seed
 from sepit.cli import main
 from sepit.data.errors import DataError
 from sepit.tasks import get_task
@@ -104,7 +104,7 @@ def test_significance_agrees_with_a_direct_paired_bootstrap(built):
             a, b = per_sample(model, task), per_sample("oracle", task)
             shared = sorted(a.keys() & b.keys())
             d = np.array([a[i] - b[i] for i in shared])
-            counts = np.random.default_rng(0).multinomial(len(d), np.full(len(d), 1 / len(d)), size=500)
+            counts = np.random.default_rng(task_seed(0, task)).multinomial(len(d), np.full(len(d), 1 / len(d)), size=500)
             draws = counts @ d / len(d)
             p = min(1.0, 2 * min((np.sum(draws <= 0) + 1) / 501, (np.sum(draws >= 0) + 1) / 501))
             versus = rows[model]["vs_reference"][task]
@@ -116,6 +116,15 @@ def test_significance_agrees_with_a_direct_paired_bootstrap(built):
         for cell in row["tasks"].values():
             assert cell["tied"] is (cell["best"] or cell["p_vs_best"] >= 0.05)
     assert rows["majority"]["average_tied"] is False and rows["majority"]["average_p_vs_best"] < 0.01
+
+
+def test_tasks_of_equal_size_draw_different_resamples():
+    """Each task's resamples have their own seed, so averaging over tasks averages independent draws."""
+    a = {f"s{i}": float(i % 3) for i in range(30)}
+    b = {f"s{i}": float(i % 5) for i in range(30)}
+    first, second = (paired_draws(a, b, 200, task_seed(0, task)) for task in ("task_a", "task_b"))
+    assert first.diff == second.diff and not np.array_equal(first.draws, second.draws)
+    assert task_seed(0, "task_a") == task_seed(0, "task_a") != task_seed(1, "task_a")
 
 
 def test_identical_answers_are_not_different():
@@ -230,7 +239,7 @@ def test_structure_ablation_compares_only_the_proteins_with_coordinates(tmp_path
         assert result["ablated"] == pytest.approx(100.0 * np.mean([s.reference == "yes" for s in with_coords]))
         assert result["diff"] == pytest.approx(result["model"] - result["ablated"])
         draws = paired_draws({s.id: 100.0 for s in with_coords},
-                             {s.id: 100.0 * (s.reference == "yes") for s in with_coords}, 200, 0)
+                             {s.id: 100.0 * (s.reference == "yes") for s in with_coords}, 200, task_seed(0, name))
         assert result["ci"] == pytest.approx(list(compare([draws]).ci))
     assert ablation["average"]["n_shared"] == sum(t["n"] for t in ablation["tasks"].values())
     from leaderboard.tables import markdown

@@ -178,6 +178,11 @@ def test_archives_are_unpacked_as_data(good, tmp_path):
     with pytest.raises(DataError, match="escapes the folder"):
         validate(absolute)
 
+    from leaderboard.archive import unpack  # the size cap in force is the one reported
+    for archive in (packed, zipped):
+        with pytest.raises(DataError, match="unpacks to more than 100 bytes"):
+            unpack(archive, tmp_path / f"capped-{archive.suffix}", max_bytes=100)
+
 
 @pytest.mark.slow  # the leakage report's identity search
 def test_add_places_the_rescored_submission_on_the_board(good, tmp_path, capsys):

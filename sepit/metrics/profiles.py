@@ -1,6 +1,8 @@
 """Metric profiles: named, versioned recipes that turn predictions into the numbers a results file reports.
 
-A task names its profile (tasks.py); scoring (sepit/evaluation/scoring.py) computes the profile's per-sample
+A run names its profile (`sepit bench/score --profile`, sepit_v1 by default) and every task of the run is scored
+with it, so a results file holds one; a task's card only recommends one (`Task.metric_profile`). Scoring
+(sepit/evaluation/scoring.py) computes the profile's per-sample
 statistics once, then calls its metric functions with W = ones for the values and with bootstrap or leakage
 weight rows for the rest. All values are on the 0-100 scale. A change to what a profile computes is a new
 version, so numbers under one name and version stay comparable.
