@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Iterator, get_args
 
 from sepit.data.errors import DataError, location
+from sepit.data.jsonl import read_jsonl
 from sepit.evaluation.predictions import check_row, mismatch
 from sepit.models.interface import Modality
 from sepit.registry import METRICS, RegistryError
@@ -125,29 +126,22 @@ def _read_rows(sub: Submission) -> None:
     if not files:
         sub.problem("predictions/", "holds no predictions (*.jsonl)")
     for path in files:
-        with open(path, "rb") as handle:
-            for number, raw in enumerate(handle, 1):
-                where = location(path.relative_to(sub.folder), number)
-                try:
-                    row = json.loads(raw.decode("utf-8"))
-                except (UnicodeDecodeError, json.JSONDecodeError) as err:
-                    if raw.strip():
-                        sub.problem(where, f"not a JSON row ({err})")
+        name = path.relative_to(sub.folder)
+        unreadable: list[DataError] = []
+        for number, row in read_jsonl(path, unreadable, source=name):
+            where = location(name, number)
+            try:
+                check_row(row, where)
+            except DataError as err:
+                sub.problems.append(str(err))
+                if not (isinstance(row.get("task"), str) and isinstance(row.get("id"), str)):
                     continue
-                if not isinstance(row, dict):
-                    sub.problem(where, "not a JSON object")
-                    continue
-                try:
-                    check_row(row, where)
-                except DataError as err:
-                    sub.problems.append(str(err))
-                    if not (isinstance(row.get("task"), str) and isinstance(row.get("id"), str)):
-                        continue
-                    row["prediction"] = None  # still counted for its id, so it is not also reported missing
-                if row["prediction"] is not None and not row["prediction"].strip():
-                    sub.problem(where, f"sample {row['id']!r} of task {row['task']!r} has an empty prediction")
-                row["_where"] = where
-                sub.rows.setdefault(row["task"], []).append(row)
+                row["prediction"] = None  # still counted for its id, so it is not also reported missing
+            if row["prediction"] is not None and not row["prediction"].strip():
+                sub.problem(where, f"sample {row['id']!r} of task {row['task']!r} has an empty prediction")
+            row["_where"] = where
+            sub.rows.setdefault(row["task"], []).append(row)
+        sub.problems.extend(map(str, unreadable))
 
 
 def check_tasks(sub: Submission, split: str = "test") -> dict[str, Any]:

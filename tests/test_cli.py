@@ -1,6 +1,7 @@
 """`sepit data ...` called in-process, as the console script calls it."""
 
 import json
+import re
 
 import pytest
 
@@ -67,3 +68,23 @@ def test_check_reports_missing_and_empty_files(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["data", "check", "--path", str(tmp_path / "empty.jsonl")])
     assert capsys.readouterr().err == f"sepit: error: {tmp_path / 'empty.jsonl'}: holds no samples. Check that this is the file or folder you meant.\n"
+
+
+def test_check_lists_every_bad_line_of_a_task_file_up_to_the_cap(tmp_path, capsys):
+    good = {"id": "s0", "protein": {"id": "p0", "sequence": "MKV"}, "instruction": "What is <protein>?",
+            "reference": "an enzyme"}
+    lines = [json.dumps(good)]
+    for i in range(1, 8):  # seven bad lines of four kinds, then good ones after them
+        bad = [dict(good, id=f"s{i}", protein={"id": f"p{i}", "sequence": "MK1"}), "{not json",
+               dict(good, id="s0"), dict(good, id=f"s{i}", instruction="no placeholder")][i % 4]
+        lines.append(bad if isinstance(bad, str) else json.dumps(bad))
+    lines += [json.dumps(dict(good, id="s9", protein={"id": "p9", "sequence": "MKVL"}))]
+    path = tmp_path / "task.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(SystemExit):
+        main(["data", "check", "--path", str(path), "--max_problems", "5"])
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 6 and [re.search(r", line (\d+)", line)[1] for line in err[:5]] == ["2", "3", "4", "5", "6"]
+    assert "malformed JSON" in err[0] and "duplicate sample id" in err[1] and "<protein>" in err[2]
+    assert "residue" in err[3]
+    assert err[-1].startswith(f"sepit: error: {path}: 7 problem(s) (the first 5 above); 2 sample(s) read fine")

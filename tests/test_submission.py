@@ -87,7 +87,7 @@ def test_a_correct_submission_is_rescored_to_what_sepit_score_gives(good):
      r"sp14_membrane.jsonl, line 4: sample '\w+' of task 'sp14_membrane' has an empty prediction"),
     ("not a string", lambda rows: rows[4].update(prediction=["yes"]),
      r"sp14_membrane.jsonl, line 5: field 'prediction' must be a string, got list"),
-    ("bad json", lambda rows: rows.insert(2, "{not json\n"), r"sp14_membrane.jsonl, line 3: not a JSON row"),
+    ("bad json", lambda rows: rows.insert(2, "{not json\n"), r"sp14_membrane.jsonl, line 3: malformed JSON"),
     ("no reference", lambda rows: rows[2].pop("reference"),
      r"sp14_membrane.jsonl, line 3: missing field 'reference'"),
     ("wrong reference", lambda rows: rows[0].update(reference="maybe", choices=["maybe", "no"]),

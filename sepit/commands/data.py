@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import sys
 from collections import defaultdict
-from pathlib import Path
 from json import dumps
+from pathlib import Path
 from typing import Literal
 
 from sepit.data.errors import DataError
@@ -107,11 +108,13 @@ def export(output: Path, format: Literal["sepit"] = "sepit", suite: str = "sp14"
     return Path(output)
 
 
-def check(path: Path) -> dict:
-    """Load a generic task file (.jsonl) or a SEPIT-Data folder and report its counts, or the first problem.
+def check(path: Path, max_problems: int = 50) -> dict:
+    """Load a generic task file (.jsonl) or a SEPIT-Data folder and report its counts. In a task file every bad
+    line is reported (the first `max_problems` printed, all counted); in a folder, the first problem.
 
     Args:
         path: a generic task JSONL file, or a SEPIT-Data folder (with pdb.h5).
+        max_problems: how many of a task file's problems to print.
     """
     path = Path(path)
     if path.is_dir():
@@ -123,7 +126,14 @@ def check(path: Path) -> dict:
     else:
         from sepit.data.generic import read_task_file
 
-        counts = {split: len(samples) for split, samples in read_task_file(path).items()}
+        problems: list[DataError] = []
+        counts = {split: len(samples) for split, samples in read_task_file(path, problems).items()}
+        if problems:
+            for problem in problems[:max_problems]:
+                print(problem, file=sys.stderr)
+            more = f" (the first {max_problems} above)" if len(problems) > max_problems else " (above)"
+            raise DataError(str(path), f"{len(problems)} problem(s){more}; "
+                            f"{sum(counts.values())} sample(s) read fine", "Fix them and check again.")
     if not sum(counts.values()):
         raise DataError(str(path), "holds no samples", "Check that this is the file or folder you meant.")
     print(f"{path}: OK, " + ", ".join(f"{k} {v}" for k, v in counts.items()))

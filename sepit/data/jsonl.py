@@ -13,26 +13,42 @@ from typing import IO, Any, Iterable, Iterator
 from sepit.data.errors import DataError, location
 
 
-def read_jsonl(path: str | Path) -> Iterator[tuple[int, dict]]:
-    """Yield (line number, object) for each non-blank line; a bad line raises DataError naming it."""
+def read_jsonl(path: str | Path, problems: list[DataError] | None = None,
+               source: object = None) -> Iterator[tuple[int, dict]]:
+    """Yield (line number, object) for each non-blank line. A bad line raises DataError naming it; given a
+    `problems` list, the error goes there and the line is skipped, so a checker can report every bad line.
+    `source`: the file's name in messages (default: its path)."""
+    source = path if source is None else source
     with open(path, "rb") as handle:
         for number, raw in enumerate(handle, 1):
             try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as err:
-                raise DataError(location(path, number), f"not UTF-8 text ({err.reason} at byte {err.start})",
-                                "Save the file as UTF-8.") from None
-            if not line.strip():
+                row = _parse(raw, location(source, number))
+            except DataError as err:
+                if problems is None:
+                    raise
+                problems.append(err)
                 continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise DataError(location(path, number), f"malformed JSON ({err.msg} at column {err.colno})",
-                                "Each line must hold exactly one JSON object; fix or remove this line.") from None
-            if not isinstance(row, dict):
-                raise DataError(location(path, number), f"expected a JSON object, got {type(row).__name__}",
-                                "Each line must hold exactly one JSON object.")
-            yield number, row
+            if row is not None:
+                yield number, row
+
+
+def _parse(raw: bytes, where: str) -> dict | None:
+    """One line -> its object (None if blank), or a DataError naming `where`."""
+    try:
+        line = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise DataError(where, f"not UTF-8 text ({err.reason} at byte {err.start})", "Save the file as UTF-8.") from None
+    if not line.strip():
+        return None
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as err:
+        raise DataError(where, f"malformed JSON ({err.msg} at column {err.colno})",
+                        "Each line must hold exactly one JSON object; fix or remove this line.") from None
+    if not isinstance(row, dict):
+        raise DataError(where, f"expected a JSON object, got {type(row).__name__}",
+                        "Each line must hold exactly one JSON object.")
+    return row
 
 
 def field(row: dict, key: str, kind: type | tuple[type, ...], where: str, fix: str = "") -> Any:
