@@ -15,6 +15,7 @@ from typing import Any
 from sepit.data.errors import DataError
 from sepit.data.jsonl import atomic_folder, atomic_open
 from sepit.evaluation.results import now, write_json_atomic
+from sepit.models.interface import ModelCard
 from leaderboard import submission as sub_format
 from leaderboard import tables
 from leaderboard.board import HEADLINE, build_board
@@ -132,8 +133,9 @@ def add(submission: Path, results: Path, board: Path | None = None, split: str =
         if target.exists() and not replace:
             raise DataError(str(target), f"already holds a submission named {meta['name']!r}",
                             "Pass --replace true to replace it, or submit under another name.")
-        model = {"name": meta["name"], "fingerprint": sub_format.fingerprint(sub.rows), "modality": meta["modality"],
-                 "params_total": meta.get("params_total"), "params_active": meta.get("params_active"),
+        card = ModelCard(meta["name"], meta["modality"], meta.get("params_total"), meta.get("params_active"),
+                         sub_format.fingerprint(sub.rows))
+        model = {**card.record(),
                  "submission": {k: meta[k] for k in ("description", "training_data", "licence", "contact")}}
         with atomic_folder(target) as staging:
             document = write_results(staging / "results.json", _rows(sub), model,

@@ -15,9 +15,8 @@ from pathlib import Path
 
 from sepit.data.errors import DataError
 from sepit.data.jsonl import read_jsonl
+from sepit.evaluation.results import SCALE, SCHEMA_VERSION
 
-SCHEMA_VERSION = 1
-SCALE = "0-100"
 
 
 @dataclass

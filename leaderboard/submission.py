@@ -25,7 +25,7 @@ from sepit.models.interface import Modality
 from sepit.registry import METRICS, RegistryError
 from leaderboard.archive import is_archive, refuse_links, unpack
 
-SCHEMA_VERSION = 1
+SUBMISSION_SCHEMA_VERSION = 1  # of submission.json (docs/leaderboard.md); results files have their own
 METADATA = "submission.json"
 CLAIMS = "results.json"
 TEXT_FIELDS = ("name", "description", "training_data", "contact", "licence")
@@ -88,8 +88,8 @@ def read_submission(folder: Path) -> Submission:
 
 def _check_metadata(sub: Submission) -> None:
     meta, where = sub.metadata, METADATA
-    if meta.get("schema_version") != SCHEMA_VERSION:
-        sub.problem(where, f"schema_version must be {SCHEMA_VERSION}, got {meta.get('schema_version')!r}")
+    if meta.get("schema_version") != SUBMISSION_SCHEMA_VERSION:
+        sub.problem(where, f"schema_version must be {SUBMISSION_SCHEMA_VERSION}, got {meta.get('schema_version')!r}")
     for key in TEXT_FIELDS:
         if not isinstance(meta.get(key), str) or not meta[key].strip():
             sub.problem(where, f"field {key!r} must be a non-empty string")

@@ -177,9 +177,7 @@ def bench(model: str, tasks: list[str] | str, output: Path, devices: int = 1, ba
     config = {"generation": asdict(generation), "generation_hash": store.generation_hash, "split": split,
               "limit": limit, "batch_size": batch_size, "devices": devices,
               "model_args": redact(model_args or {}), "tasks": [t.name for t in chosen]}
-    model_record = {"name": card.name, "fingerprint": card.fingerprint, "modality": card.modality,
-                    "params_total": card.params_total, "params_active": card.params_active}
-    document = write_results(output / "results.json", rows, model_record, config, started, profile=profile,
+    document = write_results(output / "results.json", rows, card.record(), config, started, profile=profile,
                              vocab=vocab, closed_methods=closed_methods, split=split, leakage=leakage,
                              n_resamples=n_resamples, seed=seed, tasks={t.name: t for t in chosen})
     print(summary_table(document["tasks"]))

@@ -14,6 +14,7 @@ from sepit.data.errors import DataError
 from sepit.evaluation.predictions import mismatch, read_predictions
 from sepit.evaluation.results import now, results_document, write_json_atomic
 from sepit.evaluation.scoring import get_profile, score_task, summary_table
+from sepit.models.interface import ModelCard
 from sepit.registry import RegistryError
 from sepit.tasks import Task, get_task, sample_hash
 
@@ -96,9 +97,9 @@ def score(predictions: Path, output: Path = Path("results.json"), profile: str =
     rows = read_predictions(predictions)
     fingerprints = sorted({str(r["fingerprint"]) for task in rows.values() for r in task if r.get("fingerprint")})
     names = sorted({str(r.get("model")) for task in rows.values() for r in task if r.get("model")})
-    model = {"name": names[0] if len(names) == 1 else ("mixed: " + ", ".join(names) if names else "unknown"),
-             "fingerprint": fingerprints[0] if len(fingerprints) == 1 else None,
-             "params_total": None, "params_active": None, "modality": None}
+    model = ModelCard(name=names[0] if len(names) == 1 else ("mixed: " + ", ".join(names) if names else "unknown"),
+                      modality=None, params_total=None, params_active=None,
+                      fingerprint=fingerprints[0] if len(fingerprints) == 1 else None).record()
     config = {"predictions": str(predictions), "split": split}
     document = write_results(Path(output), rows, model, config, started, profile=profile, vocab=vocab,
                              closed_methods=closed_methods, split=split, leakage=leakage,

@@ -49,6 +49,10 @@ class ModelCard:
     params_active: int | None  # per token; equals params_total for dense models
     fingerprint: str  # changes whenever the weights or anything else that changes outputs changes
 
+    def record(self) -> dict[str, Any]:
+        """The "model" section of a results file (docs/evaluation.md)."""
+        return asdict(self)
+
 
 class ProteinLLM(ABC):
     """Answers instruction samples about proteins."""
