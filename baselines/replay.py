@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import Sequence
 
 from sepit.data.errors import DataError
 from sepit.data.sample import InstructionSample
 from sepit.evaluation.predictions import mismatch, read_predictions
-from sepit.models.interface import GenerationConfig, ModelCard, ProteinLLM
+from sepit.models.interface import GenerationConfig, ModelCard, Modality, ProteinLLM
 
 
 def _fingerprint(path: Path) -> str:
@@ -34,7 +34,7 @@ class ReplayModel(ProteinLLM):
     """Answers with the saved prediction of each (task, id); a sample without one is an error."""
 
     def __init__(self, predictions: str, name: str = "replay",
-                 modality: Literal["seq", "seq+structure", "text-only", "retrieval", "api"] = "api",
+                 modality: Modality = "api",
                  params_total: int | None = None, params_active: int | None = None):
         """
         Args:

@@ -96,7 +96,7 @@ def validate(submission: Path, split: str = "test") -> dict:
         submission: a submission folder or archive (.zip, .tar, .tar.gz, .tgz); see docs/leaderboard.md.
         split: the task split the predictions answer.
     """
-    from sepit.commands.score import score_rows
+    from sepit.evaluation.scoring import score_rows
     from sepit.evaluation.scoring import summary_table
 
     with sub_format.opened(submission) as folder:
@@ -123,7 +123,7 @@ def add(submission: Path, results: Path, board: Path | None = None, split: str =
         split: the task split the predictions answer.
         replace: replace an earlier submission of the same name.
     """
-    from sepit.commands.score import write_results
+    from sepit.evaluation.results import write_results
 
     started = now()
     with sub_format.opened(submission) as folder:

@@ -77,7 +77,7 @@ def test_a_bad_predictions_file_fails_with_its_line(tmp_path, capsys):
 
 
 def test_rows_of_a_registered_task_are_scored_against_its_own_references(tmp_path):
-    from sepit.commands.score import score_rows
+    from sepit.evaluation.scoring import score_rows
     from sepit.tasks import get_task
 
     samples = get_task("sp14_membrane").samples("test")

@@ -124,7 +124,7 @@ def bench(model: str, tasks: list[str] | str, output: Path, devices: int = 1, ba
         strategy: auto (ddp on GPUs, ddp_fork on CPU when devices > 1) or any Lightning strategy name.
         fresh: discard earlier predictions in <output> and start over.
     """
-    from sepit.commands.score import write_results
+    from sepit.evaluation.results import write_results
     from sepit.evaluation.predict import run_predict
 
     started, clock = now(), time.perf_counter()

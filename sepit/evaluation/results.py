@@ -13,7 +13,8 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from sepit.data.jsonl import atomic_open
+from sepit.data.jsonl import atomic_open, write_jsonl_atomic
+from sepit.evaluation.scoring import score_rows
 
 SCHEMA_VERSION = 1
 SCALE = "0-100"
@@ -61,3 +62,14 @@ def write_json_atomic(path: str | Path, document: Any) -> None:
     with atomic_open(path) as handle:
         json.dump(document, handle, indent=2, ensure_ascii=False, allow_nan=False)
         handle.write("\n")
+
+
+def write_results(output: Path, rows_by_task: Mapping[str, list[dict]], model: dict, config: dict,
+                  started: str, **scoring: Any) -> dict:
+    """Score, then write results.json and `samples/<task>.jsonl` beside it; returns the results document."""
+    tasks, logs, record = score_rows(rows_by_task, **scoring)
+    for name, task_logs in logs.items():
+        write_jsonl_atomic(output.parent / "samples" / f"{name}.jsonl", task_logs)
+    document = results_document(model, record, tasks, config, started)
+    write_json_atomic(output, document)
+    return document

@@ -8,15 +8,18 @@ therefore gives the value, its confidence interval and its value per leakage bin
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
 from sepit.data.errors import DataError
 from sepit.data.sample import answer_key, is_yes_no
+from sepit.evaluation.predictions import mismatch
 from sepit.metrics.bootstrap import percentile_cis
 from sepit.metrics.extraction import last_option_text, last_yes_no, multiple_choice
-from sepit.registry import METRICS, call_if_factory
+from sepit.registry import METRICS, RegistryError, call_if_factory
+from sepit.tasks import Task, get_task, sample_hash
 
 CLOSED_METHODS = ("last_match", "choice", "loglikelihood")
 # Test-to-train identity bins of the leakage report, in percent: [lo, hi).
@@ -132,3 +135,57 @@ def summary_table(tasks: Mapping[str, dict]) -> str:
                      for label, b in leakage["bins"].items()]
             lines.append("    identity to train " + ", ".join(parts))
     return "\n".join(lines)
+
+
+def score_rows(rows_by_task: Mapping[str, list[dict]], profile: str = "sepit_v1", vocab: Path | None = None,
+               closed_methods: Mapping[str, str] | None = None, split: str = "test", leakage: bool = True,
+               n_resamples: int = 1000, seed: int = 0,
+               tasks: Mapping[str, Task] | None = None) -> tuple[dict, dict, dict]:
+    """(results per task, per-sample logs per task, the metric profile's record). Tasks are looked up in
+    `tasks`, else in the registry; rows of an unknown task are scored from the rows alone."""
+    from sepit.metrics.text import make_tokenizer
+
+    metric_profile, tokenizer = get_profile(profile), make_tokenizer(vocab)
+    closed_methods = dict(closed_methods or {})
+    results, logs = {}, {}
+    for name in sorted(rows_by_task):
+        rows = rows_by_task[name]
+        task = tasks.get(name) if tasks is not None else _registered(name)
+        identities = None
+        info: dict[str, Any] = {"version": None, "dataset_hash": None, "complete": None}
+        if task is not None:
+            expected = task.samples(split)
+            by_id = {s.id: s for s in expected}
+            for row in rows:
+                problem = row["id"] in by_id and mismatch(row, by_id[row["id"]])
+                if problem:
+                    raise DataError(f"task {name!r} (version {task.version}), sample {row['id']!r}",
+                                    f"the prediction row does not match the task: {problem}",
+                                    "Predictions are scored against the registered task's own references; "
+                                    "re-predict with this version of the task.")
+            ids = {r["id"] for r in rows}
+            missing = sum(s.id not in ids for s in expected)
+            unknown = len(ids - {s.id for s in expected})
+            info = {"version": task.version, "split": split, "expected_n": len(expected), "missing": missing,
+                    "unknown_ids": unknown, "complete": missing == 0 and unknown == 0,
+                    "dataset_hash": sample_hash(expected) if missing == 0 and unknown == 0 else None}
+            if leakage and split == "test":
+                from sepit.identity import max_train_identity
+
+                by_sample = max_train_identity(task)
+                identities = {sid: found[0] for sid, found in by_sample.items()}
+        method = closed_methods.get(name, closed_methods.get("*"))
+        result, logs[name] = score_task(rows, metric_profile, tokenizer, method,
+                                        task.answer_format if task else None, identities, n_resamples, seed)
+        results[name] = {**info, **result}
+    record = {"name": metric_profile.name, "version": metric_profile.version,
+              "description": metric_profile.description, "tokenizer": tokenizer.name,
+              "bootstrap": {"method": "percentile", "level": 0.95, "resamples": n_resamples, "seed": seed}}
+    return results, logs, record
+
+
+def _registered(name: str) -> Task | None:
+    try:
+        return get_task(name)
+    except RegistryError:
+        return None
