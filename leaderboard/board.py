@@ -11,7 +11,6 @@ board: an average over a different or partial set of tasks would rank models on 
 from __future__ import annotations
 
 from collections import defaultdict
-from functools import cache
 from typing import Any, Sequence
 
 import numpy as np
@@ -70,7 +69,7 @@ def _structure_ablation(model: str, ablated: str, tasks: list[dict], values: _Sa
     for task in tasks:
         name = task["name"]
         mine, theirs, run = values.get(model, name), values.get(ablated, name), values.run(model, name)
-        facts = _proteins(name, run.tasks[name].get("split") or "test") if run else None
+        facts = run.sample_facts(name) if run else None
         if mine is None or theirs is None or facts is None:
             continue
         with_structure = {i for i, (_, has) in facts.items() if has}
@@ -259,7 +258,7 @@ def _reference(rows: list[dict], reference: str | None) -> str | None:
 
 def _slices(entries: list[Entry], tasks: list[dict], values: _SampleValues) -> dict:
     """slice -> model -> task -> bin -> {n, value}: the identity bins come from each run's leakage report; the
-    structure and length bins from the per-sample values and the registered task's proteins."""
+    structure and length bins from the per-sample values and the proteins' facts in the same per-sample logs."""
     out: dict[str, dict] = {kind: {} for kind in SLICES}
     for entry in entries:
         for task in tasks:
@@ -272,7 +271,7 @@ def _slices(entries: list[Entry], tasks: list[dict], values: _SampleValues) -> d
                 out["identity"].setdefault(entry.name, {})[name] = {
                     label: {"n": b["n"], "value": b["metrics"].get(metric) if b["n"] else None}
                     for label, b in leakage["bins"].items()}
-            facts = _proteins(name, run.tasks[name].get("split") or "test")
+            facts = run.sample_facts(name)
             per_sample = values.get(entry.name, name)
             if facts is None or per_sample is None:
                 continue
@@ -290,16 +289,3 @@ def _slices(entries: list[Entry], tasks: list[dict], values: _SampleValues) -> d
 
 def _length_bin(fact: tuple[int, bool]) -> str:
     return next(label for label, lo, hi in LENGTH_BINS if lo <= fact[0] < hi)
-
-
-@cache
-def _proteins(task: str, split: str) -> dict[str, tuple[int, bool]] | None:
-    """Sample id -> (sequence length, has coordinates) of a registered task; None for an unknown task."""
-    from sepit.registry import RegistryError
-    from sepit.tasks import get_task
-
-    try:
-        samples = get_task(task).samples(split)
-    except (RegistryError, DataError):
-        return None
-    return {s.id: (len(s.protein.sequence), s.protein.coords is not None) for s in samples}

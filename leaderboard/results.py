@@ -38,11 +38,25 @@ class Run:
             return None
         values = {}
         for _, row in read_jsonl(path):
-            value = (100.0 * bool(row.get("correct"))) if metric == "accuracy" and "correct" in row else row.get(metric)
+            value = row.get(metric)
             if not isinstance(value, (int, float)) or isinstance(value, bool):
                 return None
             values[str(row.get("id"))] = float(value)
         return values
+
+    def sample_facts(self, task: str) -> dict[str, tuple[int, bool]] | None:
+        """Sample id -> (protein length, has coordinates), which scoring logs for registered tasks; None when
+        the log is absent or lacks them."""
+        path = self.path.parent / "samples" / f"{task}.jsonl"
+        if not path.is_file():
+            return None
+        facts = {}
+        for _, row in read_jsonl(path):
+            length, has = row.get("protein_length"), row.get("has_structure")
+            if not isinstance(length, int) or not isinstance(has, bool):
+                return None
+            facts[str(row.get("id"))] = (length, has)
+        return facts
 
 
 @dataclass

@@ -82,7 +82,8 @@ def score_task(rows: Sequence[dict], profile, tokenizer, method: str | None = No
         metrics = lambda w: profile.closed_metrics(gold, pred, len(labels), w)  # noqa: E731
         result["closed_method"] = method
         for log, answer, g in zip(logs, answers, gold):
-            log.update(answer=answer, correct=answer is not None and answer_key(answer) == labels[g])
+            correct = answer is not None and answer_key(answer) == labels[g]
+            log.update(answer=answer, correct=correct, accuracy=100.0 * correct)  # accuracy: the board's value
     else:
         stats = profile.open_statistics([r["prediction"] for r in rows], [r["reference"] for r in rows], tokenizer)
         metrics = lambda w: profile.open_metrics(stats, w)  # noqa: E731
@@ -178,6 +179,11 @@ def score_rows(rows_by_task: Mapping[str, list[dict]], profile: str = "sepit_v1"
         result, logs[name] = score_task(rows, metric_profile, tokenizer, method,
                                         task.answer_format if task else None, identities, n_resamples, seed)
         results[name] = {**info, **result}
+        if task is not None:  # what the board's slices need, so it never rebuilds the task
+            for log in logs[name]:
+                if log["id"] in by_id:
+                    protein = by_id[log["id"]].protein
+                    log.update(protein_length=len(protein.sequence), has_structure=protein.coords is not None)
     record = {"name": metric_profile.name, "version": metric_profile.version,
               "description": metric_profile.description, "tokenizer": tokenizer.name,
               "bootstrap": {"method": "percentile", "level": 0.95, "resamples": n_resamples, "seed": seed}}
