@@ -39,6 +39,8 @@ class Run:
         values = {}
         for _, row in read_jsonl(path):
             value = row.get(metric)
+            if value is None and metric == "accuracy" and isinstance(row.get("correct"), bool):
+                value = 100.0 * row["correct"]  # logs written before per-sample accuracy was logged
             if not isinstance(value, (int, float)) or isinstance(value, bool):
                 return None
             values[str(row.get("id"))] = float(value)
