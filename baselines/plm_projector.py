@@ -7,7 +7,7 @@ features into an LLM. Trained with `sepit fit --config configs/baselines/tiny/pl
 
 from __future__ import annotations
 
-from sepit.models.sepit import SepitModel
+from sepit.models.adapter import SepitModel
 
 
 class PlmProjectorModel(SepitModel):

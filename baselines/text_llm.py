@@ -26,8 +26,8 @@ from sepit.data.errors import DataError
 from sepit.data.manifest import sha256_folder
 from sepit.data.protein import ESM2_WINDOW
 from sepit.models.lora import PROMPT_FILE, is_lora
-from sepit.models.sepit import SepitModel, load_checkpoint
-from sepit.models.splice import ProteinLanguageModel
+from sepit.models.adapter import SepitModel, load_checkpoint
+from sepit.models.network import ProteinLanguageModel
 from sepit.models.tiny import resolve_model_path
 
 

@@ -44,7 +44,7 @@ def tiny_sepit(seed: int = 0):
 
     from sepit.models.encoder import StructureAwareESM, esm2_from_checkpoint
     from sepit.models.moe import upcycle_to_moe
-    from sepit.models.splice import ProteinLanguageModel
+    from sepit.models.network import ProteinLanguageModel
     from sepit.models.tiny import resolve_model_path
 
     llm_path = resolve_model_path("tiny:llm")
@@ -70,7 +70,7 @@ def sp14_test_samples(n: int, seed: int = 0) -> list:
 def with_official_span(model):
     """The same weights read as the official inference reads them: Llama-2 prompt padded to 256 tokens, every one
     of 1024 encoder positions spliced in (answers are not meaningful for weights trained otherwise; the work is)."""
-    from sepit.models.splice import OfficialLayout
+    from sepit.models.network import OfficialLayout
 
     model.official = OfficialLayout()
     model.encoder.pad_to = 1024
@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     models = {"random weights": lambda: tiny_sepit(args.seed)}
     if args.checkpoint:
-        from sepit.models.sepit import load_checkpoint
+        from sepit.models.adapter import load_checkpoint
 
         models["trained"] = lambda: load_checkpoint(args.checkpoint)[0].eval()
     if args.official:

@@ -13,7 +13,7 @@ from sepit.data.sample import make_sample
 from sepit.models import decoding
 from sepit.models.interface import GenerationConfig
 from sepit.models.moe import MoEFeedForward, upcycle_to_moe
-from test_splice import CORPUS, _coords, _model, llm_dir  # noqa: F401  (llm_dir is a fixture)
+from test_network import CORPUS, _coords, _model, llm_dir  # noqa: F401  (llm_dir is a fixture)
 
 WORDS = " ".join(CORPUS).split()
 

@@ -24,8 +24,8 @@ from sepit.data.sample import make_sample
 from sepit.models.interface import GenerationConfig
 from sepit.models.llama_tokenizer import fast_tokenizer_from_sentencepiece
 from sepit.models.moe import MoEFeedForward
-from sepit.models.sepit import load_checkpoint
-from sepit.models.splice import position_ids_from_mask
+from sepit.models.adapter import load_checkpoint
+from sepit.models.network import position_ids_from_mask
 
 GOLDEN = Path(__file__).parent / "data" / "official_golden"
 INPUTS = json.loads((GOLDEN / "inputs.json").read_text())
@@ -248,7 +248,7 @@ def test_bad_folders_stop_with_the_file_and_the_fix(folder, tmp_path):
 
 
 def test_choices_are_scored_as_the_official_training_writes_an_answer(model):
-    from sepit.models.splice import official_prompt
+    from sepit.models.network import official_prompt
 
     protein = PROTEINS[0]
     prompt, _, attention = official_prompt(model.tokenizer, protein["question"], model.official)

@@ -18,7 +18,7 @@ from sepit.data.sample import CaptionPair, make_sample
 from sepit.data.sepit_format import write_sepit_data
 from sepit.models.checkpoint import read_stage_checkpoint
 from sepit.models.moe import count_parameters, moe_layers
-from sepit.models.splice import position_ids_from_mask
+from sepit.models.network import position_ids_from_mask
 from sepit.training.callbacks import LossTrend
 from sepit.training.data import stage_items
 from sepit.training.stages import warmup_decay
@@ -182,7 +182,7 @@ def _logits(model, samples):
 
 @pytest.mark.slow
 def test_stage2_after_upcycling_computes_what_stage1_did(runs, monkeypatch):
-    from sepit.models.sepit import SepitModel
+    from sepit.models.adapter import SepitModel
     from sepit.training.stages import InstructionStage
 
     monkeypatch.setenv("SEPIT_CACHE", str(runs.parent.parent / "cache"))
@@ -226,7 +226,7 @@ def test_bench_evaluates_a_stage2_checkpoint(runs, tmp_path):
 
 @pytest.mark.slow
 def test_choice_loglikelihoods_batched_equal_one_at_a_time(runs):
-    from sepit.models.sepit import SepitModel
+    from sepit.models.adapter import SepitModel
 
     model = SepitModel(str(runs / "stage2" / "checkpoints" / "last.ckpt"))
     closed = [s for s in stage_items("sp14", 2, "valid") if s.choices][:4]

@@ -35,7 +35,7 @@ from sepit.data.jsonl import atomic_folder
 from sepit.models.encoder import StructureAwareESM
 from sepit.models.lora import LoraSettings, add_lora, is_lora
 from sepit.models.moe import MOE_CONFIG_KEY, upcycle_to_moe
-from sepit.models.splice import OfficialLayout, ProteinLanguageModel
+from sepit.models.network import OfficialLayout, ProteinLanguageModel
 
 CHECKPOINT_FORMAT = 1
 TOKENIZER_DIR = "tokenizer"

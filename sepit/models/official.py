@@ -26,7 +26,7 @@ import torch
 from sepit.data.errors import DataError
 from sepit.data.protein import ESM2_WINDOW
 from sepit.models.checkpoint import CHECKPOINT_FORMAT, TOKENIZER_DIR
-from sepit.models.splice import OFFICIAL_SYSTEM_PROMPT
+from sepit.models.network import OFFICIAL_SYSTEM_PROMPT
 
 PROTEIN_LENGTH = 1024  # the official inference pads every protein to 1024 positions
 TEXT_LENGTH = 256  # and every prompt to 256 tokens

@@ -36,7 +36,7 @@ from sepit.models.encoder import StructureAwareESM, esm2_from_checkpoint
 from sepit.models.interface import GenerationConfig
 from sepit.models.lora import ADAPTER_DIR, LoraSettings, add_lora, save_adapter
 from sepit.models.moe import expert_load, moe_aux_loss, upcycle_to_moe
-from sepit.models.splice import ProteinLanguageModel
+from sepit.models.network import ProteinLanguageModel
 from sepit.models.tiny import resolve_model_path
 from sepit.models.warmup import CaptionEncoder, WarmupObjectives
 from sepit.training.data import ItemBatch

@@ -1,4 +1,4 @@
-"""The protein-language model glue (sepit/models/splice.py): special tokens, prompts, splicing, loss and
+"""The protein-language model glue (sepit/models/network.py): special tokens, prompts, splicing, loss and
 batched generation, on a tiny random Llama and a word-level tokenizer trained here, both loaded from disk."""
 
 import dataclasses
@@ -14,7 +14,7 @@ from sepit.data.protein import make_protein
 from sepit.data.sample import make_sample
 from sepit.models.encoder import StructureAwareESM, esm2_tiny
 from sepit.models.interface import GenerationConfig
-from sepit.models.splice import (IGNORE_INDEX, ProteinLanguageModel, Projector, add_protein_tokens,
+from sepit.models.network import (IGNORE_INDEX, ProteinLanguageModel, Projector, add_protein_tokens,
                                  build_prompt, position_ids_from_mask, splice_embeddings)
 from sepit.models.tiny import build_tiny_llm
 

@@ -23,7 +23,7 @@ from sepit.models.checkpoint import (TOKENIZER_DIR, build_from_record, load_into
                                     registered_model_for)
 from sepit.models.interface import GenerationConfig, ModelCard, ProteinLLM
 from sepit.models.moe import count_parameters
-from sepit.models.splice import ProteinLanguageModel
+from sepit.models.network import ProteinLanguageModel
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
