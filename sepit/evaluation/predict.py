@@ -28,17 +28,6 @@ def length_sorted_batches(samples: Sequence[InstructionSample], batch_size: int)
     return [ordered[i:i + batch_size] for i in range(0, len(ordered), batch_size)]
 
 
-class _Batches(torch.utils.data.Dataset):
-    def __init__(self, batches: list[list[InstructionSample]]):
-        self.batches = batches
-
-    def __len__(self) -> int:
-        return len(self.batches)
-
-    def __getitem__(self, index: int) -> list[InstructionSample]:
-        return self.batches[index]
-
-
 def _as_is(batch: list[InstructionSample]) -> list[InstructionSample]:
     return batch
 
@@ -59,7 +48,8 @@ class PendingSamples(L.LightningDataModule):
         # Every process runs the same number of steps (Lightning refuses an empty loader): short shards get
         # empty batches, which predict nothing.
         shard += [[]] * (-(-len(self.batches) // world) - len(shard))
-        return torch.utils.data.DataLoader(_Batches(shard), batch_size=None, collate_fn=_as_is)
+        # A list is a map-style dataset: DataLoader needs only len() and indexing.
+        return torch.utils.data.DataLoader(shard, batch_size=None, collate_fn=_as_is)
 
 
 class Predictor(L.LightningModule):

@@ -42,17 +42,6 @@ class ItemBatch:
         return self.items[index]
 
 
-class _Items(torch.utils.data.Dataset):
-    def __init__(self, items: Sequence[Item]):
-        self.items = items
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __getitem__(self, index: int) -> Item:
-        return self.items[index]
-
-
 def stage_items(source: str, stage: int, split: str) -> list[Item]:
     """The items of one stage and split; [] where the source has no such split (e.g. no SEPIT-Data valid)."""
     if Path(source).is_dir():
@@ -135,8 +124,8 @@ class StageData(L.LightningDataModule):
     def _loader(self, split: str, shuffle: bool) -> torch.utils.data.DataLoader:
         items = self.items[split]
         sampler = task_balanced_sampler(items, self.task_balance) if shuffle and self.task_balance < 1 else None
-        return torch.utils.data.DataLoader(
-            _Items(items), batch_size=self.batch_size if shuffle else self.eval_batch_size,
+        return torch.utils.data.DataLoader(  # the list itself is the (map-style) dataset
+            items, batch_size=self.batch_size if shuffle else self.eval_batch_size,
             shuffle=shuffle and sampler is None, sampler=sampler, collate_fn=ItemBatch,
             num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
 
