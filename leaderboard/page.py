@@ -10,8 +10,8 @@ from html import escape
 from pathlib import Path
 
 from leaderboard.board import SLICES
-from leaderboard.tables import MISSING, average_text, legend, metric_name, p_value, params, \
-    profile_label, score
+from leaderboard.tables import HTML, MISSING, average_text, cell_marked, legend, metric_name, p_value, \
+    params, profile_label, score
 
 STYLE = """
 body{font-family:system-ui,sans-serif;margin:2em;color:#222;max-width:1600px}
@@ -75,16 +75,8 @@ def _td(text: str, sort: object = None, css: str = "") -> str:
 def _score_td(cell: dict | None) -> str:
     if cell is None or cell["value"] is None:
         return _td(MISSING)
-    text = escape(score(cell["value"]))
-    css = "best" if cell["best"] else ""
-    if cell["tied"] and not cell["best"]:
-        text += " ≈"
-    if cell.get("ci"):
-        text += f" <span class=ci>[{score(cell['ci'][0])}, {score(cell['ci'][1])}]</span>"
-    if not cell["complete"]:
-        text += f" <span class=partial>*({cell['n']}/{cell['expected_n']})</span>"
-        css += " partial"
-    return _td(text, cell["value"], css)
+    css = ("best" if cell["best"] else "") + ("" if cell["complete"] else " partial")
+    return _td(cell_marked(cell, HTML), cell["value"], css)
 
 
 def _board_table(board: dict) -> str:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import io
+from dataclasses import dataclass
 from typing import Any
 
 METRIC_NAMES = {"rougeL": "ROUGE-L", "rouge1": "ROUGE-1", "rouge2": "ROUGE-2", "meteor": "METEOR",
@@ -42,27 +43,46 @@ def profile_label(board: dict) -> str:
     return f"{profile.get('name')} v{profile.get('version')}"
 
 
-def cell_text(cell: dict | None) -> str:
-    """'66.99 [64.51, 69.56]', with the marks: best in bold, ≈ tied with the best, * partial results."""
-    if cell is None:
-        return MISSING
-    text = score(cell["value"])
-    if cell["best"]:
-        text = f"**{text}**"
-    elif cell["tied"]:
-        text += " ≈"
-    if cell.get("ci"):
-        text += f" [{score(cell['ci'][0])}, {score(cell['ci'][1])}]"
-    if not cell["complete"]:
-        text += f" *({cell['n']}/{cell['expected_n']})"
+@dataclass(frozen=True)
+class Marks:
+    """How one output format writes a score's marks: the best, a tie with the best, the CI, partial results."""
+
+    best: str  # str.format with {text}
+    tied: str  # appended
+    ci: str  # str.format with {lo}, {hi}
+    partial: str  # str.format with {n}, {N}
+
+
+MARKDOWN = Marks("**{text}**", " ≈", " [{lo}, {hi}]", " *({n}/{N})")
+LATEX = Marks(r"\textbf{{{text}}}", r"$^{\approx}$", r" {{\scriptsize[{lo}, {hi}]}}", r"$^{{*}}$")
+HTML = Marks("{text}", " ≈", " <span class=ci>[{lo}, {hi}]</span>", " <span class=partial>*({n}/{N})</span>")
+
+
+def marked(marks: Marks, value: float | None, best: bool, tied: bool | None,
+           ci: list[float] | None = None, partial: tuple[int, int] | None = None) -> str:
+    """One score with its marks, written the way `marks` says."""
+    text = score(value)
+    text = marks.best.format(text=text) if best else text + (marks.tied if tied else "")
+    if ci:
+        text += marks.ci.format(lo=score(ci[0]), hi=score(ci[1]))
+    if partial:
+        text += marks.partial.format(n=partial[0], N=partial[1])
     return text
 
 
+def cell_marked(cell: dict, marks: Marks) -> str:
+    """A task cell: its value, best / tie marks, CI, and (n/N) when the results are partial."""
+    return marked(marks, cell["value"], cell["best"], cell["tied"], cell.get("ci"),
+                  None if cell["complete"] else (cell["n"], cell["expected_n"]))
+
+
+def cell_text(cell: dict | None) -> str:
+    """'66.99 [64.51, 69.56]', with the marks: best in bold, ≈ tied with the best, * partial results."""
+    return MISSING if cell is None else cell_marked(cell, MARKDOWN)
+
+
 def average_text(row: dict) -> str:
-    text = score(row["average"])
-    if row["average_best"]:
-        return f"**{text}**"
-    return text + (" ≈" if row["average_tied"] else "")
+    return marked(MARKDOWN, row["average"], row["average_best"], row["average_tied"])
 
 
 def legend(board: dict) -> str:
@@ -179,27 +199,12 @@ def latex(board: dict) -> str:
              r"\midrule"]
     for row in board["rows"]:
         cells = [str(row["rank"] or "--"), latex_escape(row["model"]), latex_escape(row["modality"] or "--"),
-                 latex_escape(params(row["params_total"])), _latex_score(row["average"], row["average_best"],
-                                                                         row["average_tied"])]
+                 latex_escape(params(row["params_total"])),
+                 "--" if row["average"] is None else marked(LATEX, row["average"], row["average_best"],
+                                                            row["average_tied"])]
         for task in tasks:
             cell = row["tasks"].get(task["name"])
-            if cell is None:
-                cells.append("--")
-                continue
-            text = _latex_score(cell["value"], cell["best"], cell["tied"])
-            if cell.get("ci"):
-                text += rf" {{\scriptsize[{score(cell['ci'][0])}, {score(cell['ci'][1])}]}}"
-            if not cell["complete"]:
-                text += r"$^{*}$"
-            cells.append(text)
+            cells.append("--" if cell is None or cell["value"] is None else cell_marked(cell, LATEX))
         lines.append(" & ".join(cells) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}"]
     return "\n".join(lines) + "\n"
-
-
-def _latex_score(value: float | None, best: bool, tied: bool | None) -> str:
-    if value is None:
-        return "--"
-    if best:
-        return rf"\textbf{{{score(value)}}}"
-    return score(value) + (r"$^{\approx}$" if tied else "")
