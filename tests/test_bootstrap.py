@@ -3,15 +3,25 @@
 import numpy as np
 import pytest
 
-from sepit.metrics.bootstrap import (iter_resample_weights, percentile_ci, point_weights, resample_weights,
-                                     weighted_mean)
+from sepit.metrics.bootstrap import iter_resample_weights, percentile_cis, weighted_mean
+from weights import point_weights, resample_weights
+
+
+def percentile_ci(statistic, n, n_resamples=1000, seed=0, level=0.95):
+    """One statistic's interval from `percentile_cis`; (nan, nan) when there is nothing to resample."""
+    return percentile_cis(lambda W: {"value": statistic(W)}, n, n_resamples, seed, level).get(
+        "value", (float("nan"), float("nan")))
+
+
+def _rows(n, n_resamples, seed):
+    return np.vstack(list(iter_resample_weights(n, n_resamples, seed)))
 
 
 def test_resample_weights_are_counts_of_n_draws_fixed_by_the_seed():
-    W = resample_weights(50, 200, seed=3)
+    W = _rows(50, 200, seed=3)
     assert W.shape == (200, 50) and (W >= 0).all() and (W.sum(1) == 50).all()
-    np.testing.assert_array_equal(W, resample_weights(50, 200, seed=3))
-    assert not np.array_equal(W, resample_weights(50, 200, seed=4))
+    np.testing.assert_array_equal(W, _rows(50, 200, seed=3))
+    assert not np.array_equal(W, _rows(50, 200, seed=4))
 
 
 @pytest.mark.parametrize("chunk", [1, 7, 64, 1000])
@@ -43,7 +53,7 @@ def test_ci_brackets_the_point_estimate_and_depends_on_the_seed():
 def test_no_samples_give_a_nan_interval():
     lo, hi = percentile_ci(lambda W: weighted_mean(np.array([]), W), 0)
     assert np.isnan(lo) and np.isnan(hi)
-    assert resample_weights(0, 4).shape == (4, 0)
+    assert _rows(0, 4, seed=0).shape == (4, 0)
 
 
 def test_weighted_mean_of_an_empty_row_is_nan():

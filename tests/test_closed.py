@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, f1_score
 
-from sepit.metrics.bootstrap import point_weights, resample_weights
 from sepit.metrics.closed import closed_metrics, failure_rate
+from weights import point_weights, resample_weights
 
 # 4 choices; class 3 never occurs in gold (a prediction of it is a false positive for nobody); -1: no answer
 GOLD = np.array([0, 0, 1, 1, 1, 2, 2, 0, 1, 2, 0, 1])

@@ -13,8 +13,8 @@ from nltk.translate.meteor_score import meteor_score
 from rouge_score.rouge_scorer import RougeScorer
 
 from sepit.metrics import text
-from sepit.metrics.bootstrap import point_weights, resample_weights
 from sepit.nltk_data import INSTALL_HINT
+from weights import point_weights, resample_weights
 
 # (hypothesis, reference) token lists, each an edge case of nltk's BLEU
 EDGE_PAIRS = [

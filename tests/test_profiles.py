@@ -13,9 +13,9 @@ from nltk.translate.meteor_score import meteor_score
 from rouge_score.rouge_scorer import RougeScorer
 
 from sepit.metrics import text
-from sepit.metrics.bootstrap import point_weights, resample_weights
 from sepit.metrics.profiles import CORPUS_V1, SEPIT_V1, MetricProfile
 from sepit.registry import METRICS
+from weights import point_weights, resample_weights
 
 # (prediction, reference)
 PAIRS = [

@@ -14,11 +14,6 @@ import numpy as np
 CHUNK_ENTRIES = 1 << 22  # rows per block keep a block of W near 32 MiB (int64) however large n is
 
 
-def point_weights(n: int) -> np.ndarray:
-    """The weights of the full sample, once each. (1, n)"""
-    return np.ones((1, n))
-
-
 def weighted_mean(values: np.ndarray, W: np.ndarray) -> np.ndarray:
     """Mean of per-sample `values` (n,) under each row of W (B, n). (B,); NaN for a row that weighs nothing."""
     totals = W.sum(1)
@@ -28,10 +23,11 @@ def weighted_mean(values: np.ndarray, W: np.ndarray) -> np.ndarray:
 
 def iter_resample_weights(n: int, n_resamples: int = 1000, seed: int = 0,
                           chunk: int | None = None) -> Iterator[np.ndarray]:
-    """The rows of `resample_weights(n, n_resamples, seed)` in blocks of `chunk` rows (default ~4M entries).
+    """Bootstrap resamples of n samples as counts, in blocks of `chunk` rows (default ~4M entries): row b draws n
+    samples with replacement (B, n) from numpy's multinomial with `seed`.
 
     The blocks are draws from one generator, and numpy's multinomial draws row after row, so the rows do not
-    depend on the chunk size (tests check it).
+    depend on the chunk size (tests check it against all rows drawn at once).
     """
     if n == 0:
         if n_resamples:
@@ -42,12 +38,6 @@ def iter_resample_weights(n: int, n_resamples: int = 1000, seed: int = 0,
     uniform = np.full(n, 1.0 / n)
     for start in range(0, n_resamples, chunk):
         yield rng.multinomial(n, uniform, size=min(chunk, n_resamples - start))  # (chunk, n)
-
-
-def resample_weights(n: int, n_resamples: int = 1000, seed: int = 0) -> np.ndarray:
-    """Bootstrap resamples of n samples as counts: row b draws n samples with replacement. (B, n)"""
-    blocks = list(iter_resample_weights(n, n_resamples, seed, chunk=max(n_resamples, 1)))
-    return blocks[0] if blocks else np.zeros((0, n), dtype=np.int64)
 
 
 def percentile_cis(metrics: Callable[[np.ndarray], dict[str, np.ndarray]], n: int, n_resamples: int = 1000,
@@ -67,10 +57,3 @@ def percentile_cis(metrics: Callable[[np.ndarray], dict[str, np.ndarray]], n: in
     tail = (1 - level) / 2 * 100
     return {name: tuple(float(v) for v in np.percentile(np.concatenate(parts), [tail, 100 - tail]))
             for name, parts in draws.items()}
-
-
-def percentile_ci(statistic: Callable[[np.ndarray], np.ndarray], n: int, n_resamples: int = 1000, seed: int = 0,
-                  level: float = 0.95) -> tuple[float, float]:
-    """`percentile_cis` of one statistic `statistic(W) -> (B,)`; (nan, nan) when there is nothing to resample."""
-    return percentile_cis(lambda W: {"value": statistic(W)}, n, n_resamples, seed, level).get(
-        "value", (float("nan"), float("nan")))
