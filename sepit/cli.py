@@ -13,8 +13,8 @@ from sepit.registry import COMMANDS, RegistryError
 
 # Boolean options that read as flags (`--json`); jsonargparse itself wants `--json true`.
 FLAGS = ("--json", "--fresh")
-TRAINING = ("fit", "validate", "test", "predict")  # Lightning's CLI: sepit.training.cli
-DESCRIPTION = ("SEPIT-Bench. Training and evaluation of LightningModules: sepit {fit,validate,test,predict} "
+TRAINING = ("fit", "validate", "test")  # Lightning's CLI: sepit.training.cli
+DESCRIPTION = ("SEPIT-Bench. Training and evaluation of LightningModules: sepit {fit,validate,test} "
                "--config configs/...yaml (see `sepit fit --help`). Benchmark commands:")
 
 
@@ -49,6 +49,9 @@ def main(argv: list[str] | None = None) -> None:
     keep_freed_memory()
     if argv and argv[0] in TRAINING:
         return train(argv)
+    if argv and argv[0] == "predict":
+        fail(DataError("sepit predict", "answers come from `sepit bench`, which journals, resumes and scores them",
+                       "Run `sepit bench --model <checkpoint.ckpt> --tasks <tasks> --output <folder>`."))
     from jsonargparse import auto_cli
 
     from sepit.commands import convert, data

@@ -88,3 +88,9 @@ def test_check_lists_every_bad_line_of_a_task_file_up_to_the_cap(tmp_path, capsy
     assert "malformed JSON" in err[0] and "duplicate sample id" in err[1] and "<protein>" in err[2]
     assert "residue" in err[3]
     assert err[-1].startswith(f"sepit: error: {path}: 7 problem(s) (the first 5 above); 2 sample(s) read fine")
+
+
+def test_predict_points_at_bench(capsys):
+    with pytest.raises(SystemExit):
+        main(["predict", "--config", "configs/sepit/tiny/stage2.yaml"])
+    assert "sepit bench --model" in capsys.readouterr().err

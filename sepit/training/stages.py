@@ -33,7 +33,6 @@ from sepit.data.errors import DataError
 from sepit.models.checkpoint import (CHECKPOINT_FORMAT, TOKENIZER_DIR, encoder_record, load_into, model_record,
                                      read_stage_checkpoint, save_tokenizer)
 from sepit.models.encoder import StructureAwareESM, esm2_from_checkpoint
-from sepit.models.interface import GenerationConfig
 from sepit.models.lora import ADAPTER_DIR, LoraSettings, add_lora, save_adapter
 from sepit.models.moe import expert_load, moe_aux_loss, upcycle_to_moe
 from sepit.models.network import ProteinLanguageModel
@@ -207,8 +206,7 @@ class InstructionStage(_Stage):
                  lora_alpha: int = 16, lora_dropout: float = 0.05,
                  lora_target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj"), lr: float = 1e-4,
                  weight_decay: float = 0.0, warmup_ratio: float = 0.03,
-                 betas: tuple[float, float] = (0.9, 0.999), max_new_tokens: int = 256,
-                 schedule: Schedule = "cosine"):
+                 betas: tuple[float, float] = (0.9, 0.999), schedule: Schedule = "cosine"):
         """
         Args:
             llm: a local Hugging Face causal-LM folder (with its tokenizer), or tiny:llm.
@@ -243,7 +241,6 @@ class InstructionStage(_Stage):
             weight_decay: AdamW weight decay (0).
             warmup_ratio: share of the steps with linear warm-up (0.03).
             betas: AdamW betas.
-            max_new_tokens: answer length limit for `sepit predict`.
             schedule: learning-rate decay after warm-up: cosine, or linear (the official trainer's).
         """
         super().__init__()
@@ -352,12 +349,6 @@ class InstructionStage(_Stage):
 
     def test_step(self, batch: ItemBatch, batch_idx: int) -> None:
         self._loss(batch, "test")
-
-    def predict_step(self, batch: ItemBatch, batch_idx: int) -> list[dict[str, str]]:
-        """Greedy answers, returned to the caller (`sepit bench --model <checkpoint>` writes and scores them)."""
-        answers = self.model.generate(batch, GenerationConfig(max_new_tokens=self.hparams.max_new_tokens))
-        return [{"task": s.task, "id": s.id, "prediction": a, "reference": s.reference}
-                for s, a in zip(batch, answers)]
 
     def parameter_groups(self) -> list[tuple[list[nn.Parameter], float]]:
         if self.model.encoder is None:
