@@ -68,15 +68,19 @@ class MoEFeedForward(nn.Module):
         # The denominator is held constant: same values, but the LM loss still reaches the router at top-1.
         gates = (top_p / top_p.sum(dim=-1, keepdim=True).detach() if self.normalize_top_k else top_p).to(x.dtype)
 
-        out = torch.zeros_like(x)
+        # Assignments grouped by expert (a stable sort keeps token order within each group), so each expert takes
+        # one contiguous slice: the same rows, in the same order, as selecting them expert by expert.
         flat_e = top_e.reshape(-1)  # (N*k,) assignment i belongs to token i // k
-        for e in range(self.num_experts):
-            slots = (flat_e == e).nonzero().squeeze(-1)
-            if slots.numel() == 0:
-                continue
-            tokens = slots // self.top_k
-            y = self.experts[e](x.index_select(0, tokens)) * gates.reshape(-1, 1).index_select(0, slots)
-            out.index_add_(0, tokens, y)
+        order = torch.argsort(flat_e, stable=True)
+        tokens = order // self.top_k
+        inputs, weights = x.index_select(0, tokens), gates.reshape(-1, 1).index_select(0, order)
+        out = torch.zeros_like(x)
+        start = 0
+        for e, count in enumerate(torch.bincount(flat_e, minlength=self.num_experts).tolist()):
+            if count:
+                part = slice(start, start + count)
+                out.index_add_(0, tokens[part], self.experts[e](inputs[part]) * weights[part])
+            start += count
 
         if self.record_balance:
             self._record_balance(probs, top_e, shape[:-1])
