@@ -68,8 +68,9 @@ def sp14_test_samples(n: int, seed: int = 0) -> list:
 
 
 def with_official_span(model):
-    """The same weights read as the official inference reads them: Llama-2 prompt padded to 256 tokens, every one
-    of 1024 encoder positions spliced in (answers are not meaningful for weights trained otherwise; the work is)."""
+    """The same weights with the official inference's span: the Llama-2 prompt left-padded to 256 tokens and all
+    1024 encoder positions spliced in (`OfficialLayout`; the pad token and bias masking stay ours). The work per
+    sample is the official one; the answers mean nothing for weights trained otherwise."""
     from sepit.models.network import OfficialLayout
 
     model.official = OfficialLayout()
@@ -114,8 +115,9 @@ def measure(model, samples, config, batch_size: int) -> dict:
     return {"seconds": {"one_at_a_time": slow_s, "hf_batched": hf_s, "ours": fast_s},
             "new_tokens": new_tokens, "stopped_early": sum(len(ids) < config.max_new_tokens for ids in slow.values()),
             "identical": {"hf_batched": sum(hf[k] == slow[k] for k in slow), "ours": sum(fast[k] == slow[k] for k in slow)},
-            "first_difference": next(((k, fast[k], slow[k]) for k in slow if fast[k] != slow[k] or hf[k] != slow[k]),
-                                     None)}
+            "first_difference": next(({"sample": list(k), "path": "ours" if fast[k] != slow[k] else "hf_batched",
+                                       "tokens": fast[k] if fast[k] != slow[k] else hf[k], "alone": slow[k]}
+                                      for k in slow if fast[k] != slow[k] or hf[k] != slow[k]), None)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -163,10 +165,11 @@ def main(argv: list[str] | None = None) -> int:
                      "identical"], rows))
         if r["first_difference"] is not None:
             failed = True
-            key, fast, slow = r["first_difference"]
-            print(f"FAIL: outputs differ, e.g. {key}: ours {fast} vs alone {slow}", file=sys.stderr)
+            d = r["first_difference"]
+            print(f"FAIL: outputs differ, e.g. {d['sample']}: {d['path']} {d['tokens']} vs alone {d['alone']}",
+                  file=sys.stderr)
     save_json(args.json, {"benchmark": "generation", "machine": machine(), "settings": vars(args),
-                          "results": {k: {**v, "first_difference": None} for k, v in results.items()}})
+                          "results": results})
     return 1 if failed else 0
 
 

@@ -47,18 +47,18 @@ class Run:
         return values
 
     def sample_facts(self, task: str) -> dict[str, tuple[int, bool]] | None:
-        """Sample id -> (protein length, has coordinates), which scoring logs for registered tasks; None when
-        the log is absent or lacks them."""
+        """Sample id -> (protein length, has coordinates) of the rows whose log has them (scoring writes them for
+        registered tasks); None when none has (a log written before they were logged: re-score it with
+        `sepit score` to get the structure and length slices)."""
         path = self.path.parent / "samples" / f"{task}.jsonl"
         if not path.is_file():
             return None
         facts = {}
         for _, row in read_jsonl(path):
             length, has = row.get("protein_length"), row.get("has_structure")
-            if not isinstance(length, int) or not isinstance(has, bool):
-                return None
-            facts[str(row.get("id"))] = (length, has)
-        return facts
+            if isinstance(length, int) and isinstance(has, bool):
+                facts[str(row.get("id"))] = (length, has)
+        return facts or None
 
 
 @dataclass

@@ -2,9 +2,9 @@
 
 PyTorch on a CPU allocates and frees many tensors of a few MB per step. With glibc's defaults, blocks above the
 (dynamic) mmap threshold are mapped and unmapped each time and the heap top is trimmed back to the system, so
-every step faults its pages in again. Measured on a tiny stage-2 fit (2 CPUs, BENCHMARKS.md "Allocator"):
-22x fewer page faults, 10x less system time, +40 % steps/s. The resident size then stays at its peak, which a
-training or evaluation run reaches anyway.
+every step faults its pages in again. Measured on 60 steps of the tiny stage-2 fit (2 CPUs, BENCHMARKS.md
+"Allocator"): 8.6x fewer page faults, 6x less system time, +35 % steps/s. The resident size then stays at its
+peak, which a training or evaluation run reaches anyway.
 
 Skipped where the C library is not glibc, and where the user set any MALLOC_* variable (their choice wins).
 """

@@ -92,10 +92,44 @@ def test_a_newcomer_longer_than_the_written_columns_shifts_every_row(mixed, monk
     decoder = decoding.ContinuousDecoder(model.llm, model.tokenizer.eos_token_id, config.max_new_tokens, slots=3,
                                          logprobs=True)
     lengths = [-n for n in model.spliced_lengths(samples)]  # shortest first: every refill is longer
-    calls = _count_calls(monkeypatch, "_relayout")
+    moves = []
+    original = decoding._State._relayout
+    monkeypatch.setattr(decoding._State, "_relayout",
+                        lambda self, column, capacity: moves.append(column > self.column) or original(self, column,
+                                                                                                      capacity))
     with torch.no_grad():
         _same(decoder.run(lengths, embed), reference)
-    assert calls["_relayout"] > 0
+    assert any(moves)  # the write column moved right for a longer newcomer
+
+
+def test_one_new_token_and_no_samples(mixed):
+    model, samples, config, _ = mixed
+    one = dataclasses.replace(config, max_new_tokens=1)
+    with torch.no_grad():
+        reference = _alone(model, samples, one)
+    _same(model.generate_tokens(samples, one, batch_size=4), reference)
+    assert all(len(ids) == 1 for ids, _ in reference)
+    assert model.generate_tokens([], one) == []
+
+
+def test_a_lora_wrapped_llm_decodes_as_generate_does(llm_dir):  # noqa: F811
+    from sepit.models.lora import LoraSettings, add_lora
+    from sepit.models.network import ProteinLanguageModel
+    from test_network import _load
+
+    tokenizer, llm = _load(llm_dir)
+    torch.manual_seed(0)
+    model = ProteinLanguageModel(None, llm, tokenizer, sequence_format="raw")
+    model.llm = add_lora(model.llm, LoraSettings(r=4, alpha=8, dropout=0.0, target_modules=("q_proj", "v_proj")))
+    for name, parameter in model.llm.named_parameters():  # adapters that change the answers
+        if "lora_B" in name:
+            parameter.data.normal_(0, 0.5)
+    model.eval()
+    assert decoding.supports(model.llm)
+    samples, config = _samples(8), GenerationConfig(max_new_tokens=6, logprobs=True)
+    with torch.no_grad():
+        reference = _alone(model, samples, config)
+    _same(model.generate_tokens(samples, config, batch_size=3), reference)
 
 
 def test_moe_llm_decodes_the_same_without_routing_statistics(llm_dir):  # noqa: F811

@@ -282,3 +282,13 @@ def test_a_batch_mixing_proteins_with_and_without_coordinates_encodes_each_as_al
     model.train()
     _run(model, proteins)["features"].sum().backward()
     assert model.structure.bias_mlp[-1].weight.grad.abs().sum() > 0
+
+
+def test_tokens_by_table_lookup_equal_fair_esms_batch_converter():
+    model = _model()
+    sequences = ["MKTAYIAKQR", "GSHMLE", "XBZUO", "A", "ACDEFGHIKLMNPQRSTVWY" * 3]
+    expected = model._batch_converter([(str(i), s) for i, s in enumerate(sequences)])[2]
+    assert torch.equal(model._tokens(sequences), expected)
+    masked = model._tokens(["MK<mask>V"])  # not one-letter tokens only: fair-esm itself reads it
+    assert torch.equal(masked, model._batch_converter([("0", "MK<mask>V")])[2])
+    assert masked[0, 3] == model.alphabet.mask_idx and masked.shape == (1, 6)

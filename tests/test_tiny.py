@@ -1,5 +1,7 @@
 """The tiny local model builders (sepit/models/tiny.py): everything they write loads through the real loaders."""
 
+import subprocess
+import sys
 import time
 
 import pytest
@@ -135,9 +137,11 @@ def test_text_encoder_loads_with_auto_classes(tmp_path):
     with torch.no_grad():
         hidden = model(**batch).last_hidden_state
     assert hidden.shape == (*batch["input_ids"].shape, 32)
-    second = build_tiny_text_encoder(tmp_path / "b", corpus=CORPUS)
-    for name in ("model.safetensors", "tokenizer.json"):  # the same ids for the same words, build after build
-        assert (first / name).read_bytes() == (second / name).read_bytes()
+    # The same ids for the same words, build after build, also in another process (whose hash seeds differ).
+    subprocess.run([sys.executable, "-c", "import sys; from sepit.models.tiny import build_tiny_text_encoder; "
+                    f"build_tiny_text_encoder(sys.argv[1], corpus={CORPUS!r})", str(tmp_path / "b")], check=True)
+    for name in ("model.safetensors", "tokenizer.json"):
+        assert (first / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
 
 
 @pytest.mark.filterwarnings("ignore:Regression weights not found")

@@ -11,7 +11,7 @@ import subprocess
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from sepit.data.jsonl import atomic_open, write_jsonl_atomic
 from sepit.evaluation.scoring import score_rows

@@ -14,7 +14,8 @@ cache shrinks to the live slots.
 The decoder layers, their attention (rotary embedding, GQA, the attention kernel) and their FFNs (MoE ones
 included) are the model's own modules, called with a small cache object in place of Hugging Face's: the
 arithmetic is the model's, only the bookkeeping is ours. Greedy answers equal one-sample-at-a-time `generate`
-(tests/test_decoding.py). Models of other layouts, sampling, and generation configs with logits processors go
+in float32 on the CPU (tests/test_decoding.py, bench/generation.py); in bf16 a near-tie between two tokens can
+flip with the batch's shapes, as it can between HF's own batched and single `generate`. Models of other layouts, sampling, and generation configs with logits processors go
 through `generate` instead (`supports`).
 """
 
@@ -26,14 +27,19 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
-# Decoder layers of these model types are called as LlamaDecoderLayer is (pre-norm, rotary, full attention).
+# Decoder layers of these model types are called as LlamaDecoderLayer is (pre-norm, rotary, full attention),
+# with these attention kernels (both take the additive 4-D mask) and rotary embeddings that do not depend on
+# the longest sequence of the batch.
 SUPPORTED_MODEL_TYPES = frozenset({"llama"})
+SUPPORTED_ATTENTION = frozenset({"sdpa", "eager"})
+SUPPORTED_ROPE = frozenset({None, "default", "linear", "llama3"})
 # Generation-config fields whose non-default values add logits processors that this loop does not apply.
 _PROCESSOR_FIELDS = {"repetition_penalty": 1.0, "no_repeat_ngram_size": 0, "encoder_no_repeat_ngram_size": 0,
                      "bad_words_ids": None, "min_length": 0, "min_new_tokens": None, "forced_bos_token_id": None,
                      "forced_eos_token_id": None, "suppress_tokens": None, "begin_suppress_tokens": None,
                      "sequence_bias": None, "exponential_decay_length_penalty": None, "renormalize_logits": False,
-                     "diversity_penalty": 0.0, "num_beams": 1, "guidance_scale": None}
+                     "diversity_penalty": 0.0, "num_beams": 1, "guidance_scale": None, "watermarking_config": None,
+                     "remove_invalid_values": False, "stop_strings": None, "max_time": None}
 
 
 def _base_model(llm: nn.Module) -> nn.Module:
@@ -43,16 +49,21 @@ def _base_model(llm: nn.Module) -> nn.Module:
 
 def supports(llm: nn.Module) -> bool:
     """Whether this loop reproduces `llm.generate`'s greedy decoding: a Llama-layout decoder (MoE FFNs allowed)
-    whose generation config adds no logits processor."""
+    with an sdpa or eager attention kernel and static rotary frequencies, whose generation config adds no
+    logits processor or stopping rule besides eos and the length."""
     base = _base_model(llm)
-    if getattr(base.config, "model_type", None) not in SUPPORTED_MODEL_TYPES:
+    config = base.config
+    rope = (getattr(config, "rope_scaling", None) or getattr(config, "rope_parameters", None) or {})
+    if (getattr(config, "model_type", None) not in SUPPORTED_MODEL_TYPES
+            or getattr(config, "_attn_implementation", None) not in SUPPORTED_ATTENTION
+            or rope.get("rope_type", rope.get("type")) not in SUPPORTED_ROPE):
         return False
     if not all(hasattr(base, name) for name in ("model", "lm_head")):
         return False
-    config = getattr(base, "generation_config", None)
+    generation = getattr(base, "generation_config", None)
     # transformers 5 leaves unset fields None; 4.x writes their defaults.
-    return config is None or all(getattr(config, field, None) in (None, default)
-                                 for field, default in _PROCESSOR_FIELDS.items())
+    return generation is None or all(getattr(generation, field, None) in (None, default)
+                                     for field, default in _PROCESSOR_FIELDS.items())
 
 
 class _SlotCache:
@@ -203,8 +214,8 @@ class ContinuousDecoder:
 
 
 def _additive(allowed: Tensor, dtype: torch.dtype) -> Tensor:
-    """Boolean 'may attend' -> an additive mask (0 or the dtype's lowest value), what every attention kernel of
-    the model accepts."""
+    """Boolean 'may attend' -> an additive mask (0 or the dtype's lowest value), which the sdpa and eager
+    attention kernels accept (`SUPPORTED_ATTENTION`)."""
     return torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill(~allowed, torch.finfo(dtype).min)
 
 
@@ -230,7 +241,8 @@ class _State:
             heads = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
             head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
             self.size, self.column = decoder.slots, prompt_length
-            self.capacity = prompt_length + 2 * decoder.max_new_tokens
+            self.max_new_tokens, self.margin = decoder.max_new_tokens, max(decoder.max_new_tokens // 2, 8)
+            self.capacity = self._needed(prompt_length)
             shape = (self.size, heads, self.capacity, head_dim)
             for _ in decoder.layers:
                 self.keys.append(like.new_zeros(shape))
@@ -240,10 +252,14 @@ class _State:
             self.next_input = torch.zeros(self.size, dtype=torch.long, device=like.device)
             self.start = [self.column] * self.size
             self.free = list(range(self.size))
-            self.max_new_tokens = decoder.max_new_tokens
             return
         if self.column < prompt_length:  # a newcomer longer than the columns written so far
-            self._relayout(prompt_length, prompt_length + 2 * self.max_new_tokens)
+            self._relayout(prompt_length, max(self.capacity, self._needed(prompt_length)))
+
+    def _needed(self, prompt_length: int) -> int:
+        """Columns for rows of up to `prompt_length` prompt tokens: a row holds at most its prompt and all but
+        its last answer token; the margin spaces out the compactions."""
+        return prompt_length + self.max_new_tokens + self.margin
 
     def admit(self, group: list[int], attention_mask: Tensor) -> list[int]:
         P = attention_mask.shape[1]
@@ -268,29 +284,20 @@ class _State:
         return min(self.start[self.slot_of[row]] for row in self.rows)
 
     def compact(self) -> None:
-        """The write column reached the end: drop the columns before the earliest live row's first."""
-        self._relayout(self.column - self.first_column(), self.column - self.first_column() + self.max_new_tokens)
+        """The write column reached the end: drop the columns before the earliest live row's first, in place."""
+        self._relayout(self.column - self.first_column(), self.capacity)
 
     def _relayout(self, column: int, capacity: int) -> None:
         """Move every slot's columns so that the write column becomes `column` (>= what the rows hold), in
-        buffers of `capacity` columns."""
+        buffers of `capacity` columns: in place when the capacity stays, one layer at a time either way, so
+        the peak is one layer's copy on top of the cache."""
         shift = column - self.column
         lo = max(0, -shift)  # columns before lo are dropped (no live row uses them)
-        keep = self.column - lo
-
-        def moved(buffer: Tensor) -> Tensor:
-            out = buffer.new_zeros(*buffer.shape[:2], capacity, *buffer.shape[3:]) if buffer.dim() == 4 else \
-                buffer.new_zeros(buffer.shape[0], capacity)
-            dest = column - keep
-            if buffer.dim() == 4:
-                out[:, :, dest:column] = buffer[:, :, lo:self.column]
-            else:
-                out[:, dest:column] = buffer[:, lo:self.column]
-            return out
-
-        self.keys[:] = [moved(k) for k in self.keys]
-        self.values[:] = [moved(v) for v in self.values]
-        self.valid = moved(self.valid)
+        keep, dest = self.column - lo, column - (self.column - lo)
+        for buffers in (self.keys, self.values):
+            for i, buffer in enumerate(buffers):
+                buffers[i] = _moved(buffer, 2, lo, keep, dest, capacity)
+        self.valid = _moved(self.valid, 1, lo, keep, dest, capacity)
         self.start = [s + shift if s < self.capacity else capacity for s in self.start]
         self.column, self.capacity = column, capacity
 
@@ -298,11 +305,28 @@ class _State:
         """No prompt waits and some slots are empty: keep only the live ones."""
         live = [self.slot_of[row] for row in self.rows]
         index = torch.tensor(live, device=self.valid.device)
-        self.keys[:] = [k.index_select(0, index) for k in self.keys]
-        self.values[:] = [v.index_select(0, index) for v in self.values]
+        for buffers in (self.keys, self.values):
+            for i, buffer in enumerate(buffers):  # one layer at a time
+                buffers[i] = buffer.index_select(0, index)
         self.valid = self.valid.index_select(0, index)
         self.position = self.position.index_select(0, index)
         self.next_input = self.next_input.index_select(0, index)
         self.start = [self.start[s] for s in live]
         self.slot_of = {row: j for j, row in enumerate(self.rows)}
         self.size, self.free = len(live), []
+
+
+def _moved(buffer: Tensor, dim: int, lo: int, keep: int, dest: int, capacity: int) -> Tensor:
+    """`buffer` with its `keep` columns (along `dim`) from `lo` moved to start at `dest`, in a buffer of
+    `capacity` columns: the same tensor when the capacity stays. Columns outside the moved ones are cleared
+    in boolean masks (stale keys and values are never attended: the mask hides them)."""
+    source = buffer.narrow(dim, lo, keep)
+    if capacity == buffer.shape[dim]:
+        out, source = buffer, source.clone()  # the two ranges may overlap
+    else:
+        out = buffer.new_zeros(*buffer.shape[:dim], capacity, *buffer.shape[dim + 1:])
+    out.narrow(dim, dest, keep).copy_(source)
+    if out.dtype == torch.bool:
+        out.narrow(dim, 0, dest).fill_(False)
+        out.narrow(dim, dest + keep, capacity - dest - keep).fill_(False)
+    return out

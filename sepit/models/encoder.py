@@ -286,7 +286,8 @@ class StructureAwareESM(nn.Module):
         with_structure = observed.any(dim=1)
         if not return_attention_bias and 0 < int(with_structure.sum()) < B:
             # Most proteins have no coordinates: encode those without the (B, H, T, T) bias the others need.
-            # Rows do not interact, so each gets what it would get alone.
+            # Rows do not interact and both groups keep the batch's padded length, so each row gets what the
+            # whole batch in one pass gives it.
             groups = [with_structure.nonzero().flatten(), (~with_structure).nonzero().flatten()]
             parts = [self._encode(tokens[g], coords[g], observed[g], padding_mask[g], False, return_final)
                      for g in groups]

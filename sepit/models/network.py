@@ -379,6 +379,8 @@ class ProteinLanguageModel(nn.Module):
         Greedy decoding of a Llama-layout LLM runs `batch_size` rows at a time (default: all samples) with
         continuous batching (`sepit.models.decoding`); sampling and other LLMs go through Hugging Face's
         `generate`, `batch_size` samples per call, left-padded, with the KV cache."""
+        if not samples:
+            return []
         batch_size = batch_size or len(samples)
         was_training = self.training
         self.eval()

@@ -132,9 +132,10 @@ def build_tiny_text_encoder(directory: str | Path, hidden_size: int = 32, seed: 
     `vocab_size` most frequent words of the corpus, ties by spelling) that wraps text as `[CLS] ... [SEP]`,
     saved to `directory`; loads with `AutoModel` / `AutoTokenizer`.
 
-    The vocabulary is counted here rather than by a `tokenizers` trainer: its WordPiece and BPE trainers break
-    ties in a different order in every process, so the same corpus gave other token ids, other captions to
-    stage 0 and, through the stage chain, other SEPIT results from one fresh cache to the next."""
+    The vocabulary is counted here rather than by `tokenizers`' WordPiece trainer, which breaks ties in a
+    different order in every process: the same corpus gave other token ids, other captions to stage 0 and,
+    through the stage chain, other SEPIT results from one fresh cache to the next. (The byte-level BPE of
+    `build_tiny_tokenizer`, with its fixed initial alphabet, gave the same file in every process tried.)"""
     directory = Path(directory)
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
     normalizer, pre_tokenizer = normalizers.BertNormalizer(lowercase=True), pre_tokenizers.BertPreTokenizer()

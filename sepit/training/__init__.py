@@ -1,1 +1,1 @@
-"""Training SEPIT: the stage LightningModules, their data, and the `sepit fit|validate|test|predict` CLI."""
+"""Training SEPIT: the stage LightningModules, their data, and the `sepit fit|validate|test` CLI."""

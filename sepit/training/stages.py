@@ -206,7 +206,8 @@ class InstructionStage(_Stage):
                  lora_alpha: int = 16, lora_dropout: float = 0.05,
                  lora_target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj"), lr: float = 1e-4,
                  weight_decay: float = 0.0, warmup_ratio: float = 0.03,
-                 betas: tuple[float, float] = (0.9, 0.999), schedule: Schedule = "cosine"):
+                 betas: tuple[float, float] = (0.9, 0.999), schedule: Schedule = "cosine",
+                 max_new_tokens: int | None = None):
         """
         Args:
             llm: a local Hugging Face causal-LM folder (with its tokenizer), or tiny:llm.
@@ -242,9 +243,11 @@ class InstructionStage(_Stage):
             warmup_ratio: share of the steps with linear warm-up (0.03).
             betas: AdamW betas.
             schedule: learning-rate decay after warm-up: cosine, or linear (the official trainer's).
+            max_new_tokens: ignored; accepted so that run configs saved with `sepit predict`'s setting still load
+                (answers come from `sepit bench --generation.max_new_tokens`).
         """
         super().__init__()
-        self.save_hyperparameters()
+        self.save_hyperparameters(ignore=["max_new_tokens"])
         self.stage = 2 if experts else 1
         if esm is None and init_from is not None:
             raise ValueError("a model that reads the sequence as text starts from the LLM folder (llm); "
