@@ -7,6 +7,7 @@ exactly as this repository's own `baselines`, `benchmarks` and `leaderboard` pac
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 from importlib.metadata import entry_points
 from typing import Any
@@ -32,6 +33,21 @@ class Registry:
                                 f"{source}. Rename one of them.")
         self._entries[name], self._sources[name] = target, source
         return target
+
+    @contextlib.contextmanager
+    def registered(self, name: str, target: Any, source: str = "code"):
+        """`name` -> `target` within the block only; the registry is as before afterwards (tests, one-off runs)."""
+        self._scan()
+        before = (self._entries.get(name), self._sources.get(name))
+        self.register(name, target, source=source)
+        try:
+            yield target
+        finally:
+            if before[0] is None:
+                self._entries.pop(name, None)
+                self._sources.pop(name, None)
+            else:
+                self._entries[name], self._sources[name] = before
 
     def _scan(self) -> None:
         if self._scanned:

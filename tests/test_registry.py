@@ -38,3 +38,12 @@ def test_a_plug_in_that_fails_to_import_is_named():
     with pytest.raises(RegistryError, match=r"task 'broken' \(entry point of third-party, 'no_such_module_xyz:suite'\) "
                                             r"failed to load: No module named 'no_such_module_xyz'"):
         registry.get("broken")
+
+
+def test_a_registration_for_a_block_only():
+    from sepit.registry import MODELS
+
+    with MODELS.registered("block_only", "fake_models:CoinModel"):
+        assert "block_only" in MODELS.names()
+    assert "block_only" not in MODELS.names()
+    assert "majority" in MODELS.names()  # the shipped entries stay
