@@ -33,12 +33,43 @@ def test_padding_is_ignored_and_batching_changes_nothing():
     assert torch.allclose(together[1], alone_long[0], atol=1e-5)
 
 
-def test_queries_read_the_residues():
+def _attention(module, query, key, mask=None):
+    """nn.MultiheadAttention written out: per-head scaled dot products over its own projections."""
+    D, H = module.embed_dim, module.num_heads
+    wq, wk, wv = module.in_proj_weight.split(D)
+    bq, bk, bv = module.in_proj_bias.split(D)
+    heads = lambda x: x.view(*x.shape[:2], H, D // H).transpose(1, 2)  # noqa: E731
+    q, k, v = heads(query @ wq.T + bq), heads(key @ wk.T + bk), heads(key @ wv.T + bv)
+    scores = q @ k.transpose(-1, -2) / (D // H) ** 0.5
+    if mask is not None:
+        scores = scores.masked_fill(mask[:, None, None, :], float("-inf"))
+    out = (scores.softmax(-1) @ v).transpose(1, 2).reshape(*query.shape)
+    return out @ module.out_proj.weight.T + module.out_proj.bias
+
+
+def _reference(qformer, features, mask):
+    """The Q-Former's layers as the module docstring describes them, from plain tensor operations."""
+    norm = lambda m, x: torch.nn.functional.layer_norm(x, (x.shape[-1],), m.weight, m.bias, m.eps)  # noqa: E731
+    queries = qformer.queries.expand(features.shape[0], -1, -1)
+    for layer in qformer.layers:
+        q = norm(layer.self_norm, queries)
+        queries = queries + _attention(layer.self_attn, q, q)
+        queries = queries + _attention(layer.cross_attn, norm(layer.cross_norm, queries), features, mask)
+        first, _, last = layer.ffn
+        h = norm(layer.ffn_norm, queries) @ first.weight.T + first.bias
+        queries = queries + torch.nn.functional.gelu(h) @ last.weight.T + last.bias
+    return norm(qformer.norm, queries) @ qformer.out.weight.T + qformer.out.bias
+
+
+def test_queries_read_the_residues_as_the_written_out_computation_does():
     qformer = _qformer()
-    mask = torch.zeros(1, 6, dtype=torch.bool)
-    a, _ = qformer(torch.randn(1, 6, 16), mask)
-    b, _ = qformer(torch.randn(1, 6, 16), mask)
-    assert not torch.allclose(a, b)
+    features = torch.randn(2, 7, 16)
+    mask = torch.tensor([[False] * 7, [False] * 4 + [True] * 3])
+    with torch.no_grad():
+        tokens, _ = qformer(features, mask)
+        assert torch.allclose(tokens, _reference(qformer, features, mask), atol=1e-5)
+        other, _ = qformer(torch.randn(2, 7, 16), mask)
+    assert (tokens - other).abs().max() > 0.1  # and they depend on the residues
 
 
 def test_settings_are_checked():
