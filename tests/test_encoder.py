@@ -61,13 +61,39 @@ def test_sequence_only_reproduces_fair_esm_on_a_padded_batch():
         assert torch.allclose(ours["final"][i, :n], ref[LAYERS][i, :n], atol=1e-5, rtol=0)
 
 
-def test_structure_changes_the_features():
-    model, proteins = _model(), _batch()[:1]
+def _reference_features(model, batch):
+    """ESM-2's pre-norm layers written out from fair-esm's own parameters, the structure bias added to every
+    layer's attention scores and the encoding to the input: the second-to-last layer's output."""
+    esm, T = model.esm, batch["tokens"].shape[1]
+    padding = batch["tokens"].eq(esm.padding_idx)
+    observed = batch["observed"] & ~padding
+    bias, encoding = model.structure(batch["coords"], observed, padding)
+    x = esm.embed_scale * esm.embed_tokens(batch["tokens"])
+    x = x * (1 - 0.15 * 0.8)  # fair-esm's token-dropout rescaling with no <mask> in the input
+    x = x + model.encoding_scale * encoding
+    for layer in esm.layers[:-1]:
+        attn = layer.self_attn
+        H, d = attn.num_heads, attn.head_dim
+        h = layer.self_attn_layer_norm(x)
+        heads = lambda t: t.view(1, T, H, d).transpose(1, 2)  # noqa: E731
+        q, k = attn.rot_emb(heads(attn.q_proj(h) * d ** -0.5), heads(attn.k_proj(h)))
+        scores = q @ k.transpose(-1, -2) + bias
+        out = scores.softmax(-1) @ heads(attn.v_proj(h))
+        x = x + attn.out_proj(out.transpose(1, 2).reshape(1, T, -1))
+        x = x + layer.fc2(torch.nn.functional.gelu(layer.fc1(layer.final_layer_norm(x))))
+    return x
+
+
+def test_structure_enters_as_the_written_out_computation_says():
+    model, proteins = _model(), _batch()[:1]  # one protein with coordinates, no padding
+    batch = model.tokenize(proteins)
     with torch.no_grad():
-        with_structure = _run(model, proteins)["features"]
+        features = model(**batch)["features"]
+        reference = _reference_features(model, batch)
         model.sequence_only = True
-        without = _run(model, proteins)["features"]
-    assert (with_structure - without).abs().max() > 1e-3
+        without = model(**batch)["features"]
+    assert torch.allclose(features, reference, atol=1e-5, rtol=0)
+    assert not torch.allclose(features, without, atol=1e-3)  # and the structure is what moved them
 
 
 def test_missing_coordinates_equal_sequence_only_alone_and_in_a_batch():
