@@ -70,7 +70,7 @@ def test_chat_template_ends_with_the_assistant_turn(llm_dir):
     assert tokenizer.convert_tokens_to_ids("<|assistant|>") in ids  # one special token, not split
 
 
-def test_greedy_generate_runs(llm_dir):
+def test_greedy_generate_takes_the_most_likely_token_each_step(llm_dir):
     tokenizer = AutoTokenizer.from_pretrained(llm_dir)
     model = AutoModelForCausalLM.from_pretrained(llm_dir).eval()
     prompt = tokenizer.apply_chat_template([{"role": "user", "content": "Is this protein an enzyme?"}],
@@ -78,7 +78,10 @@ def test_greedy_generate_runs(llm_dir):
     inputs = tokenizer(prompt, add_special_tokens=False, return_tensors="pt")
     with torch.no_grad():
         out = model.generate(**inputs, max_new_tokens=5, min_new_tokens=5, do_sample=False)
-    assert out.shape == (1, inputs["input_ids"].shape[1] + 5)
+        ids = inputs["input_ids"]
+        for _ in range(5):  # the loaded weights, read step by step without a cache
+            ids = torch.cat([ids, model(input_ids=ids).logits[:, -1].argmax(-1, keepdim=True)], dim=1)
+    assert out.tolist() == ids.tolist()
 
 
 @pytest.mark.parametrize("family", ["qwen2", "mistral"])
@@ -154,7 +157,12 @@ def test_esm_checkpoint_loads_with_esm2_from_checkpoint(tmp_path):
     assert all(torch.equal(model.state_dict()[k], again.state_dict()[k]) for k in saved)
     tokens = StructureAwareESM(model).tokenize([make_protein("p", "MKTAYIAKQR")])["tokens"]
     with torch.no_grad():
-        assert model(tokens)["logits"].shape == (1, 12, len(model.alphabet))
+        logits = model(tokens)["logits"]
+        # the LM head reads the final representation through the tied embedding, as fair-esm defines it
+        final = model(tokens, repr_layers=[2])["representations"][2]
+        head = model.lm_head
+        expected = head.layer_norm(torch.nn.functional.gelu(head.dense(final))) @ head.weight.T + head.bias
+    assert logits.shape == (1, 12, len(model.alphabet)) and torch.allclose(logits, expected, atol=1e-5)
 
 
 def test_cli_builds_all_three_and_skips_existing(tmp_path, capsys, monkeypatch):
