@@ -16,7 +16,7 @@ included) are the model's own modules, called with a small cache object in place
 arithmetic is the model's, only the bookkeeping is ours. Greedy answers equal one-sample-at-a-time `generate`
 in float32 on the CPU (tests/test_decoding.py, bench/generation.py); in bf16 a near-tie between two tokens can
 flip with the batch's shapes, as it can between HF's own batched and single `generate`. Models of other layouts, sampling, and generation configs with logits processors go
-through `generate` instead (`supports`).
+through `generate` instead (`supports`); there `ChosenTokenLogprobs` records the chosen tokens' log-probabilities.
 """
 
 from __future__ import annotations
@@ -330,3 +330,29 @@ def _moved(buffer: Tensor, dim: int, lo: int, keep: int, dest: int, capacity: in
         out.narrow(dim, 0, dest).fill_(False)
         out.narrow(dim, dest + keep, capacity - dest - keep).fill_(False)
     return out
+
+
+class ChosenTokenLogprobs:
+    """A logits processor that records log p(chosen token) at every decoding step while holding one step of
+    (B, V) scores, not all of them: at each call the previous step's choice is the last input id; the last
+    step's choice comes from the output (`finish`)."""
+
+    def __init__(self):
+        self.steps: list[Tensor] = []
+        self._previous: Tensor | None = None  # (B, V) log-softmax of the latest step
+
+    def __call__(self, input_ids: Tensor, scores: Tensor) -> Tensor:
+        if self._previous is not None:
+            self._take(input_ids[:, -1])
+        self._previous = scores.float().log_softmax(dim=-1)
+        return scores
+
+    def _take(self, chosen: Tensor) -> None:
+        self.steps.append(self._previous.gather(1, chosen[:, None].to(self._previous.device)).squeeze(1))
+
+    def finish(self, new_tokens: Tensor) -> Tensor:
+        """new_tokens (B, n) -> (B, n) log-probabilities."""
+        if self._previous is not None:
+            self._take(new_tokens[:, -1])
+            self._previous = None
+        return torch.stack(self.steps, dim=1) if self.steps else new_tokens.new_zeros(len(new_tokens), 0).float()

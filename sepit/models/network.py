@@ -413,7 +413,7 @@ class ProteinLanguageModel(nn.Module):
         if config.do_sample:
             torch.manual_seed(config.seed)
             options.update(temperature=config.temperature, top_p=config.top_p)
-        recorder = ChosenTokenLogprobs() if config.logprobs else None
+        recorder = decoding.ChosenTokenLogprobs() if config.logprobs else None
         if recorder is not None:
             options["logits_processor"] = LogitsProcessorList([recorder])
         # With inputs_embeds and no input_ids, decoder-only `generate` returns only the new tokens.
@@ -442,29 +442,3 @@ class ProteinLanguageModel(nn.Module):
                  batch_size: int | None = None) -> list[str]:
         """One answer per sample: only the new tokens, special tokens skipped, stripped."""
         return [self.decode(ids) for ids, _ in self.generate_tokens(samples, config, batch_size)]
-
-
-class ChosenTokenLogprobs:
-    """A logits processor that records log p(chosen token) at every decoding step while holding one step of
-    (B, V) scores, not all of them: at each call the previous step's choice is the last input id; the last
-    step's choice comes from the output (`finish`)."""
-
-    def __init__(self):
-        self.steps: list[Tensor] = []
-        self._previous: Tensor | None = None  # (B, V) log-softmax of the latest step
-
-    def __call__(self, input_ids: Tensor, scores: Tensor) -> Tensor:
-        if self._previous is not None:
-            self._take(input_ids[:, -1])
-        self._previous = scores.float().log_softmax(dim=-1)
-        return scores
-
-    def _take(self, chosen: Tensor) -> None:
-        self.steps.append(self._previous.gather(1, chosen[:, None].to(self._previous.device)).squeeze(1))
-
-    def finish(self, new_tokens: Tensor) -> Tensor:
-        """new_tokens (B, n) -> (B, n) log-probabilities."""
-        if self._previous is not None:
-            self._take(new_tokens[:, -1])
-            self._previous = None
-        return torch.stack(self.steps, dim=1) if self.steps else new_tokens.new_zeros(len(new_tokens), 0).float()
