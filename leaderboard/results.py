@@ -25,19 +25,28 @@ class Run:
     model: dict
     profile: dict
     tasks: dict[str, dict]
+    _logs: dict[str, list[dict] | None] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def profile_key(self) -> str:
         return f"{self.profile.get('name')} v{self.profile.get('version')}"
 
+    def sample_log(self, task: str) -> list[dict] | None:
+        """The rows of `samples/<task>.jsonl`, read once per run and task (the board reads values and facts from
+        them); None when the log is absent."""
+        if task not in self._logs:
+            path = self.path.parent / "samples" / f"{task}.jsonl"
+            self._logs[task] = [row for _, row in read_jsonl(path)] if path.is_file() else None
+        return self._logs[task]
+
     def sample_values(self, task: str, metric: str) -> dict[str, float] | None:
         """Per-sample values of `metric` for `task` by sample id, from `samples/<task>.jsonl`; None when the
         log is absent or the metric has no per-sample value (macro F1, corpus BLEU)."""
-        path = self.path.parent / "samples" / f"{task}.jsonl"
-        if not path.is_file():
+        rows = self.sample_log(task)
+        if rows is None:
             return None
         values = {}
-        for _, row in read_jsonl(path):
+        for row in rows:
             value = row.get(metric)
             if value is None and metric == "accuracy" and isinstance(row.get("correct"), bool):
                 value = 100.0 * row["correct"]  # logs written before per-sample accuracy was logged
@@ -50,11 +59,8 @@ class Run:
         """Sample id -> (protein length, has coordinates) of the rows whose log has them (scoring writes them for
         registered tasks); None when none has (a log written before they were logged: re-score it with
         `sepit score` to get the structure and length slices)."""
-        path = self.path.parent / "samples" / f"{task}.jsonl"
-        if not path.is_file():
-            return None
         facts = {}
-        for _, row in read_jsonl(path):
+        for row in self.sample_log(task) or ():
             length, has = row.get("protein_length"), row.get("has_structure")
             if isinstance(length, int) and isinstance(has, bool):
                 facts[str(row.get("id"))] = (length, has)

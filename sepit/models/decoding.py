@@ -70,9 +70,8 @@ class _SlotCache:
     """Stands in for Hugging Face's cache inside the attention modules: `update` stores the new keys and values
     of a layer and returns what the queries attend to (the model calls it once per layer)."""
 
-    def __init__(self, keys: list[Tensor], values: list[Tensor]):
-        self.keys, self.values = keys, values
-        self.write: Callable[[int, Tensor, Tensor], tuple[Tensor, Tensor]] | None = None
+    def __init__(self):
+        self.write: Callable[[int, Tensor, Tensor], tuple[Tensor, Tensor]] | None = None  # set per forward
 
     def update(self, key_states: Tensor, value_states: Tensor, layer_idx: int, *args, **kwargs):
         return self.write(layer_idx, key_states, value_states)
@@ -170,7 +169,7 @@ class ContinuousDecoder:
         mask = attention_mask.bool()
         causal = torch.ones(P, P, dtype=torch.bool, device=mask.device).tril()
         allowed = causal[None] & mask[:, None, :]  # (n, P, P): earlier real tokens
-        position_ids = (mask.long().cumsum(-1) - 1).clamp(min=0)
+        position_ids = position_ids_from_mask(mask)
         index = torch.tensor(slots, device=inputs_embeds.device)
 
         def write(layer: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
@@ -213,6 +212,12 @@ class ContinuousDecoder:
         return logits
 
 
+def position_ids_from_mask(attention_mask: Tensor) -> Tensor:
+    """Positions counted from each sequence's first real token, as `generate` does itself (padding gets 0 on the
+    left, the last real position on the right; it is masked either way)."""
+    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+
+
 def _additive(allowed: Tensor, dtype: torch.dtype) -> Tensor:
     """Boolean 'may attend' -> an additive mask (0 or the dtype's lowest value), which the sdpa and eager
     attention kernels accept (`SUPPORTED_ATTENTION`)."""
@@ -231,7 +236,7 @@ class _State:
         self.column = 0
         self.keys: list[Tensor] = []
         self.values: list[Tensor] = []
-        self.cache = _SlotCache(self.keys, self.values)
+        self.cache = _SlotCache()
 
     def ensure(self, decoder: ContinuousDecoder, like: Tensor, prompt_length: int) -> None:
         """Buffers for `decoder.slots` rows, with the write column at least `prompt_length` and room for the

@@ -36,6 +36,7 @@ from sepit.data.sample import PROTEIN_PLACEHOLDER, InstructionSample
 from sepit.models.encoder import StructureAwareESM
 from sepit.models.formatters import check_format, sequence_prompt
 from sepit.models import decoding
+from sepit.models.decoding import position_ids_from_mask
 from sepit.models.interface import GenerationConfig
 from sepit.models.moe import routing_statistics
 from sepit.models.qformer import QFormer
@@ -262,12 +263,6 @@ def pad_embeddings(pieces: Sequence[Tensor], targets: Sequence[Tensor], padding_
         attention_mask[i, span] = 1 if masks is None else masks[i]
         labels[i, span] = target
     return inputs_embeds, attention_mask, labels
-
-
-def position_ids_from_mask(attention_mask: Tensor) -> Tensor:
-    """Positions counted from each sequence's first real token, as `generate` does itself (padding gets 0 on the
-    left, the last real position on the right; it is masked either way)."""
-    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
 
 
 class ProteinLanguageModel(nn.Module):
