@@ -47,6 +47,7 @@ PAD_TOKEN = "<pad>"
 IGNORE_INDEX = -100  # torch cross_entropy's default ignore_index, also what HF causal LMs expect
 # For base LLMs without a chat template (Galactica, LLaMA): a plain instruction layout (Alpaca's, without preamble).
 PLAIN_PROMPT = "### Instruction:\n{instruction}\n\n### Response:\n"
+LossAverage = Literal["tokens", "answers"]
 
 
 class Projector(nn.Module):
@@ -341,10 +342,18 @@ class ProteinLanguageModel(nn.Module):
                                  reduction="none")  # (B, L'-1), 0 where ignored
         return losses, targets.ne(IGNORE_INDEX)
 
-    def forward(self, batch: dict[str, Any]) -> Tensor:
-        """Mean cross-entropy over the batch's answer tokens (and their eos)."""
+    def forward(self, batch: dict[str, Any], average: LossAverage = "tokens") -> Tensor:
+        """Mean cross-entropy of the answers (and their eos): over all answer tokens of the batch ("tokens", as
+        the official trainer), or over each answer's tokens and then over the answers ("answers": a one-token
+        yes/no answer weighs as much as a 200-token caption)."""
         losses, answer = self.token_losses(batch)
-        return losses.sum() / answer.sum().clamp(min=1)
+        if average == "tokens":
+            return losses.sum() / answer.sum().clamp(min=1)
+        if average != "answers":
+            raise ValueError(f"average must be 'tokens' or 'answers', got {average!r}")
+        counts = answer.sum(dim=1)
+        answered = counts > 0
+        return (losses.sum(dim=1)[answered] / counts[answered]).sum() / answered.sum().clamp(min=1)
 
     @torch.no_grad()
     def answer_log_likelihoods(self, samples: Sequence[InstructionSample]) -> Tensor:

@@ -35,7 +35,7 @@ from sepit.models.checkpoint import (CHECKPOINT_FORMAT, TOKENIZER_DIR, encoder_r
 from sepit.models.encoder import StructureAwareESM, esm2_from_checkpoint
 from sepit.models.lora import ADAPTER_DIR, LoraSettings, add_lora, save_adapter
 from sepit.models.moe import expert_load, moe_aux_loss, upcycle_to_moe
-from sepit.models.network import ProteinLanguageModel
+from sepit.models.network import LossAverage, ProteinLanguageModel
 from sepit.models.tiny import resolve_model_path
 from sepit.models.warmup import CaptionEncoder, WarmupObjectives
 from sepit.training.data import ItemBatch
@@ -207,7 +207,7 @@ class InstructionStage(_Stage):
                  lora_target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj"), lr: float = 1e-4,
                  weight_decay: float = 0.0, warmup_ratio: float = 0.03,
                  betas: tuple[float, float] = (0.9, 0.999), schedule: Schedule = "cosine",
-                 max_new_tokens: int | None = None):
+                 loss_average: LossAverage = "tokens", max_new_tokens: int | None = None):
         """
         Args:
             llm: a local Hugging Face causal-LM folder (with its tokenizer), or tiny:llm.
@@ -243,6 +243,9 @@ class InstructionStage(_Stage):
             warmup_ratio: share of the steps with linear warm-up (0.03).
             betas: AdamW betas.
             schedule: learning-rate decay after warm-up: cosine, or linear (the official trainer's).
+            loss_average: "tokens", the mean over every answer token of the batch (the official trainer's), or
+                "answers", each answer's mean and then their mean, so a one-token closed answer weighs as much as
+                a long open one (`ProteinLanguageModel.forward`).
             max_new_tokens: ignored; accepted so that run configs saved with `sepit predict`'s setting still load
                 (answers come from `sepit bench --generation.max_new_tokens`).
         """
@@ -322,7 +325,7 @@ class InstructionStage(_Stage):
                              {"sequence_format": self.model.sequence_format, "max_residues": self.model.max_residues})
 
     def _loss(self, batch: ItemBatch, split: str) -> torch.Tensor:
-        lm_loss = self.model(self.model.collate(batch))
+        lm_loss = self.model(self.model.collate(batch), self.hparams.loss_average)
         losses = {"loss": lm_loss}
         if self.hparams.experts:
             aux = moe_aux_loss(self.model.llm)
