@@ -43,7 +43,7 @@ def tiny_sepit(seed: int = 0):
     logging.disable_progress_bar()
 
     from sepit.models.encoder import StructureAwareESM, esm2_from_checkpoint
-    from sepit.models.moe import upcycle_to_moe
+    from sepit.models.moe import ExpertSettings, upcycle_to_moe
     from sepit.models.network import ProteinLanguageModel
     from sepit.models.tiny import resolve_model_path
 
@@ -53,7 +53,7 @@ def tiny_sepit(seed: int = 0):
     torch.manual_seed(seed)  # structure module and projector
     encoder = StructureAwareESM(esm2_from_checkpoint(resolve_model_path("tiny:esm2")), num_kernels=16, window=256)
     model = ProteinLanguageModel(encoder, llm, tokenizer, connector="mlp")
-    upcycle_to_moe(model.llm, num_experts=4, top_k=1)
+    upcycle_to_moe(model.llm, ExpertSettings(num_experts=4, top_k=1))
     return model.eval()
 
 

@@ -12,7 +12,7 @@ from sepit.data.protein import make_protein
 from sepit.data.sample import make_sample
 from sepit.models import decoding
 from sepit.models.interface import GenerationConfig
-from sepit.models.moe import MoEFeedForward, upcycle_to_moe
+from sepit.models.moe import ExpertSettings, MoEFeedForward, upcycle_to_moe
 from test_network import CORPUS, _coords, _model, llm_dir  # noqa: F401  (llm_dir is a fixture)
 
 WORDS = " ".join(CORPUS).split()
@@ -134,7 +134,7 @@ def test_a_lora_wrapped_llm_decodes_as_generate_does(llm_dir):  # noqa: F811
 
 def test_moe_llm_decodes_the_same_without_routing_statistics(llm_dir):  # noqa: F811
     model, samples = _model(llm_dir), _samples(8)
-    upcycle_to_moe(model.llm, num_experts=3, top_k=1)
+    upcycle_to_moe(model.llm, ExpertSettings(num_experts=3))
     torch.manual_seed(1)
     for module in model.llm.modules():  # experts that differ, so routing matters
         if isinstance(module, MoEFeedForward):

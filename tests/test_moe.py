@@ -8,8 +8,8 @@ from torch import nn
 from transformers import LlamaConfig, LlamaForCausalLM, MistralConfig, MistralForCausalLM, Qwen2Config, \
     Qwen2ForCausalLM
 
-from sepit.models.moe import (MoEFeedForward, count_parameters, expert_load, moe_aux_loss, moe_layers,
-                              upcycle_to_moe)
+from sepit.models.moe import (ExpertSettings, MoEFeedForward, count_parameters, expert_load, moe_aux_loss,
+                              moe_layers, upcycle_to_moe)
 
 TINY = dict(vocab_size=64, hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
             num_key_value_heads=2, max_position_embeddings=64, pad_token_id=0)
@@ -28,7 +28,7 @@ def dense_model(family: str) -> nn.Module:
 
 def upcycled(dense: nn.Module, **kwargs) -> nn.Module:
     torch.manual_seed(1)
-    return upcycle_to_moe(copy.deepcopy(dense), **kwargs).eval()
+    return upcycle_to_moe(copy.deepcopy(dense), ExpertSettings(**kwargs)).eval()
 
 
 def left_padded_batch():

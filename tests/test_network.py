@@ -16,6 +16,7 @@ from sepit.models.encoder import StructureAwareESM, esm2_tiny
 from sepit.models.interface import GenerationConfig
 from sepit.models.network import (IGNORE_INDEX, ProteinLanguageModel, Projector, add_protein_tokens,
                                  build_prompt, position_ids_from_mask, splice_embeddings)
+from sepit.models.qformer import QFormerSettings
 from sepit.models.tiny import build_tiny_llm
 
 CORPUS = [
@@ -162,19 +163,22 @@ def test_labels_and_loss_cover_only_answer_tokens(llm_dir):
     batch = model.collate(samples)
     with torch.no_grad():
         embeds, attention, labels = model.embed(batch)
-        loss = model(batch)
+        loss, per_answer = model(batch), model(batch, average="answers")
         positions = (attention.cumsum(-1) - 1).clamp(min=0)
         logits = model.llm(inputs_embeds=embeds, attention_mask=attention, position_ids=positions).logits
     eos = model.tokenizer.eos_token_id
-    terms = []
+    terms = []  # one list of token losses per answer
     for i, sample in enumerate(samples):
         answer = model.tokenizer(sample.reference, add_special_tokens=False)["input_ids"] + [eos]
         kept = labels[i].ne(IGNORE_INDEX).nonzero().flatten()
         assert labels[i, kept].tolist() == answer
         assert kept.tolist() == list(range(labels.shape[1] - len(answer), labels.shape[1]))  # the tail
-        for t in kept.tolist():
-            terms.append(-F.log_softmax(logits[i, t - 1], dim=-1)[labels[i, t]])
-    assert torch.allclose(loss, torch.stack(terms).mean(), atol=1e-6)
+        terms.append([-F.log_softmax(logits[i, t - 1], dim=-1)[labels[i, t]] for t in kept.tolist()])
+    assert len({len(answer) for answer in terms}) > 1  # answers of different lengths weigh differently
+    assert torch.allclose(loss, torch.stack([t for answer in terms for t in answer]).mean(), atol=1e-6)
+    assert torch.allclose(per_answer, torch.stack([torch.stack(answer).mean() for answer in terms]).mean(), atol=1e-6)
+    with pytest.raises(ValueError, match="average"):
+        model(batch, average="samples")
 
 
 def test_loss_decreases_when_overfitting_one_batch(llm_dir):
@@ -277,7 +281,7 @@ def test_qformer_connector_splices_num_queries_vectors(bpe_llm_dir):
     tokenizer, llm = _load(bpe_llm_dir)
     torch.manual_seed(0)
     model = ProteinLanguageModel(StructureAwareESM(esm2_tiny(), num_kernels=16), llm, tokenizer, connector="qformer",
-                                 qformer={"num_queries": 3, "num_layers": 1, "num_heads": 4}).eval()
+                                 qformer=QFormerSettings(num_queries=3, num_layers=1, num_heads=4)).eval()
     samples = _samples()
     batch = model.collate(samples)
     _, attention, _ = model.embed(batch, padding_side="right")
@@ -287,7 +291,7 @@ def test_qformer_connector_splices_num_queries_vectors(bpe_llm_dir):
     assert torch.allclose(together, torch.cat([model.answer_log_likelihoods([s]) for s in samples]), atol=1e-4)
     with pytest.raises(ValueError, match="qformer"):
         ProteinLanguageModel(StructureAwareESM(esm2_tiny(), num_kernels=16), llm, tokenizer, connector="mlp",
-                             qformer={"num_queries": 3})
+                             qformer=QFormerSettings(num_queries=3))
 
 
 def test_a_tokenizer_without_chat_template_gets_the_plain_instruction_layout(bpe_llm_dir):

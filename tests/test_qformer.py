@@ -4,12 +4,12 @@ blind to padding, the same alone or in a batch, and spliced into the LLM as that
 import pytest
 import torch
 
-from sepit.models.qformer import QFormer
+from sepit.models.qformer import QFormer, QFormerSettings
 
 
 def _qformer(**kwargs):
     torch.manual_seed(0)
-    return QFormer(16, 24, **{"num_queries": 5, "num_layers": 2, "num_heads": 4, **kwargs}).eval()
+    return QFormer(16, 24, QFormerSettings(**{"num_queries": 5, "num_layers": 2, "num_heads": 4, **kwargs})).eval()
 
 
 def test_gives_num_queries_tokens_whatever_the_length():
@@ -73,8 +73,8 @@ def test_queries_read_the_residues_as_the_written_out_computation_does():
 
 
 def test_settings_are_checked():
-    assert _qformer().settings == {"num_queries": 5, "num_layers": 2, "num_heads": 4}
+    assert _qformer().settings == QFormerSettings(num_queries=5, num_layers=2, num_heads=4)
     with pytest.raises(ValueError, match="divisible"):
-        QFormer(16, 24, num_heads=3)
+        QFormer(16, 24, QFormerSettings(num_heads=3))
     with pytest.raises(ValueError, match="at least one query"):
-        QFormer(16, 24, num_queries=0)
+        QFormer(16, 24, QFormerSettings(num_queries=0))

@@ -17,14 +17,16 @@ from sepit.data.protein import make_protein
 from sepit.data.sample import CaptionPair, make_sample
 from sepit.data.sepit_format import write_sepit_data
 from sepit.models.checkpoint import read_stage_checkpoint
-from sepit.models.moe import count_parameters, moe_layers
+from sepit.models.lora import LoraSettings
+from sepit.models.moe import ExpertSettings, count_parameters, moe_layers
 from sepit.models.network import position_ids_from_mask
 from sepit.training.callbacks import LossTrend
 from sepit.training.data import stage_items
+from sepit.training.settings import EncoderSettings
 from sepit.training.stages import warmup_decay
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-TINY = {"num_kernels": 16, "window": 256}  # as in configs/sepit/tiny
+TINY = {"encoder": EncoderSettings(num_kernels=16), "window": 256}  # as in configs/sepit/tiny
 QUICK = ["--trainer.max_steps", "2", "--trainer.val_check_interval", "2", "--trainer.limit_val_batches", "1",
          "--data.init_args.batch_size", "2", "--trainer.enable_progress_bar", "false"]
 
@@ -57,21 +59,22 @@ def tiny_cache(tmp_path_factory):
     return tmp_path_factory.mktemp("tiny-cache")
 
 
-@pytest.mark.parametrize("options", [{}, {"esm": None, "lora_rank": 4}, {"experts": 2}], ids=["full", "lora", "moe"])
+@pytest.mark.parametrize("options", [{}, {"esm": None, "lora": LoraSettings(r=4)},
+                                     {"experts": ExpertSettings(num_experts=2)}], ids=["full", "lora", "moe"])
 def test_the_llm_is_built_in_train_mode(options, tiny_cache, monkeypatch):
     """from_pretrained returns eval mode and Lightning keeps submodule modes: dropout would silently stay off."""
     from sepit.training.stages import InstructionStage
 
     monkeypatch.setenv("SEPIT_CACHE", str(tiny_cache))
-    stage = InstructionStage("tiny:llm", **{"esm": "tiny:esm2", "num_kernels": 16, **options})
+    stage = InstructionStage("tiny:llm", **{"esm": "tiny:esm2", "encoder": EncoderSettings(num_kernels=16), **options})
     assert all(module.training for module in stage.model.llm.modules())
 
 
 @pytest.mark.parametrize("options, message", [
-    ({"esm": "tiny:esm2", "lora_rank": 4}, "<bop>/<eop> embeddings trained"),
+    ({"esm": "tiny:esm2", "lora": LoraSettings(r=4)}, "<bop>/<eop> embeddings trained"),
     ({"esm": None, "projector": "qformer"}, "needs a protein encoder"),
     ({"esm": None, "init_from": "x.ckpt"}, "init_from is for encoder"),
-    ({"esm": None, "experts": 2, "lora_rank": 4}, "not both"),
+    ({"esm": None, "experts": ExpertSettings(num_experts=2), "lora": LoraSettings(r=4)}, "not both"),
 ])
 def test_settings_that_cannot_go_together_are_refused(options, message, tiny_cache, monkeypatch):
     from sepit.training.stages import InstructionStage
@@ -155,6 +158,14 @@ def test_checkpoints_describe_themselves(runs):
                                             "sequence_only": False, "kernel_epsilon": 1e-3,
                                             "bias_masking": "observed", "pad_to": None}
         assert (path.parent.parent / "logs" / "version_0" / "config.yaml").is_file()  # the resolved config
+        # The settings groups are kept as plain dicts, unset fields at their defaults.
+        assert data["hyper_parameters"]["optimizer"] == {"lr": 1e-3 if stage < 2 else 3e-3, "weight_decay": 0.0,
+                                                         "warmup_ratio": 0.03, "betas": (0.9, 0.999),
+                                                         "schedule": "cosine"}
+        if stage:
+            assert data["hyper_parameters"]["encoder"] == {"num_kernels": 16, "sequence_only": False,
+                                                           "drop_structure_rate": 0.15 if stage == 1 else 0.0,
+                                                           "lr_scale": 0.1 if stage == 1 else 0.0}
     record, state = read_stage_checkpoint(runs / "stage2" / "checkpoints" / "last.ckpt", (2,))
     assert record["llm_config"]["moe_upcycling"] == {"num_experts": 4, "top_k": 1, "aux_loss_coef": 0.01,
                                                      "router_jitter": 0.0, "normalize_top_k": True}
@@ -188,7 +199,7 @@ def test_stage2_after_upcycling_computes_what_stage1_did(runs, monkeypatch):
     monkeypatch.setenv("SEPIT_CACHE", str(runs.parent.parent / "cache"))
     stage1 = runs / "stage1" / "checkpoints" / "last.ckpt"
     dense = SepitModel(str(stage1)).model
-    upcycled = InstructionStage("pretrained:llm", "pretrained:esm2", init_from=str(stage1), experts=4,
+    upcycled = InstructionStage("pretrained:llm", "pretrained:esm2", init_from=str(stage1), experts=ExpertSettings(),
                                 **TINY).model.eval()
     assert len(moe_layers(upcycled.llm)) == dense.llm.config.num_hidden_layers
     samples = sorted(stage_items("sp14", 2, "valid")[:6], key=lambda s: len(s.protein))  # different lengths
@@ -242,7 +253,7 @@ def test_init_from_the_wrong_stage_is_a_clear_error(runs, capsys):
 
     with pytest.raises(DataError, match="is a stage-0 checkpoint. This needs a checkpoint of stage 1"):
         InstructionStage("tiny:llm", "tiny:esm2", init_from=str(runs / "stage0/checkpoints/last.ckpt"),
-                         experts=4, **TINY)
+                         experts=ExpertSettings(), **TINY)
     with pytest.raises(SystemExit) as exit:
         main(["fit", "--config", str(CONFIGS / "sepit/tiny/stage1.yaml"), "--model.init_args.init_from",
               "missing.ckpt"])

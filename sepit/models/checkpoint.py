@@ -34,8 +34,9 @@ from sepit.data.errors import DataError
 from sepit.data.jsonl import atomic_folder
 from sepit.models.encoder import StructureAwareESM
 from sepit.models.lora import LoraSettings, add_lora, is_lora
-from sepit.models.moe import MOE_CONFIG_KEY, upcycle_to_moe
+from sepit.models.moe import MOE_CONFIG_KEY, ExpertSettings, upcycle_to_moe
 from sepit.models.network import OfficialLayout, ProteinLanguageModel
+from sepit.models.qformer import QFormerSettings
 
 CHECKPOINT_FORMAT = 1
 TOKENIZER_DIR = "tokenizer"
@@ -61,7 +62,7 @@ def model_record(model: ProteinLanguageModel, lora: LoraSettings | None = None) 
     record.update(encoder_record(model.encoder), projector=model.projector.kind,
                   protein_token_ids=[ids.protein, ids.bop, ids.eop])
     if model.projector.kind == "qformer":
-        record["qformer"] = dict(model.projector.settings)
+        record["qformer"] = dataclasses.asdict(model.projector.settings)
     if model.official is not None:
         record["official"] = dataclasses.asdict(model.official)
     return record
@@ -139,15 +140,26 @@ def build_from_record(record: dict[str, Any], tokenizer: Any, sequence_only: boo
                                     bias_masking=settings.get("bias_masking", "observed"),
                                     pad_to=settings.get("pad_to"))
         official = OfficialLayout(**record["official"]) if record.get("official") else None
-        model = ProteinLanguageModel(encoder, llm, tokenizer, record["projector"], record.get("qformer"),
-                                     official=official)
+        qformer = QFormerSettings(**record["qformer"]) if record.get("qformer") else None
+        model = ProteinLanguageModel(encoder, llm, tokenizer, record["projector"], qformer, official=official)
         found = [model.token_ids.protein, model.token_ids.bop, model.token_ids.eop]
         if found != list(record["protein_token_ids"]):
             raise DataError(str(getattr(tokenizer, "name_or_path", "tokenizer")),
                             f"protein token ids {found} differ from the checkpoint's {record['protein_token_ids']}",
                             "Use the tokenizer/ folder saved beside the checkpoint.")
-    if moe:
-        upcycle_to_moe(llm, **moe)
-    if record.get("lora"):
-        model.llm = add_lora(model.llm, LoraSettings(**record["lora"]))
+    lora = LoraSettings(**record["lora"]) if record.get("lora") else None
+    return extend_llm(model, ExpertSettings(**moe) if moe else None, lora)
+
+
+def extend_llm(model: ProteinLanguageModel, experts: ExpertSettings | None, lora: LoraSettings | None
+               ) -> ProteinLanguageModel:
+    """The last step of assembling a network, in training (`sepit.training.stages`, after loading the previous
+    stage's dense weights) as in evaluation (`build_from_record`): upcycle the LLM's FFNs into experts, or wrap it
+    in LoRA adapters."""
+    if experts and lora:
+        raise ValueError("choose experts (MoE upcycling, full fine-tuning) or LoRA, not both")
+    if experts:
+        upcycle_to_moe(model.llm, experts)
+    if lora:
+        model.llm = add_lora(model.llm, lora)
     return model

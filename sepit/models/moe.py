@@ -27,11 +27,32 @@ from __future__ import annotations
 
 import contextlib
 import copy
+from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
 
 MOE_CONFIG_KEY = "moe_upcycling"  # stored in the HF config, so the checkpoint describes itself
+
+
+@dataclass(frozen=True)
+class ExpertSettings:
+    """How `upcycle_to_moe` turns each FFN into experts; stored as a dict under `MOE_CONFIG_KEY`.
+
+    Args:
+        num_experts: experts per layer, copies of the dense FFN (4 in SEPIT stage 2).
+        top_k: experts per token (1).
+        aux_loss_coef: load-balancing loss weight (0.01).
+        router_jitter: multiplicative router-input noise in training (0: off).
+        normalize_top_k: gate = p / sum of the top-k p (1 at top-1: the upcycled model starts exactly as the
+            dense one); False: the raw p, as the official DeepSpeed gate and inference (docs/fidelity.md).
+    """
+
+    num_experts: int = 4
+    top_k: int = 1
+    aux_loss_coef: float = 0.01
+    router_jitter: float = 0.0
+    normalize_top_k: bool = True
 
 
 class MoEFeedForward(nn.Module):
@@ -120,20 +141,18 @@ def _pass_token_mask(module: nn.Module, args: tuple, kwargs: dict) -> None:
             m.token_mask = mask
 
 
-def upcycle_to_moe(model: nn.Module, num_experts: int = 4, top_k: int = 1, aux_loss_coef: float = 0.01,
-                   router_jitter: float = 0.0, normalize_top_k: bool = True) -> nn.Module:
-    """Replace every decoder layer's FFN by `num_experts` copies of it behind a new router, in place."""
+def upcycle_to_moe(model: nn.Module, settings: ExpertSettings = ExpertSettings()) -> nn.Module:
+    """Replace every decoder layer's FFN by `settings.num_experts` copies of it behind a new router, in place."""
     owner, layers = _decoder_layers(model)
     if any(isinstance(layer.mlp, MoEFeedForward) for layer in layers):
         raise ValueError(f"{type(model).__name__} is already upcycled")
     hidden_size = model.config.hidden_size
     init_std = getattr(model.config, "initializer_range", 0.02)
     for layer in layers:
-        layer.mlp = MoEFeedForward(layer.mlp, hidden_size, num_experts, top_k, aux_loss_coef, router_jitter,
-                                   init_std, normalize_top_k)
+        layer.mlp = MoEFeedForward(layer.mlp, hidden_size, settings.num_experts, settings.top_k,
+                                   settings.aux_loss_coef, settings.router_jitter, init_std, settings.normalize_top_k)
     owner.register_forward_pre_hook(_pass_token_mask, with_kwargs=True)
-    setattr(model.config, MOE_CONFIG_KEY, dict(num_experts=num_experts, top_k=top_k, aux_loss_coef=aux_loss_coef,
-                                               router_jitter=router_jitter, normalize_top_k=normalize_top_k))
+    setattr(model.config, MOE_CONFIG_KEY, asdict(settings))
     return model
 
 

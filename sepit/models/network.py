@@ -39,7 +39,7 @@ from sepit.models import decoding
 from sepit.models.decoding import position_ids_from_mask
 from sepit.models.interface import GenerationConfig
 from sepit.models.moe import routing_statistics
-from sepit.models.qformer import QFormer
+from sepit.models.qformer import QFormer, QFormerSettings
 
 BEGIN_PROTEIN = "<bop>"
 END_PROTEIN = "<eop>"
@@ -69,10 +69,10 @@ class Projector(nn.Module):
         return self.net(features), ~padding_mask
 
 
-def build_connector(kind: str, in_dim: int, out_dim: int, qformer: dict[str, int] | None = None) -> nn.Module:
+def build_connector(kind: str, in_dim: int, out_dim: int, qformer: QFormerSettings | None = None) -> nn.Module:
     """`mlp` or `linear`: a per-position `Projector`; `qformer`: a `QFormer` with the `qformer` settings."""
     if kind == "qformer":
-        return QFormer(in_dim, out_dim, **(qformer or {}))
+        return QFormer(in_dim, out_dim, qformer or QFormerSettings())
     if qformer:
         raise ValueError(f"Q-Former settings given for the {kind!r} connector; set connector to 'qformer'")
     return Projector(in_dim, out_dim, kind)
@@ -271,7 +271,7 @@ class ProteinLanguageModel(nn.Module):
     LLM alone reading the sequence as text written in `sequence_format`."""
 
     def __init__(self, encoder: StructureAwareESM | None, llm: nn.Module, tokenizer: Any,
-                 connector: Literal["mlp", "linear", "qformer"] = "mlp", qformer: dict[str, int] | None = None,
+                 connector: Literal["mlp", "linear", "qformer"] = "mlp", qformer: QFormerSettings | None = None,
                  sequence_format: str = "galactica", max_residues: int = ESM2_WINDOW,
                  official: OfficialLayout | None = None):
         """`official`: the official inference's prompt and splice (converted official checkpoints); its pad
@@ -369,9 +369,9 @@ class ProteinLanguageModel(nn.Module):
             return [len(ids) for ids in text]
         if self.official is not None or self.encoder.pad_to is not None:
             return [len(ids) + (self.encoder.pad_to or 0) for ids in text]
-        queries = getattr(self.projector, "num_queries", None)
-        return [len(ids) + (queries if queries is not None else min(len(s.protein.sequence), self.encoder.window) + 2)
-                for ids, s in zip(text, samples)]
+        if self.projector.kind == "qformer":
+            return [len(ids) + self.projector.settings.num_queries for ids in text]
+        return [len(ids) + min(len(s.protein.sequence), self.encoder.window) + 2 for ids, s in zip(text, samples)]
 
     @torch.no_grad()
     def generate_tokens(self, samples: Sequence[InstructionSample], config: GenerationConfig,

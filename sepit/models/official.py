@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ import torch
 from sepit.data.errors import DataError
 from sepit.data.protein import ESM2_WINDOW
 from sepit.models.checkpoint import CHECKPOINT_FORMAT, TOKENIZER_DIR
+from sepit.models.moe import MOE_CONFIG_KEY, ExpertSettings
 from sepit.models.network import OFFICIAL_SYSTEM_PROMPT
 
 PROTEIN_LENGTH = 1024  # the official inference pads every protein to 1024 positions
@@ -138,9 +140,9 @@ def official_architecture(folder: Path, config: dict[str, Any], num_kernels: int
         text.pop(key, None)
     llm_config = text
     if config.get("use_moe"):
-        llm_config["moe_upcycling"] = {"num_experts": int(moe.get("num_experts", 4)), "top_k": int(moe.get("k", 1)),
-                                       "aux_loss_coef": float(moe.get("router_aux_loss_coef", 0.01)),
-                                       "router_jitter": 0.0, "normalize_top_k": False}
+        llm_config[MOE_CONFIG_KEY] = asdict(ExpertSettings(
+            num_experts=int(moe.get("num_experts", 4)), top_k=int(moe.get("k", 1)),
+            aux_loss_coef=float(moe.get("router_aux_loss_coef", 0.01)), normalize_top_k=False))
     return {"format": CHECKPOINT_FORMAT, "stage": 2 if config.get("use_moe") else 1,
             "esm": {"num_layers": esm["num_hidden_layers"], "embed_dim": esm["hidden_size"],
                     "attention_heads": esm["num_attention_heads"], "token_dropout": bool(esm.get("token_dropout"))},

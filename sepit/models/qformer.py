@@ -10,8 +10,25 @@ weights at the encoder's width, which the tiny configs can train on CPU.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor, nn
+
+
+@dataclass(frozen=True)
+class QFormerSettings:
+    """The Q-Former's shape; recorded in checkpoints as a dict under "qformer".
+
+    Args:
+        num_queries: learned queries, i.e. soft tokens per protein (32 in BLIP-2 and ProtT3).
+        num_layers: Q-Former layers.
+        num_heads: attention heads (must divide the encoder width).
+    """
+
+    num_queries: int = 32
+    num_layers: int = 2
+    num_heads: int = 8
 
 
 class QFormerLayer(nn.Module):
@@ -38,16 +55,16 @@ class QFormer(nn.Module):
 
     kind = "qformer"
 
-    def __init__(self, in_dim: int, out_dim: int, num_queries: int = 32, num_layers: int = 2, num_heads: int = 8):
+    def __init__(self, in_dim: int, out_dim: int, settings: QFormerSettings = QFormerSettings()):
         super().__init__()
-        if num_queries < 1 or num_layers < 1:
-            raise ValueError(f"the Q-Former needs at least one query and one layer, got {num_queries} queries "
-                             f"and {num_layers} layers")
-        if in_dim % num_heads:
-            raise ValueError(f"the encoder width {in_dim} is not divisible by num_heads={num_heads}")
-        self.settings = {"num_queries": num_queries, "num_layers": num_layers, "num_heads": num_heads}
-        self.queries = nn.Parameter(torch.randn(num_queries, in_dim) * 0.02)  # BERT's init range
-        self.layers = nn.ModuleList(QFormerLayer(in_dim, num_heads) for _ in range(num_layers))
+        if settings.num_queries < 1 or settings.num_layers < 1:
+            raise ValueError(f"the Q-Former needs at least one query and one layer, got {settings.num_queries} "
+                             f"queries and {settings.num_layers} layers")
+        if in_dim % settings.num_heads:
+            raise ValueError(f"the encoder width {in_dim} is not divisible by num_heads={settings.num_heads}")
+        self.settings = settings
+        self.queries = nn.Parameter(torch.randn(settings.num_queries, in_dim) * 0.02)  # BERT's init range
+        self.layers = nn.ModuleList(QFormerLayer(in_dim, settings.num_heads) for _ in range(settings.num_layers))
         self.norm = nn.LayerNorm(in_dim)
         self.out = nn.Linear(in_dim, out_dim)
 

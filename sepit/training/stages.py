@@ -2,7 +2,7 @@
 
     stage 0  WarmupStage                 encoder + structure module: CLIP + masked-residue LM + denoising
     stage 1  InstructionStage            projector + LLM on captions; encoder at 0.1x lr, structure dropped 15 %
-    stage 2  InstructionStage(experts=4) every LLM FFN upcycled into experts; all instructions; encoder frozen
+    stage 2  InstructionStage(experts=...) every LLM FFN upcycled into experts; all instructions; encoder frozen
 
 The trainable baselines are `InstructionStage` configs too (`configs/baselines/`): no structure (pLM +
 projector), a Q-Former connector, the sequence as text in the prompt (no encoder), LoRA instead of full
@@ -30,17 +30,17 @@ from torch import nn
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from sepit.data.errors import DataError
-from sepit.models.checkpoint import (CHECKPOINT_FORMAT, TOKENIZER_DIR, encoder_record, load_into, model_record,
-                                     read_stage_checkpoint, save_tokenizer)
+from sepit.models.checkpoint import (CHECKPOINT_FORMAT, TOKENIZER_DIR, encoder_record, extend_llm, load_into,
+                                     model_record, read_stage_checkpoint, save_tokenizer)
 from sepit.models.encoder import StructureAwareESM, esm2_from_checkpoint
-from sepit.models.lora import ADAPTER_DIR, LoraSettings, add_lora, save_adapter
-from sepit.models.moe import expert_load, moe_aux_loss, upcycle_to_moe
+from sepit.models.lora import ADAPTER_DIR, LoraSettings, save_adapter
+from sepit.models.moe import ExpertSettings, expert_load, moe_aux_loss
 from sepit.models.network import LossAverage, ProteinLanguageModel
+from sepit.models.qformer import QFormerSettings
 from sepit.models.tiny import resolve_model_path
 from sepit.models.warmup import CaptionEncoder, WarmupObjectives
 from sepit.training.data import ItemBatch
-
-Schedule = Literal["cosine", "linear"]
+from sepit.training.settings import EncoderSettings, OptimizerSettings, Schedule, plain_hparams
 
 
 def warmup_decay(warmup_steps: int, total_steps: int, schedule: Schedule = "cosine"):
@@ -75,15 +75,22 @@ class _Stage(L.LightningModule):
     def architecture(self) -> dict[str, Any]:
         raise NotImplementedError
 
+    optimizer_settings: OptimizerSettings
+
+    def _save_settings(self, optimizer: OptimizerSettings) -> None:
+        """Keep the optimizer settings, and the hyperparameters (already saved) as plain types."""
+        self.optimizer_settings = optimizer
+        plain_hparams(self.hparams)
+
     def configure_optimizers(self) -> dict[str, Any]:
-        h = self.hparams
-        groups = [{"params": [p for p in params if p.requires_grad], "lr": h.lr * scale}
+        o = self.optimizer_settings
+        groups = [{"params": [p for p in params if p.requires_grad], "lr": o.lr * scale}
                   for params, scale in self.parameter_groups() if scale > 0]
         groups = [g for g in groups if g["params"]]
-        optimizer = torch.optim.AdamW(groups, lr=h.lr, betas=tuple(h.betas), weight_decay=h.weight_decay)
+        optimizer = torch.optim.AdamW(groups, lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay)
         total = max(int(self.trainer.estimated_stepping_batches), 1)
-        warmup = max(math.ceil(h.warmup_ratio * total), 1)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_decay(warmup, total, h.schedule))
+        warmup = max(math.ceil(o.warmup_ratio * total), 1)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_decay(warmup, total, o.schedule))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
@@ -133,9 +140,8 @@ class WarmupStage(_Stage):
 
     def __init__(self, esm: str, text_encoder: str, num_kernels: int = 128, window: int = 1022,
                  projection_dim: int = 512, mask_rate: float = 0.15, noise_scale: float = 0.2,
-                 temperature: float = 0.07, lr: float = 1e-6, new_module_lr_scale: float = 10.0,
-                 weight_decay: float = 0.0, warmup_ratio: float = 0.03, betas: tuple[float, float] = (0.9, 0.999),
-                 schedule: Schedule = "cosine"):
+                 temperature: float = 0.07, new_module_lr_scale: float = 10.0,
+                 optimizer: OptimizerSettings = OptimizerSettings(lr=1e-6)):
         """
         Args:
             esm: a released fair-esm ESM-2 file (e.g. esm2_t33_650M_UR50D.pt) or tiny:esm2.
@@ -146,15 +152,13 @@ class WarmupStage(_Stage):
             mask_rate: share of residues masked for the masked-residue loss (0.15).
             noise_scale: coordinate noise in Å per unit Gaussian (0.2).
             temperature: initial CLIP temperature (0.07, learnable).
-            lr: learning rate of ESM-2 (1e-6 in the paper).
             new_module_lr_scale: learning-rate factor of the new modules (structure, heads, projections): 10.
-            weight_decay: AdamW weight decay (0).
-            warmup_ratio: share of the steps with linear warm-up (0.03).
-            betas: AdamW betas.
-            schedule: learning-rate decay after warm-up: cosine, or linear (the official trainer's).
+            optimizer: its lr is ESM-2's (1e-6 in the paper; a YAML `optimizer:` mapping that leaves lr out gets
+                the dataclass default, 1e-4).
         """
         super().__init__()
         self.save_hyperparameters()
+        self._save_settings(optimizer)
         encoder = StructureAwareESM(esm2_from_checkpoint(resolve_model_path(esm)), num_kernels, window=window)
         encoder.esm.contact_head.requires_grad_(False)  # no objective uses it
         self.objectives = WarmupObjectives(encoder, CaptionEncoder(resolve_model_path(text_encoder)),
@@ -196,18 +200,12 @@ class WarmupStage(_Stage):
 class InstructionStage(_Stage):
     """Stages 1 and 2: instruction tuning of the projector and the LLM (with `experts` > 0, upcycled to MoE)."""
 
-    def __init__(self, llm: str, esm: str | None, init_from: str | None = None, num_kernels: int = 128,
-                 window: int = 1022, projector: Literal["mlp", "linear", "qformer"] = "mlp",
-                 num_queries: int = 32, qformer_layers: int = 2, qformer_heads: int = 8,
-                 sequence_format: str = "galactica", sequence_only: bool = False,
-                 drop_structure_rate: float = 0.15, encoder_lr_scale: float = 0.1, experts: int = 0,
-                 top_k: int = 1, aux_loss_coef: float = 0.01, router_jitter: float = 0.0,
-                 normalize_top_k: bool = True, lora_rank: int = 0,
-                 lora_alpha: int = 16, lora_dropout: float = 0.05,
-                 lora_target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj"), lr: float = 1e-4,
-                 weight_decay: float = 0.0, warmup_ratio: float = 0.03,
-                 betas: tuple[float, float] = (0.9, 0.999), schedule: Schedule = "cosine",
-                 loss_average: LossAverage = "tokens", max_new_tokens: int | None = None):
+    def __init__(self, llm: str, esm: str | None, init_from: str | None = None, window: int = 1022,
+                 encoder: EncoderSettings = EncoderSettings(),
+                 projector: Literal["mlp", "linear", "qformer"] = "mlp", qformer: QFormerSettings = QFormerSettings(),
+                 sequence_format: str = "galactica", experts: ExpertSettings | None = None,
+                 lora: LoraSettings | None = None, optimizer: OptimizerSettings = OptimizerSettings(),
+                 loss_average: LossAverage = "tokens"):
         """
         Args:
             llm: a local Hugging Face causal-LM folder (with its tokenizer), or tiny:llm.
@@ -215,51 +213,34 @@ class InstructionStage(_Stage):
                 null for an LLM that reads the sequence as text (`sequence_format`).
             init_from: the previous stage's checkpoint: stage 0's for stage 1 (the encoder), stage 1's for
                 stage 2 (encoder, projector and LLM). None starts from the released weights (baselines).
-            num_kernels: Gaussian distance kernels; must match the checkpoint in init_from.
             window: residues kept per protein (also the sequence-as-text cut).
+            encoder: the encoder's kernels, structure dropping and learning-rate factor (`EncoderSettings`).
             projector: mlp (2 layers, GELU; the official code), linear (the paper's text), or qformer
-                (`num_queries` learned queries cross-attending to the residues; ProtT3).
-            num_queries: Q-Former soft tokens per protein (32 in BLIP-2 and ProtT3).
-            qformer_layers: Q-Former layers.
-            qformer_heads: Q-Former attention heads (must divide the encoder width).
+                (learned queries cross-attending to the residues; ProtT3), shaped by `qformer`.
+            qformer: the Q-Former's queries, layers and heads (`QFormerSettings`; projector: qformer only).
             sequence_format: how a text-only model sees the sequence: galactica, seq_equals, raw or bop
                 (`sepit.models.formatters`).
-            sequence_only: ignore coordinates (the pLM + projector baseline; the paper's main ablation).
-            drop_structure_rate: chance per protein of training without its structure (0.15 in stages 1 and 2).
-            encoder_lr_scale: encoder learning-rate factor: 0.1 in stage 1; 0 freezes it (stage 2, Q-Former).
-            experts: 0 for a dense LLM (stage 1); >0 upcycles every FFN into that many experts (4 in stage 2).
-            top_k: experts per token (1).
-            aux_loss_coef: load-balancing loss weight (0.01).
-            router_jitter: multiplicative router-input noise in training (0: off).
-            normalize_top_k: gate = p / sum of the top-k p (1 at top-1: the upcycled model starts exactly as the
-                dense one); False: the raw p, as the official DeepSpeed gate and inference (docs/fidelity.md).
-            lora_rank: 0 fine-tunes the whole LLM; >0 freezes it and trains LoRA adapters of this rank (peft);
-                with esm: null only.
-            lora_alpha: LoRA scaling numerator (the update is scaled by alpha / rank).
-            lora_dropout: dropout on the LoRA path.
-            lora_target_modules: the LLM's linear layers that get adapters.
-            lr: learning rate of the projector and the LLM (1e-4).
-            weight_decay: AdamW weight decay (0).
-            warmup_ratio: share of the steps with linear warm-up (0.03).
-            betas: AdamW betas.
-            schedule: learning-rate decay after warm-up: cosine, or linear (the official trainer's).
+            experts: null for a dense LLM (stage 1); else every FFN is upcycled into experts (`ExpertSettings`;
+                4 experts, top-1 in stage 2).
+            lora: null fine-tunes the whole LLM; else the LLM is frozen and LoRA adapters train (peft;
+                `LoraSettings`), with esm: null only.
+            optimizer: learning rate (of the projector and the LLM), weight decay, warm-up and decay
+                (`OptimizerSettings`).
             loss_average: "tokens", the mean over every answer token of the batch (the official trainer's), or
                 "answers", each answer's mean and then their mean, so a one-token closed answer weighs as much as
                 a long open one (`ProteinLanguageModel.forward`).
-            max_new_tokens: ignored; accepted so that run configs saved with `sepit predict`'s setting still load
-                (answers come from `sepit bench --generation.max_new_tokens`).
         """
         super().__init__()
-        self.save_hyperparameters(ignore=["max_new_tokens"])
+        self.save_hyperparameters()
+        self._save_settings(optimizer)
         self.stage = 2 if experts else 1
+        self.encoder_settings, self.experts, self.lora = encoder, experts, lora
         if esm is None and init_from is not None:
             raise ValueError("a model that reads the sequence as text starts from the LLM folder (llm); "
                              "init_from is for encoder and stage checkpoints: leave it out")
-        if experts and lora_rank:
-            raise ValueError("choose experts (MoE upcycling, full fine-tuning) or lora_rank, not both")
-        if esm is not None and lora_rank:
+        if esm is not None and lora:
             # peft would freeze the embedding table, and with it the new <bop>/<eop> rows the splice relies on.
-            raise ValueError("lora_rank is for LLMs that read the sequence as text (esm: null); a spliced encoder "
+            raise ValueError("lora is for LLMs that read the sequence as text (esm: null); a spliced encoder "
                              "needs its new <bop>/<eop> embeddings trained: fine-tune the LLM fully")
         if esm is None and projector == "qformer":
             raise ValueError("projector: qformer needs a protein encoder (esm); with esm: null the sequence is text")
@@ -272,25 +253,20 @@ class InstructionStage(_Stage):
         # from_pretrained hands back eval mode, and Lightning keeps each submodule's mode: without this the LLM
         # (its dropout, LoRA's dropout, the router jitter) would train in eval mode.
         language_model.train()
-        encoder = None if esm is None else StructureAwareESM(
-            esm2_from_checkpoint(resolve_model_path(esm)), num_kernels, sequence_only, drop_structure_rate,
-            window=window)
-        qformer = {"num_queries": num_queries, "num_layers": qformer_layers, "num_heads": qformer_heads} \
-            if projector == "qformer" else None
-        self.model = ProteinLanguageModel(encoder, language_model, tokenizer, projector, qformer, sequence_format,
+        protein_encoder = None if esm is None else StructureAwareESM(
+            esm2_from_checkpoint(resolve_model_path(esm)), encoder.num_kernels, encoder.sequence_only,
+            encoder.drop_structure_rate, window=window)
+        self.model = ProteinLanguageModel(protein_encoder, language_model, tokenizer, projector,
+                                          qformer if projector == "qformer" else None, sequence_format,
                                           max_residues=window)
         if init_from is not None:
             self._start_from(init_from)
-        if experts:
-            upcycle_to_moe(language_model, experts, top_k, aux_loss_coef, router_jitter, normalize_top_k)
-        self.lora = LoraSettings(lora_rank, lora_alpha, lora_dropout, tuple(lora_target_modules)) if lora_rank else None
-        if self.lora:
-            self.model.llm = add_lora(language_model, self.lora)
-        if encoder is not None:
-            for parameter in encoder.parameters_unused_by_features():
+        extend_llm(self.model, experts, lora)
+        if protein_encoder is not None:
+            for parameter in protein_encoder.parameters_unused_by_features():
                 parameter.requires_grad_(False)
-            if encoder_lr_scale == 0:
-                encoder.requires_grad_(False)
+            if encoder.lr_scale == 0:
+                protein_encoder.requires_grad_(False)
 
     def _start_from(self, path: str) -> None:
         wanted = (1,) if self.stage == 2 else (0,)
@@ -327,14 +303,14 @@ class InstructionStage(_Stage):
     def _loss(self, batch: ItemBatch, split: str) -> torch.Tensor:
         lm_loss = self.model(self.model.collate(batch), self.hparams.loss_average)
         losses = {"loss": lm_loss}
-        if self.hparams.experts:
+        if self.experts:
             aux = moe_aux_loss(self.model.llm)
             losses = {"loss": lm_loss + aux, "lm_loss": lm_loss, "aux_loss": aux}
         self.log(f"{split}/loss", losses["loss"], prog_bar=split == "train", batch_size=len(batch),
                  sync_dist=split != "train")
         self.log_dict({f"{split}/{name}": value for name, value in losses.items() if name != "loss"},
                       batch_size=len(batch), sync_dist=split != "train")
-        if self.hparams.experts and split == "train":
+        if self.experts and split == "train":
             self._log_expert_load(len(batch))
         return losses["loss"]
 
@@ -359,7 +335,7 @@ class InstructionStage(_Stage):
     def parameter_groups(self) -> list[tuple[list[nn.Parameter], float]]:
         if self.model.encoder is None:
             return [(list(self.model.llm.parameters()), 1.0)]
-        return [(list(self.model.encoder.parameters()), self.hparams.encoder_lr_scale),
+        return [(list(self.model.encoder.parameters()), self.encoder_settings.lr_scale),
                 (list(self.model.projector.parameters()) + list(self.model.llm.parameters()), 1.0)]
 
     def architecture(self) -> dict[str, Any]:
