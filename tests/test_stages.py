@@ -160,7 +160,7 @@ def test_checkpoints_describe_themselves(runs):
         assert (path.parent.parent / "logs" / "version_0" / "config.yaml").is_file()  # the resolved config
         # The settings groups are kept as plain dicts, unset fields at their defaults.
         assert data["hyper_parameters"]["optimizer"] == {"lr": 1e-3 if stage < 2 else 3e-3, "weight_decay": 0.0,
-                                                         "warmup_ratio": 0.03, "betas": (0.9, 0.999),
+                                                         "warmup_ratio": 0.03, "betas": [0.9, 0.999],
                                                          "schedule": "cosine"}
         if stage:
             assert data["hyper_parameters"]["encoder"] == {"num_kernels": 16, "sequence_only": False,
