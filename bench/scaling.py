@@ -3,7 +3,7 @@
 Every run predicts the same SP14 test samples (`--tasks sp14 --limit L`, L the smallest limit that gives
 `--samples`) with a tiny SEPIT stage-2 checkpoint that the script trains for one step first (the tiny stage-2
 config with `init_from: null`: the real architecture, MoE included; speed does not depend on the weights).
-Each run is its own `sepit bench` process with a fresh output folder and `--leakage false`.
+Each run is its own `sepit bench` process with a fresh output folder and `--scoring.leakage false`.
 
 Threads: sepit sets none itself; Lightning gives each forked process cpus // processes threads unless
 OMP_NUM_THREADS is set. The script sets OMP_NUM_THREADS for every run: two processes get one thread each, and
@@ -83,7 +83,7 @@ def bench_once(checkpoint: Path, output: Path, devices: int, threads: int, args,
     command = [sys.executable, str(Path(__file__).resolve()), "--child", str(timing), "--",
                "--model", str(checkpoint), "--tasks", "sp14", "--limit", str(args.limit), "--output", str(output),
                "--devices", str(devices), "--accelerator", "cpu", "--batch_size", str(args.batch_size),
-               "--generation.max_new_tokens", str(args.max_new_tokens), "--leakage", "false"]
+               "--generation.max_new_tokens", str(args.max_new_tokens), "--scoring.leakage", "false"]
     _, command_s = run(command, f"sepit bench --devices {devices}", env={**env, "OMP_NUM_THREADS": str(threads)})
     rows = [json.loads(line) for f in sorted((output / "predictions").glob("*.jsonl"))
             for line in f.read_text().splitlines()]

@@ -77,12 +77,11 @@ def synthetic_pairs(n: int, seed: int = 0) -> list[tuple[str, str]]:
 
 def engine(pairs: list[tuple[str, str]]) -> dict[str, float]:
     """sepit score's point estimates (0-100) for one open-ended task holding the pairs."""
-    from sepit.evaluation.scoring import score_rows
+    from sepit.evaluation.scoring import ScoringSettings, score_rows
 
     rows = [{"id": f"{i:08d}", "task": "synthetic_open", "kind": "open", "prediction": p, "reference": r,
              "choices": None} for i, (p, r) in enumerate(pairs)]
-    results, _, _ = score_rows({"synthetic_open": rows}, profile="sepit_v1", leakage=False, n_resamples=0,
-                               tasks={})
+    results, _, _ = score_rows({"synthetic_open": rows}, ScoringSettings(leakage=False, n_resamples=0), tasks={})
     return results["synthetic_open"]["metrics"]
 
 

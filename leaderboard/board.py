@@ -17,8 +17,8 @@ import numpy as np
 
 from sepit.data.errors import DataError
 from sepit.evaluation.scoring import IDENTITY_BINS
-from leaderboard.results import Entry, Run, merge_runs
-from leaderboard.significance import ALPHA, PairedDraws, compare, paired_draws, task_seed
+from sepit_leaderboard.results import Entry, Run, merge_runs
+from sepit_leaderboard.significance import ALPHA, PairedDraws, compare, paired_draws, task_seed
 
 HEADLINE = {"open": "rougeL", "closed": "accuracy"}
 LENGTH_BINS = (("<200", 0, 200), ("200-400", 200, 400), ("400-700", 400, 700), (">=700", 700, float("inf")))
@@ -91,7 +91,7 @@ def _one_profile(runs: list[Run], profile: str | None) -> list[Run]:
         runs = [r for r in runs if profile in (r.profile.get("name"), r.profile_key)]
         if not runs:
             raise DataError("--results", f"no results were scored with the metric profile {profile!r}",
-                            "Choose a profile the results use, or re-score with `sepit score --profile`.")
+                            "Choose a profile the results use, or re-score with `sepit score --scoring.profile`.")
     keys = defaultdict(list)
     for run in runs:
         keys[run.profile_key].append(str(run.path))

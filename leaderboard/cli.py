@@ -16,10 +16,10 @@ from sepit.data.errors import DataError
 from sepit.data.jsonl import atomic_folder, atomic_open
 from sepit.evaluation.results import now, write_json_atomic
 from sepit.models.interface import ModelCard
-from leaderboard import submission as sub_format
-from leaderboard import tables
-from leaderboard.board import HEADLINE, build_board
-from leaderboard.results import find_results, load_run
+from sepit_leaderboard import submission as sub_format
+from sepit_leaderboard import tables
+from sepit_leaderboard.board import HEADLINE, build_board
+from sepit_leaderboard.results import find_results, load_run
 
 
 def build(results: str, output: Path = Path("leaderboard"), reference: str | None = None,
@@ -59,11 +59,11 @@ def build(results: str, output: Path = Path("leaderboard"), reference: str | Non
 
 
 def write_board(board: dict, output: Path, plots: bool = True) -> None:
-    from leaderboard.page import render
+    from sepit_leaderboard.page import render
 
     drawn = {}
     if plots:
-        from leaderboard.plots import bar_chart, radar_chart
+        from sepit_leaderboard.plots import bar_chart, radar_chart
 
         drawn["tasks"] = bar_chart(board, output / "plots")
         radar = radar_chart(board, output / "plots")
@@ -96,13 +96,12 @@ def validate(submission: Path, split: str = "test") -> dict:
         submission: a submission folder or archive (.zip, .tar, .tar.gz, .tgz); see docs/leaderboard.md.
         split: the task split the predictions answer.
     """
-    from sepit.evaluation.scoring import score_rows
-    from sepit.evaluation.scoring import summary_table
+    from sepit.evaluation.scoring import ScoringSettings, score_rows, summary_table
 
     with sub_format.opened(submission) as folder:
         sub, tasks = _checked(submission, folder, split)
-        results, _, _ = score_rows(_rows(sub), profile=sub.metadata["metric_profile"], split=split, leakage=False,
-                                   tasks=tasks)
+        scoring = ScoringSettings(profile=sub.metadata["metric_profile"], leakage=False)
+        results, _, _ = score_rows(_rows(sub), scoring, split, tasks)
         _claims(submission, sub, results)
     print(summary_table(results))
     print(f"{submission}: valid; {sum(len(r) for r in sub.rows.values())} predictions of {len(results)} task(s) "
@@ -124,6 +123,7 @@ def add(submission: Path, results: Path, board: Path | None = None, split: str =
         replace: replace an earlier submission of the same name.
     """
     from sepit.evaluation.results import write_results
+    from sepit.evaluation.scoring import ScoringSettings
 
     started = now()
     with sub_format.opened(submission) as folder:
@@ -140,7 +140,7 @@ def add(submission: Path, results: Path, board: Path | None = None, split: str =
         with atomic_folder(target) as staging:
             document = write_results(staging / "results.json", _rows(sub), model,
                                      {"submission": Path(submission).name, "split": split}, started,
-                                     profile=meta["metric_profile"], split=split, tasks=tasks)
+                                     ScoringSettings(profile=meta["metric_profile"]), split, tasks)
             _claims(submission, sub, document["tasks"])
             # Its own results.json is kept as claimed-results.json: the board reads every results.json it finds.
             shutil.copytree(folder, staging / "submission", ignore=shutil.ignore_patterns(sub_format.CLAIMS))

@@ -9,8 +9,8 @@ import base64
 from html import escape
 from pathlib import Path
 
-from leaderboard.board import SLICES
-from leaderboard.tables import HTML, MISSING, average_text, cell_marked, legend, metric_name, p_value, \
+from sepit_leaderboard.board import SLICES
+from sepit_leaderboard.tables import HTML, MISSING, average_text, cell_marked, legend, metric_name, p_value, \
     params, profile_label, score
 
 STYLE = """

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from leaderboard.tables import metric_name
+from sepit_leaderboard.tables import metric_name
 
 
 def _pyplot():

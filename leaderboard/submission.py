@@ -23,7 +23,7 @@ from sepit.data.jsonl import read_jsonl
 from sepit.evaluation.predictions import check_row, mismatch
 from sepit.models.interface import Modality
 from sepit.registry import METRICS, RegistryError
-from leaderboard.archive import is_archive, refuse_links, unpack
+from sepit_leaderboard.archive import is_archive, refuse_links, unpack
 
 SUBMISSION_SCHEMA_VERSION = 1  # of submission.json (docs/leaderboard.md); results files have their own
 METADATA = "submission.json"

@@ -2,7 +2,8 @@
 
 Entries are `"module:attr"` strings until first use, so listing names imports nothing heavy (no torch).
 A package registers plug-ins under the entry-point groups `sepit.models`, `sepit.tasks`, `sepit.metrics`, `sepit.commands`,
-exactly as this repository's own `baselines`, `benchmarks` and `leaderboard` packages do.
+exactly as this repository's own `sepit_baselines`, `sepit_benchmarks` and `sepit_leaderboard` packages
+(the folders baselines/, benchmarks/, leaderboard/) do.
 """
 
 from __future__ import annotations

@@ -31,7 +31,7 @@ class Task:
     answer_format: Literal["free_text", "yes_no", "multiple_choice"]
     build: Callable[[], Mapping[str, Sequence[InstructionSample]]] = field(repr=False)
     # The profile the task's card recommends (`sepit data info`). A run scores every task with the one profile
-    # it is given (`--profile`), since a results file and a board hold one.
+    # it is given (`--scoring.profile`), since a results file and a board hold one.
     metric_profile: str = "sepit_v1"
     manifest: Path | None = None
     data_files: tuple[str, ...] = ()

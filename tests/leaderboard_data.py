@@ -9,6 +9,7 @@ import random
 from pathlib import Path
 
 from sepit.commands.score import score
+from sepit.evaluation.scoring import ScoringSettings
 
 N = 40
 ANSWERS = ["This protein binds ATP and hydrolyses it.", "This protein is found in the nucleus.",
@@ -57,7 +58,7 @@ def write_run(folder: Path, model: str) -> Path:
     (run / "predictions").mkdir(parents=True)
     path = run / "predictions" / "all.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in predictions(model, right, limit)))
-    score(path, run / "results.json", n_resamples=200)
+    score(path, run / "results.json", scoring=ScoringSettings(n_resamples=200))
     results = json.loads((run / "results.json").read_text())
     results["model"].update(modality=modality, params_total=total, params_active=active)
     for result in results["tasks"].values():

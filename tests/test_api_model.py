@@ -6,7 +6,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from baselines.api import ApiError, ApiModel
+from sepit_baselines.api import ApiError, ApiModel
 from sepit.cli import main
 from sepit.data.protein import make_protein
 from sepit.data.sample import make_sample
@@ -122,7 +122,7 @@ def test_bench_with_the_api_model_keeps_the_key_out_of_every_file(server, tmp_pa
     args = json.dumps({"model": "tiny-chat", "base_url": server.url, "api_key": KEY, "retry_wait": 0.0,
                        "requests_per_minute": 1e9, "cache_dir": str(tmp_path / "cache")})
     main(["bench", "--model", "api", "--model_args", args, "--tasks", "sp14_membrane", "--limit", "3",
-          "--output", str(tmp_path / "run"), "--n_resamples", "20", "--leakage", "false"])
+          "--output", str(tmp_path / "run"), "--scoring.n_resamples", "20", "--scoring.leakage", "false"])
     results = json.loads((tmp_path / "run" / "results.json").read_text())
     assert results["model"]["modality"] == "api" and results["model"]["params_total"] is None
     assert results["tasks"]["sp14_membrane"]["n"] == 3 and len(server.requests) == 3

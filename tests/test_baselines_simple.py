@@ -3,8 +3,8 @@ import time
 
 import pytest
 
-from baselines.majority import MajorityModel, most_frequent
-from baselines.retrieval import RetrievalModel
+from sepit_baselines.majority import MajorityModel, most_frequent
+from sepit_baselines.retrieval import RetrievalModel
 from sepit.data.protein import STANDARD_RESIDUES, make_protein
 from sepit.data.sample import make_sample
 from sepit.identity import sequence_identity

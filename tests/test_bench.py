@@ -7,6 +7,7 @@ import sys
 import pytest
 
 from sepit.commands.bench import bench
+from sepit.evaluation.scoring import ScoringSettings
 from sepit.registry import MODELS
 from fake_models import CoinModel
 
@@ -58,7 +59,7 @@ def task_file(tmp_path, monkeypatch):
 
 
 def test_bench_writes_one_row_per_sample_and_a_results_file(task_file, tmp_path, capsys):
-    bench("coin", [str(task_file)], tmp_path / "run", batch_size=5, n_resamples=200)
+    bench("coin", [str(task_file)], tmp_path / "run", batch_size=5, scoring=ScoringSettings(n_resamples=200))
     rows = predictions(tmp_path / "run")
     assert sorted((r["task"], r["id"]) for r in rows) == sorted(
         [("tiny_open", f"teo{i}") for i in range(12)] + [("tiny_closed", f"tec{i}") for i in range(12)])
@@ -82,7 +83,7 @@ def test_bench_writes_one_row_per_sample_and_a_results_file(task_file, tmp_path,
 
 
 def test_a_crashed_run_resumes_to_the_same_results(task_file, tmp_path):
-    bench("coin", [str(task_file)], tmp_path / "whole", batch_size=5, n_resamples=200)
+    bench("coin", [str(task_file)], tmp_path / "whole", batch_size=5, scoring=ScoringSettings(n_resamples=200))
 
     class Crash(RuntimeError):
         pass
@@ -98,7 +99,8 @@ def test_a_crashed_run_resumes_to_the_same_results(task_file, tmp_path):
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(CoinModel, "generate", crashing)
         with pytest.raises(Crash):
-            bench("coin", [str(task_file)], tmp_path / "resumed", batch_size=5, n_resamples=200)
+            bench("coin", [str(task_file)], tmp_path / "resumed", batch_size=5,
+                  scoring=ScoringSettings(n_resamples=200))
     assert len(predictions(tmp_path / "resumed")) == 0  # still journalled, not final
     journalled = sum(len(f.read_text().splitlines()) for f in (tmp_path / "resumed" / "journal").glob("*"))
     assert journalled == 10
@@ -106,7 +108,7 @@ def test_a_crashed_run_resumes_to_the_same_results(task_file, tmp_path):
     seen = []
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(CoinModel, "generate", lambda self, s, c, o=CoinModel.generate: seen.extend(s) or o(self, s, c))
-        bench("coin", [str(task_file)], tmp_path / "resumed", batch_size=5, n_resamples=200)
+        bench("coin", [str(task_file)], tmp_path / "resumed", batch_size=5, scoring=ScoringSettings(n_resamples=200))
     assert len(seen) == 24 - 10  # only what was missing
     assert predictions(tmp_path / "resumed") == predictions(tmp_path / "whole")
     whole = json.loads((tmp_path / "whole" / "results.json").read_text())
@@ -115,9 +117,9 @@ def test_a_crashed_run_resumes_to_the_same_results(task_file, tmp_path):
 
 
 def test_two_processes_predict_exactly_what_one_does(task_file, tmp_path):
-    bench("coin", [str(task_file)], tmp_path / "one", batch_size=3, n_resamples=200)
+    bench("coin", [str(task_file)], tmp_path / "one", batch_size=3, scoring=ScoringSettings(n_resamples=200))
     bench("coin", [str(task_file)], tmp_path / "two", batch_size=3, devices=2, strategy="ddp_fork",
-          n_resamples=200)
+          scoring=ScoringSettings(n_resamples=200))
     assert predictions(tmp_path / "two") == predictions(tmp_path / "one")
     one = json.loads((tmp_path / "one" / "results.json").read_text())
     two = json.loads((tmp_path / "two" / "results.json").read_text())
@@ -154,7 +156,8 @@ def test_a_run_killed_with_sigkill_resumes_to_the_same_results(task_file, tmp_pa
 
 
 def test_closed_tasks_can_be_scored_by_loglikelihood(task_file, tmp_path):
-    bench("coin", [str(task_file)], tmp_path / "ll", closed_methods={"*": "loglikelihood"}, n_resamples=100)
+    bench("coin", [str(task_file)], tmp_path / "ll",
+          scoring=ScoringSettings(closed_methods={"*": "loglikelihood"}, n_resamples=100))
     rows = [r for r in predictions(tmp_path / "ll") if r["task"] == "tiny_closed"]
     assert all(len(r["loglikelihoods"]) == 2 for r in rows)
     results = json.loads((tmp_path / "ll" / "results.json").read_text())["tasks"]["tiny_closed"]
@@ -168,9 +171,10 @@ def test_loglikelihood_scoring_needs_a_model_that_supports_it(task_file, tmp_pat
     from sepit.data.errors import DataError
 
     with pytest.raises(DataError, match="cannot score choices by log-likelihood"):
-        bench("majority", [str(task_file)], tmp_path / "x", closed_methods={"tiny_closed": "loglikelihood"})
+        bench("majority", [str(task_file)], tmp_path / "x",
+              scoring=ScoringSettings(closed_methods={"tiny_closed": "loglikelihood"}))
     with pytest.raises(DataError, match="unknown method 'likelihood'"):
-        bench("coin", [str(task_file)], tmp_path / "x", closed_methods={"*": "likelihood"})
+        bench("coin", [str(task_file)], tmp_path / "x", scoring=ScoringSettings(closed_methods={"*": "likelihood"}))
 
 
 def test_per_token_logprobs_need_a_model_that_reports_them(task_file, tmp_path):
@@ -192,7 +196,8 @@ def test_shared_ids_across_tasks_keep_their_own_loglikelihoods(tmp_path, monkeyp
                       "instruction": "Which is <protein>?"} for i in range(3)]
     path = tmp_path / "shared.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    bench("coin", [str(path)], tmp_path / "run", closed_methods={"*": "loglikelihood"}, n_resamples=10)
+    bench("coin", [str(path)], tmp_path / "run",
+          scoring=ScoringSettings(closed_methods={"*": "loglikelihood"}, n_resamples=10))
     lengths = {(r["task"], len(r["loglikelihoods"])) for r in predictions(tmp_path / "run")}
     assert lengths == {("a_yn", 2), ("b_mc", 3)}
 
@@ -200,19 +205,21 @@ def test_shared_ids_across_tasks_keep_their_own_loglikelihoods(tmp_path, monkeyp
 def test_resuming_refuses_rows_of_a_changed_task_and_allows_fewer_tasks(task_file, tmp_path):
     from sepit.data.errors import DataError
 
-    bench("coin", [str(task_file)], tmp_path / "run", closed_methods={"*": "loglikelihood"}, n_resamples=10)
-    bench("coin", [str(task_file)], tmp_path / "run", n_resamples=10)  # fewer log-likelihood tasks: fine
+    bench("coin", [str(task_file)], tmp_path / "run",
+          scoring=ScoringSettings(closed_methods={"*": "loglikelihood"}, n_resamples=10))
+    bench("coin", [str(task_file)], tmp_path / "run",
+          scoring=ScoringSettings(n_resamples=10))  # fewer log-likelihood tasks: fine
     changed = task_file.read_text().replace("binds metal ions", "binds zinc")
     task_file.write_text(changed)
     with pytest.raises(DataError, match="sample 'teo0'.*cannot be reused: its reference .*--fresh"):
-        bench("coin", [str(task_file)], tmp_path / "run", n_resamples=10)
-    bench("coin", [str(task_file)], tmp_path / "run", n_resamples=10, fresh=True)
+        bench("coin", [str(task_file)], tmp_path / "run", scoring=ScoringSettings(n_resamples=10))
+    bench("coin", [str(task_file)], tmp_path / "run", scoring=ScoringSettings(n_resamples=10), fresh=True)
     assert all("zinc" in r["reference"] for r in predictions(tmp_path / "run") if r["task"] == "tiny_open")
 
 
 def test_more_devices_than_batches_still_predicts_every_sample(task_file, tmp_path):
     bench("coin", [str(task_file)], tmp_path / "run", batch_size=100, devices=2, strategy="ddp_fork",
-          limit=3, n_resamples=10)
+          limit=3, scoring=ScoringSettings(n_resamples=10))
     assert len(predictions(tmp_path / "run")) == 6
 
 

@@ -9,9 +9,9 @@ import shutil
 import numpy as np
 import pytest
 
-from leaderboard.board import build_board
-from leaderboard.results import find_results, load_run
-from leaderboard.significance import compare, paired_draws, task_seed
+from sepit_leaderboard.board import build_board
+from sepit_leaderboard.results import find_results, load_run
+from sepit_leaderboard.significance import compare, paired_draws, task_seed
 from sepit.cli import main
 from sepit.data.errors import DataError
 from sepit.tasks import get_task
@@ -158,7 +158,7 @@ def test_structure_and_length_slices_on_a_registered_task(tmp_path):
              "choices": list(s.choices), "model": "always-yes"} for s in samples]
     (tmp_path / "p.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     main(["score", "--predictions", str(tmp_path / "p.jsonl"), "--output", str(tmp_path / "run" / "results.json"),
-          "--leakage", "false", "--n_resamples", "10"])
+          "--scoring.leakage", "false", "--scoring.n_resamples", "10"])
     board = build_board([load_run(tmp_path / "run" / "results.json")], n_resamples=10)
     structure = board["slices"]["structure"]["always-yes"]["sp14_membrane"]
     length = board["slices"]["length"]["always-yes"]["sp14_membrane"]
@@ -227,7 +227,7 @@ def test_structure_ablation_compares_only_the_proteins_with_coordinates(tmp_path
                  "choices": list(s.choices), "model": model} for s in samples]
         (tmp_path / f"{model}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
         main(["score", "--predictions", str(tmp_path / f"{model}.jsonl"), "--output",
-              str(tmp_path / model / "results.json"), "--leakage", "false", "--n_resamples", "10"])
+              str(tmp_path / model / "results.json"), "--scoring.leakage", "false", "--scoring.n_resamples", "10"])
         runs.append(load_run(tmp_path / model / "results.json"))
     board = build_board(runs, n_resamples=200, structure_pairs=[("sepit", "sepit-no-structure")])
     ablation, = board["structure_ablations"]
@@ -242,7 +242,7 @@ def test_structure_ablation_compares_only_the_proteins_with_coordinates(tmp_path
                              {s.id: 100.0 * (s.reference == "yes") for s in with_coords}, 200, task_seed(0, name))
         assert result["ci"] == pytest.approx(list(compare([draws]).ci))
     assert ablation["average"]["n_shared"] == sum(t["n"] for t in ablation["tasks"].values())
-    from leaderboard.tables import markdown
+    from sepit_leaderboard.tables import markdown
     assert "## Structure: sepit vs sepit-no-structure on the proteins with coordinates" in markdown(board)
     with pytest.raises(DataError, match="no model named 'other'"):
         build_board(runs, n_resamples=10, structure_pairs=[("sepit", "other")])

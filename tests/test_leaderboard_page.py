@@ -19,8 +19,8 @@ import pytest
 from leaderboard_data import write_all
 from PIL import Image
 
-from leaderboard.cli import build
-from leaderboard.tables import MISSING
+from sepit_leaderboard.cli import build
+from sepit_leaderboard.tables import MISSING
 from sepit.evaluation.scoring import leakage_report
 
 try:

@@ -17,6 +17,7 @@ from safetensors.torch import load_file, save_file
 
 from sepit.cli import main
 from sepit.commands.bench import bench
+from sepit.evaluation.scoring import ScoringSettings
 from sepit.commands.convert import official
 from sepit.data.errors import DataError
 from sepit.data.protein import make_protein
@@ -151,7 +152,7 @@ def test_sepit_bench_writes_the_official_tokens_and_their_logprobs(converted, ou
                             for p in PROTEINS))
     main(["bench", "--model", str(converted), "--tasks", str(task), "--output", str(tmp_path / "run"),
           "--batch_size", "1", "--generation.max_new_tokens", "8", "--generation.logprobs", "true",
-          "--leakage", "false", "--n_resamples", "10"])
+          "--scoring.leakage", "false", "--scoring.n_resamples", "10"])
     rows = {r["id"]: r for r in map(json.loads, (tmp_path / "run" / "predictions" / "golden.jsonl").open())}
     assert {r["model"] for r in rows.values()} == {"sepit-official"}
     for i, protein in enumerate(PROTEINS):
@@ -162,11 +163,13 @@ def test_sepit_bench_writes_the_official_tokens_and_their_logprobs(converted, ou
         close(torch.tensor(row["token_logprobs"]), reference.squeeze(1), LOGITS)
 
     # Rows written without logprobs are never passed off as rows with them.
-    bench(str(converted), [str(task)], tmp_path / "plain", batch_size=3, leakage=False, n_resamples=10,
+    bench(str(converted), [str(task)], tmp_path / "plain", batch_size=3,
+          scoring=ScoringSettings(leakage=False, n_resamples=10),
           generation=GenerationConfig(max_new_tokens=8))
     assert "token_logprobs" not in next(iter((tmp_path / "plain" / "predictions" / "golden.jsonl").open()))
     with pytest.raises(DataError, match="without the per-token log-probabilities"):
-        bench(str(converted), [str(task)], tmp_path / "plain", batch_size=3, leakage=False, n_resamples=10,
+        bench(str(converted), [str(task)], tmp_path / "plain", batch_size=3,
+              scoring=ScoringSettings(leakage=False, n_resamples=10),
               generation=GenerationConfig(max_new_tokens=8, logprobs=True))
 
 

@@ -70,10 +70,30 @@ def test_sepit_bench_runs_the_third_party_model_task_and_profile(third_party, tm
     from sepit.cli import main
 
     main(["bench", "--model", "shout", "--tasks", "shout_task", "--output", str(tmp_path / "run"),
-          "--profile", "shout_v1", "--n_resamples", "100"])
+          "--scoring.profile", "shout_v1", "--scoring.n_resamples", "100"])
     results = json.loads((tmp_path / "run" / "results.json").read_text())
     assert results["model"]["name"] == "shout" and results["metric_profile"]["name"] == "shout_v1"
     task = results["tasks"]["shout_task"]
     assert task["n"] == 3 and task["version"] == "1"
     assert task["metrics"]["bleu1"] == pytest.approx(100.0)  # word tokens are lower-cased
     assert task["leakage"]["bins"][">=90"]["n"] == 3  # the same protein is in train and test
+
+
+def test_every_package_folder_installs_under_its_unambiguous_name():
+    """pyproject.toml lists the packages by hand (baselines/ installs as sepit_baselines, ...): a new subpackage
+    folder must be listed there, and no generic top-level name may reach site-packages."""
+    import importlib.util
+    from pathlib import Path
+
+    tomllib = pytest.importorskip("tomllib")
+    root = Path(__file__).resolve().parents[1]
+    setuptools = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]
+    installed_as = {folder: name for name, folder in setuptools["package-dir"].items()}
+    assert set(installed_as) == {"baselines", "benchmarks", "leaderboard"}
+    assert all(name == f"sepit_{folder}" for folder, name in installed_as.items())
+    folders = {init.parent.relative_to(root).parts for init in root.glob("*/**/__init__.py")}
+    expected = {".".join((installed_as.get(parts[0], parts[0]), *parts[1:])) for parts in folders
+                if parts[0] in {"sepit", *installed_as}}
+    assert sorted(setuptools["packages"]) == sorted(expected)
+    for folder, name in installed_as.items():
+        assert Path(importlib.util.find_spec(name).origin) == root / folder / "__init__.py"

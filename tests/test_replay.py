@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from baselines.replay import ReplayModel
+from sepit_baselines.replay import ReplayModel
 from sepit.cli import main
 from sepit.data.errors import DataError
 from sepit.models.interface import GenerationConfig
@@ -15,7 +15,7 @@ TASKS = "sp14_membrane,sp14_location"
 
 def _bench(model, output, *extra):
     main(["bench", "--model", model, "--tasks", TASKS, "--limit", "6", "--output", str(output),
-          "--n_resamples", "50", "--leakage", "false", *extra])
+          "--scoring.n_resamples", "50", "--scoring.leakage", "false", *extra])
     return json.loads((output / "results.json").read_text())
 
 

@@ -77,7 +77,7 @@ def test_a_bad_predictions_file_fails_with_its_line(tmp_path, capsys):
 
 
 def test_rows_of_a_registered_task_are_scored_against_its_own_references(tmp_path):
-    from sepit.evaluation.scoring import score_rows
+    from sepit.evaluation.scoring import ScoringSettings, score_rows
     from sepit.tasks import get_task
 
     samples = get_task("sp14_membrane").samples("test")
@@ -85,7 +85,7 @@ def test_rows_of_a_registered_task_are_scored_against_its_own_references(tmp_pat
              "choices": list(s.choices)} for s in samples]  # every gold answer rewritten to "yes"
     with pytest.raises(DataError, match=r"task 'sp14_membrane' \(version [^)]*\), sample .* its reference 'yes' is "
                                         r"not the task's 'no'"):
-        score_rows({"sp14_membrane": rows}, leakage=False)
+        score_rows({"sp14_membrane": rows}, ScoringSettings(leakage=False))
 
 
 def test_references_match_their_choices_whatever_the_case_and_spacing(tmp_path):

@@ -6,8 +6,8 @@ from collections import Counter
 
 import pytest
 
-from benchmarks.sp14 import HERE, suite
-from benchmarks.sp14.builders import load
+from sepit_benchmarks.sp14 import HERE, suite
+from sepit_benchmarks.sp14.builders import load
 from sepit.data import DataError
 from sepit.tasks import all_tasks, get_task, sample_hash, suites
 

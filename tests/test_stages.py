@@ -226,8 +226,8 @@ def test_resume_continues_from_the_last_checkpoint(runs, monkeypatch):
 def test_bench_evaluates_a_stage2_checkpoint(runs, tmp_path):
     checkpoint = runs / "stage2" / "checkpoints" / "last.ckpt"
     main(["bench", "--model", str(checkpoint), "--tasks", "sp14_membrane,sp14_function", "--limit", "3",
-          "--output", str(tmp_path), "--generation.max_new_tokens", "6", "--n_resamples", "20",
-          "--leakage", "false"])
+          "--output", str(tmp_path), "--generation.max_new_tokens", "6", "--scoring.n_resamples", "20",
+          "--scoring.leakage", "false"])
     results = json.loads((tmp_path / "results.json").read_text())
     model = results["model"]
     assert model["name"] == "sepit" and model["modality"] == "seq+structure"

@@ -10,7 +10,7 @@ import zipfile
 
 import pytest
 
-from leaderboard.cli import add, validate
+from sepit_leaderboard.cli import add, validate
 from sepit.cli import main
 from sepit.data.errors import DataError
 from sepit.tasks import get_task, sample_hash
@@ -36,7 +36,7 @@ def good(tmp_path_factory):
         meta["tasks"][name] = {"version": task.version, "dataset_hash": sample_hash(samples)}
     (folder / "submission.json").write_text(json.dumps(meta))
     main(["score", "--predictions", str(folder / "predictions"), "--output", str(folder / "results.json"),
-          "--leakage", "false"])
+          "--scoring.leakage", "false"])
     shutil.rmtree(folder / "samples")
     return folder
 
@@ -178,7 +178,7 @@ def test_archives_are_unpacked_as_data(good, tmp_path):
     with pytest.raises(DataError, match="escapes the folder"):
         validate(absolute)
 
-    from leaderboard.archive import unpack  # the size cap in force is the one reported
+    from sepit_leaderboard.archive import unpack  # the size cap in force is the one reported
     for archive in (packed, zipped):
         with pytest.raises(DataError, match="unpacks to more than 100 bytes"):
             unpack(archive, tmp_path / f"capped-{archive.suffix}", max_bytes=100)

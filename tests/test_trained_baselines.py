@@ -56,8 +56,8 @@ def test_checkpoints_record_what_each_baseline_is(runs):
 @pytest.mark.parametrize("baseline", sorted(BASELINES))
 def test_bench_picks_the_baseline_from_its_checkpoint(runs, baseline, tmp_path):
     main(["bench", "--model", str(_checkpoint(runs, baseline)), "--tasks", "sp14_membrane,sp14_location",
-          "--limit", "2", "--output", str(tmp_path), "--generation.max_new_tokens", "4", "--n_resamples", "20",
-          "--leakage", "false"])
+          "--limit", "2", "--output", str(tmp_path), "--generation.max_new_tokens", "4", "--scoring.n_resamples", "20",
+          "--scoring.leakage", "false"])
     results = json.loads((tmp_path / "results.json").read_text())
     _, name, modality = BASELINES[baseline]
     model = results["model"]
@@ -67,7 +67,7 @@ def test_bench_picks_the_baseline_from_its_checkpoint(runs, baseline, tmp_path):
 
 
 def test_a_checkpoint_under_another_baseline_name_is_refused(runs):
-    from baselines.plm_projector import PlmProjectorModel
+    from sepit_baselines.plm_projector import PlmProjectorModel
 
     with pytest.raises(DataError, match="holds a qformer model, not plm_projector.*--model qformer"):
         PlmProjectorModel(str(_checkpoint(runs, "qformer")))
@@ -90,7 +90,7 @@ def test_only_the_lora_adapters_train_and_the_base_stays_as_released(runs, monke
 
 
 def test_the_saved_adapter_loads_onto_the_base_model_and_answers_the_same(runs, monkeypatch):
-    from baselines.text_llm import TextLLMModel
+    from sepit_baselines.text_llm import TextLLMModel
 
     monkeypatch.setenv("SEPIT_CACHE", str(runs.parent.parent / "cache"))
     checkpoint = _checkpoint(runs, "text_llm_lora")

@@ -28,7 +28,7 @@ def suite() -> TaskSuite:
 
 
 def _task(name: str, spec: dict, config: dict) -> Task:
-    from benchmarks.sp14 import builders
+    from sepit_benchmarks.sp14 import builders
 
     @cache
     def build():

@@ -22,10 +22,10 @@ from sepit.data.errors import DataError
 from sepit.data.sample import InstructionSample
 from sepit.evaluation.predictions import PredictionStore, mismatch
 from sepit.evaluation.results import now
-from sepit.evaluation.scoring import CLOSED_METHODS, summary_table
+from sepit.evaluation.scoring import ScoringSettings, summary_table
 from sepit.models.interface import GenerationConfig, ProteinLLM
 from sepit.registry import MODELS
-from sepit.tasks import resolve_tasks
+from sepit.tasks import Task, resolve_tasks
 
 
 SECRET_WORDS = ("key", "secret", "password", "passwd", "auth", "credential")
@@ -56,7 +56,7 @@ def check_reusable(done: dict[tuple[str, str], dict], samples: dict[str, list[In
                 continue
             problem = mismatch(row, sample)
             if problem is None and name in likelihood_tasks and "loglikelihoods" not in row:
-                problem = "it was predicted without the log-likelihoods that --closed_methods asks for"
+                problem = "it was predicted without the log-likelihoods that --scoring.closed_methods asks for"
             if problem is None and logprobs and "token_logprobs" not in row:
                 problem = "it was predicted without the per-token log-probabilities that --generation.logprobs asks for"
             if problem:
@@ -94,9 +94,8 @@ def build_model(spec: str, model_args: dict[str, Any] | None = None) -> ProteinL
 
 def bench(model: str, tasks: list[str] | str, output: Path, devices: int = 1, batch_size: int = 8,
           model_args: dict[str, Any] | None = None, generation: GenerationConfig = GenerationConfig(),
-          split: str = "test", limit: int | None = None, profile: str = "sepit_v1", vocab: Path | None = None,
-          closed_methods: dict[str, str] | None = None, leakage: bool = True, n_resamples: int = 1000,
-          seed: int = 0, accelerator: str = "auto", strategy: str = "auto", fresh: bool = False) -> None:
+          scoring: ScoringSettings = ScoringSettings(), split: str = "test", limit: int | None = None,
+          accelerator: str = "auto", strategy: str = "auto", fresh: bool = False) -> None:
     """Predict the tasks' samples with a model, then score them into <output>/results.json.
 
     Re-running the same command resumes: samples already in <output> are not predicted again, whatever the
@@ -112,14 +111,9 @@ def bench(model: str, tasks: list[str] | str, output: Path, devices: int = 1, ba
             (SEPIT and the trainable baselines) gets several batches per call and refills finished rows.
         model_args: keyword arguments for the model's constructor.
         generation: decoding settings; part of each row's key, so changing them never reuses old rows.
+        scoring: metric profile, tokens, closed-set methods, leakage report, bootstrap (`ScoringSettings`).
         split: which split to predict.
         limit: predict only the first N samples of each task (by id): for smoke runs.
-        profile: metric profile (sepit_v1 or corpus_v1).
-        vocab: WordPiece vocab.txt for BLEU/METEOR tokens (default: word tokens).
-        closed_methods: per task (or "*"): last_match, choice or loglikelihood.
-        leakage: add the test-to-train identity report.
-        n_resamples: bootstrap resamples for the 95 % CIs.
-        seed: bootstrap seed.
         accelerator: auto, cpu or gpu.
         strategy: auto (ddp on GPUs, ddp_fork on CPU when devices > 1) or any Lightning strategy name.
         fresh: discard earlier predictions in <output> and start over.
@@ -129,24 +123,13 @@ def bench(model: str, tasks: list[str] | str, output: Path, devices: int = 1, ba
 
     started, clock = now(), time.perf_counter()
     output = Path(output)
-    closed_methods = dict(closed_methods or {})
-    for task_name, method in closed_methods.items():
-        if method not in CLOSED_METHODS:
-            raise DataError(f"--closed_methods {task_name}", f"unknown method {method!r}",
-                            f"Use one of {', '.join(CLOSED_METHODS)}.")
+    scoring.check()
+    if limit is not None and limit < 0:
+        raise DataError("--limit", f"must be 0 or more, got {limit}", "Leave it out to predict every sample.")
     chosen = resolve_tasks(tasks.split(",") if isinstance(tasks, str) else tasks)
     llm = build_model(model, model_args)
     card = llm.describe()
-    likelihood_tasks = sorted(t.name for t in chosen if t.kind == "closed"
-                              and closed_methods.get(t.name, closed_methods.get("*")) == "loglikelihood")
-    if likelihood_tasks and not llm.supports_loglikelihood:
-        raise DataError(f"model {card.name!r}", "cannot score choices by log-likelihood",
-                        "Choose last_match or choice in --closed_methods for " + ", ".join(likelihood_tasks) + ".")
-    if generation.logprobs and not llm.supports_logprobs:
-        raise DataError(f"model {card.name!r}", "cannot report per-token log-probabilities",
-                        "Leave out --generation.logprobs for this model.")
-    if limit is not None and limit < 0:
-        raise DataError("--limit", f"must be 0 or more, got {limit}", "Leave it out to predict every sample.")
+    likelihood_tasks = _likelihood_tasks(llm, chosen, scoring, generation)
     # The split is part of the key: rows of another split in the same folder are never mixed in.
     key = json.dumps({"generation": generation.hash(), "split": split})
     store = PredictionStore(output, card.fingerprint, hashlib.sha256(key.encode()).hexdigest()[:16])
@@ -177,8 +160,22 @@ def bench(model: str, tasks: list[str] | str, output: Path, devices: int = 1, ba
     config = {"generation": asdict(generation), "generation_hash": store.generation_hash, "split": split,
               "limit": limit, "batch_size": batch_size, "devices": devices,
               "model_args": redact(model_args or {}), "tasks": [t.name for t in chosen]}
-    document = write_results(output / "results.json", rows, card.record(), config, started, profile=profile,
-                             vocab=vocab, closed_methods=closed_methods, split=split, leakage=leakage,
-                             n_resamples=n_resamples, seed=seed, tasks={t.name: t for t in chosen})
+    document = write_results(output / "results.json", rows, card.record(), config, started, scoring, split,
+                             {t.name: t for t in chosen})
     print(summary_table(document["tasks"]))
     print(f"wrote {output / 'results.json'} in {time.perf_counter() - clock:.1f} s")
+
+
+def _likelihood_tasks(llm: ProteinLLM, tasks: list[Task], scoring: ScoringSettings,
+                      generation: GenerationConfig) -> list[str]:
+    """The closed tasks scored by log-likelihood; refused, before anything is predicted, for a model that
+    cannot give what the settings ask."""
+    name = llm.describe().name
+    chosen = sorted(t.name for t in tasks if t.kind == "closed" and scoring.method_for(t.name) == "loglikelihood")
+    if chosen and not llm.supports_loglikelihood:
+        raise DataError(f"model {name!r}", "cannot score choices by log-likelihood",
+                        "Choose last_match or choice in --scoring.closed_methods for " + ", ".join(chosen) + ".")
+    if generation.logprobs and not llm.supports_logprobs:
+        raise DataError(f"model {name!r}", "cannot report per-token log-probabilities",
+                        "Leave out --generation.logprobs for this model.")
+    return chosen

@@ -11,25 +11,19 @@ from pathlib import Path
 
 from sepit.evaluation.predictions import read_predictions
 from sepit.evaluation.results import now, write_results
-from sepit.evaluation.scoring import summary_table
+from sepit.evaluation.scoring import ScoringSettings, summary_table
 from sepit.models.interface import ModelCard
 
 
-def score(predictions: Path, output: Path = Path("results.json"), profile: str = "sepit_v1",
-          vocab: Path | None = None, closed_methods: dict[str, str] | None = None, split: str = "test",
-          leakage: bool = True, n_resamples: int = 1000, seed: int = 0) -> None:
+def score(predictions: Path, output: Path = Path("results.json"), scoring: ScoringSettings = ScoringSettings(),
+          split: str = "test") -> None:
     """Score saved predictions into a results file.
 
     Args:
         predictions: a predictions JSONL file, or a directory of them (docs/evaluation.md).
         output: where results.json goes; per-sample logs go to `samples/` beside it.
-        profile: metric profile (sepit_v1: the official SEPIT metric formulas; corpus_v1: corpus BLEU like ProtT3).
-        vocab: a WordPiece vocab.txt (e.g. PubMedBERT's) for BLEU/METEOR tokens; default: word tokens.
-        closed_methods: per task (or "*"): last_match, choice or loglikelihood; default from the task.
+        scoring: metric profile, tokens, closed-set methods, leakage report, bootstrap (`ScoringSettings`).
         split: the split registered tasks are checked against.
-        leakage: add the test-to-train identity report for registered tasks.
-        n_resamples: bootstrap resamples for the 95 % CIs.
-        seed: bootstrap seed.
     """
     started, clock = now(), time.perf_counter()
     rows = read_predictions(predictions)
@@ -39,8 +33,6 @@ def score(predictions: Path, output: Path = Path("results.json"), profile: str =
                       modality=None, params_total=None, params_active=None,
                       fingerprint=fingerprints[0] if len(fingerprints) == 1 else None).record()
     config = {"predictions": str(predictions), "split": split}
-    document = write_results(Path(output), rows, model, config, started, profile=profile, vocab=vocab,
-                             closed_methods=closed_methods, split=split, leakage=leakage,
-                             n_resamples=n_resamples, seed=seed)
+    document = write_results(Path(output), rows, model, config, started, scoring, split)
     print(summary_table(document["tasks"]))
     print(f"wrote {output} ({sum(len(r) for r in rows.values())} predictions, {time.perf_counter() - clock:.1f} s)")

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from sepit.data.jsonl import atomic_open, write_jsonl_atomic
-from sepit.evaluation.scoring import score_rows
+from sepit.evaluation.scoring import ScoringSettings, score_rows
+from sepit.tasks import Task
 
 SCHEMA_VERSION = 1
 SCALE = "0-100"
@@ -65,11 +66,12 @@ def write_json_atomic(path: str | Path, document: Any) -> None:
 
 
 def write_results(output: Path, rows_by_task: Mapping[str, list[dict]], model: dict, config: dict,
-                  started: str, **scoring: Any) -> dict:
+                  started: str, scoring: ScoringSettings = ScoringSettings(), split: str = "test",
+                  tasks: Mapping[str, Task] | None = None) -> dict:
     """Score, then write results.json and `samples/<task>.jsonl` beside it; returns the results document."""
-    tasks, logs, record = score_rows(rows_by_task, **scoring)
+    results, logs, record = score_rows(rows_by_task, scoring, split, tasks)
     for name, task_logs in logs.items():
         write_jsonl_atomic(output.parent / "samples" / f"{name}.jsonl", task_logs)
-    document = results_document(model, record, tasks, config, started)
+    document = results_document(model, record, results, config, started)
     write_json_atomic(output, document)
     return document

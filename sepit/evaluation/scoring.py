@@ -8,6 +8,7 @@ therefore gives the value, its confidence interval and its value per leakage bin
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -25,6 +26,39 @@ CLOSED_METHODS = ("last_match", "choice", "loglikelihood")
 # Test-to-train identity bins of the leakage report, in percent: [lo, hi).
 IDENTITY_BINS = (("<30", 0.0, 30.0), ("30-50", 30.0, 50.0), ("50-70", 50.0, 70.0), ("70-90", 70.0, 90.0),
                  (">=90", 90.0, float("inf")))
+
+
+@dataclass(frozen=True)
+class ScoringSettings:
+    """How prediction rows become numbers, the same for `sepit bench`, `sepit score` and a submission
+    (`--scoring.leakage false`, `--scoring.n_resamples 200`, ...).
+
+    Args:
+        profile: metric profile (sepit_v1: the official SEPIT metric formulas; corpus_v1: corpus BLEU like ProtT3).
+        vocab: a WordPiece vocab.txt (e.g. PubMedBERT's) for BLEU/METEOR tokens; default: word tokens.
+        closed_methods: per task (or "*"): last_match, choice or loglikelihood; default from the task.
+        leakage: add the test-to-train identity report for registered tasks (test split only).
+        n_resamples: bootstrap resamples for the 95 % CIs.
+        seed: bootstrap seed (each task draws from its own stream: `task_seed`).
+    """
+
+    profile: str = "sepit_v1"
+    vocab: Path | None = None
+    closed_methods: dict[str, str] | None = None
+    leakage: bool = True
+    n_resamples: int = 1000
+    seed: int = 0
+
+    def method_for(self, task: str) -> str | None:
+        """The closed-set method asked for this task, or None for the task's default."""
+        methods = self.closed_methods or {}
+        return methods.get(task, methods.get("*"))
+
+    def check(self) -> None:
+        for task, method in (self.closed_methods or {}).items():
+            if method not in CLOSED_METHODS:
+                raise DataError(f"--scoring.closed_methods {task}", f"unknown method {method!r}",
+                                f"Use one of {', '.join(CLOSED_METHODS)}.")
 
 
 def get_profile(name: str):
@@ -138,16 +172,14 @@ def summary_table(tasks: Mapping[str, dict]) -> str:
     return "\n".join(lines)
 
 
-def score_rows(rows_by_task: Mapping[str, list[dict]], profile: str = "sepit_v1", vocab: Path | None = None,
-               closed_methods: Mapping[str, str] | None = None, split: str = "test", leakage: bool = True,
-               n_resamples: int = 1000, seed: int = 0,
-               tasks: Mapping[str, Task] | None = None) -> tuple[dict, dict, dict]:
+def score_rows(rows_by_task: Mapping[str, list[dict]], scoring: ScoringSettings = ScoringSettings(),
+               split: str = "test", tasks: Mapping[str, Task] | None = None) -> tuple[dict, dict, dict]:
     """(results per task, per-sample logs per task, the metric profile's record). Tasks are looked up in
     `tasks`, else in the registry; rows of an unknown task are scored from the rows alone."""
     from sepit.metrics.text import make_tokenizer
 
-    metric_profile, tokenizer = get_profile(profile), make_tokenizer(vocab)
-    closed_methods = dict(closed_methods or {})
+    scoring.check()
+    metric_profile, tokenizer = get_profile(scoring.profile), make_tokenizer(scoring.vocab)
     results, logs = {}, {}
     for name in sorted(rows_by_task):
         rows = rows_by_task[name]
@@ -170,14 +202,14 @@ def score_rows(rows_by_task: Mapping[str, list[dict]], profile: str = "sepit_v1"
             info = {"version": task.version, "split": split, "expected_n": len(expected), "missing": missing,
                     "unknown_ids": unknown, "complete": missing == 0 and unknown == 0,
                     "dataset_hash": sample_hash(expected) if missing == 0 and unknown == 0 else None}
-            if leakage and split == "test":
+            if scoring.leakage and split == "test":
                 from sepit.identity import max_train_identity
 
                 by_sample = max_train_identity(task)
                 identities = {sid: found[0] for sid, found in by_sample.items()}
-        method = closed_methods.get(name, closed_methods.get("*"))
-        result, logs[name] = score_task(rows, metric_profile, tokenizer, method,
-                                        task.answer_format if task else None, identities, n_resamples, seed)
+        result, logs[name] = score_task(rows, metric_profile, tokenizer, scoring.method_for(name),
+                                        task.answer_format if task else None, identities, scoring.n_resamples,
+                                        scoring.seed)
         results[name] = {**info, **result}
         if task is not None:  # what the board's slices need, so it never rebuilds the task
             for log in logs[name]:
@@ -186,7 +218,8 @@ def score_rows(rows_by_task: Mapping[str, list[dict]], profile: str = "sepit_v1"
                     log.update(protein_length=len(protein.sequence), has_structure=protein.coords is not None)
     record = {"name": metric_profile.name, "version": metric_profile.version,
               "description": metric_profile.description, "tokenizer": tokenizer.name,
-              "bootstrap": {"method": "percentile", "level": 0.95, "resamples": n_resamples, "seed": seed}}
+              "bootstrap": {"method": "percentile", "level": 0.95, "resamples": scoring.n_resamples,
+                            "seed": scoring.seed}}
     return results, logs, record
 
 

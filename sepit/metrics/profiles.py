@@ -1,6 +1,6 @@
 """Metric profiles: named, versioned recipes that turn predictions into the numbers a results file reports.
 
-A run names its profile (`sepit bench/score --profile`, sepit_v1 by default) and every task of the run is scored
+A run names its profile (`sepit bench/score --scoring.profile`, sepit_v1 by default) and every task of the run is scored
 with it, so a results file holds one; a task's card only recommends one (`Task.metric_profile`). Scoring
 (sepit/evaluation/scoring.py) computes the profile's per-sample
 statistics once, then calls its metric functions with W = ones for the values and with bootstrap or leakage
@@ -83,7 +83,7 @@ SEPIT_V1 = MetricProfile(
     name="sepit_v1", version="1",
     description="The official SEPIT metric formulas: mean sentence BLEU-1..4 (nltk, no smoothing, weights as "
                 "the official code), ROUGE-1/2/L F with Porter stemming, METEOR (nltk, WordNet); its PubMedBERT "
-                "tokens need --vocab, its BERTScore is not computed.",
+                "tokens need --scoring.vocab, its BERTScore is not computed.",
     bleu=(("bleu1", text.BLEU1), ("bleu2", text.BLEU2), ("bleu3", text.BLEU3), ("bleu4", text.BLEU4)),
     bleu_kind="sentence_mean", rouge_stemmer=True)
 
