@@ -230,3 +230,24 @@ def test_secrets_in_model_arguments_never_reach_the_results():
             "max_new_tokens": 5, "endpoints": [{"secret": "s", "url": "http://127.0.0.1"}]}
     assert redact(args) == {"api_key": "***", "client": {"headers": {"Authorization": "***"}, "hf_token": "***"},
                             "max_new_tokens": 5, "endpoints": [{"secret": "***", "url": "http://127.0.0.1"}]}
+
+
+def test_bench_builds_the_samples_once_and_checks_each_saved_row_once(task_file, tmp_path, monkeypatch):
+    """Predicting and scoring share one build of the split; rows are checked against it when reused, and
+    scoring does not check them again."""
+    import sepit.commands.bench as bench_module
+    import sepit.evaluation.scoring as scoring_module
+    from sepit.tasks import Task
+
+    builds, checks = [], []
+    splits, mismatch = Task.splits, bench_module.mismatch
+    monkeypatch.setattr(Task, "splits", lambda task: builds.append(task.name) or splits(task))
+    for module in (bench_module, scoring_module):
+        monkeypatch.setattr(module, "mismatch", lambda row, sample: checks.append(row["id"]) or mismatch(row, sample))
+    settings = ScoringSettings(leakage=False, n_resamples=10)
+    bench("coin", [str(task_file)], tmp_path / "run", batch_size=5, scoring=settings)
+    assert sorted(builds) == ["tiny_closed", "tiny_open"] and checks == []  # every row made from the samples
+    builds.clear()
+    bench("coin", [str(task_file)], tmp_path / "run", batch_size=5, scoring=settings)  # all 24 rows reused
+    assert sorted(builds) == ["tiny_closed", "tiny_open"] and sorted(checks) == sorted(set(checks))
+    assert len(checks) == 24

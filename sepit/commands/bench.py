@@ -137,7 +137,8 @@ def bench(model: str, tasks: list[str] | str, output: Path, devices: int = 1, ba
         for folder in (store.folder, store.journals, output / "samples"):
             shutil.rmtree(folder, ignore_errors=True)
 
-    samples = {t.name: sorted(t.samples(split), key=lambda s: s.id)[:limit] for t in chosen}
+    split_samples = {t.name: sorted(t.samples(split), key=lambda s: s.id) for t in chosen}  # built once
+    samples = {name: task_samples[:limit] for name, task_samples in split_samples.items()}
     done = store.done()
     check_reusable(done, samples, likelihood_tasks, generation.logprobs)
     pending = [s for task_samples in samples.values() for s in task_samples if (s.task, s.id) not in done]
@@ -160,8 +161,9 @@ def bench(model: str, tasks: list[str] | str, output: Path, devices: int = 1, ba
     config = {"generation": asdict(generation), "generation_hash": store.generation_hash, "split": split,
               "limit": limit, "batch_size": batch_size, "devices": devices,
               "model_args": redact(model_args or {}), "tasks": [t.name for t in chosen]}
+    # The rows were checked against these samples before predicting (check_reusable) or made from them.
     document = write_results(output / "results.json", rows, card.record(), config, started, scoring, split,
-                             {t.name: t for t in chosen})
+                             {t.name: t for t in chosen}, split_samples)
     print(summary_table(document["tasks"]))
     print(f"wrote {output / 'results.json'} in {time.perf_counter() - clock:.1f} s")
 

@@ -11,9 +11,10 @@ import subprocess
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from sepit.data.jsonl import atomic_open, write_jsonl_atomic
+from sepit.data.sample import InstructionSample
 from sepit.evaluation.scoring import ScoringSettings, score_rows
 from sepit.tasks import Task
 
@@ -67,9 +68,11 @@ def write_json_atomic(path: str | Path, document: Any) -> None:
 
 def write_results(output: Path, rows_by_task: Mapping[str, list[dict]], model: dict, config: dict,
                   started: str, scoring: ScoringSettings = ScoringSettings(), split: str = "test",
-                  tasks: Mapping[str, Task] | None = None) -> dict:
-    """Score, then write results.json and `samples/<task>.jsonl` beside it; returns the results document."""
-    results, logs, record = score_rows(rows_by_task, scoring, split, tasks)
+                  tasks: Mapping[str, Task] | None = None,
+                  samples: Mapping[str, Sequence[InstructionSample]] | None = None) -> dict:
+    """Score (`score_rows`), then write results.json and `samples/<task>.jsonl` beside it; returns the results
+    document."""
+    results, logs, record = score_rows(rows_by_task, scoring, split, tasks, samples)
     for name, task_logs in logs.items():
         write_jsonl_atomic(output.parent / "samples" / f"{name}.jsonl", task_logs)
     document = results_document(model, record, results, config, started)

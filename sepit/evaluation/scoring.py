@@ -15,7 +15,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from sepit.data.errors import DataError
-from sepit.data.sample import answer_key, is_yes_no
+from sepit.data.sample import InstructionSample, answer_key, is_yes_no
 from sepit.evaluation.predictions import mismatch
 from sepit.metrics.bootstrap import percentile_cis
 from sepit.metrics.extraction import last_option_text, last_yes_no, multiple_choice
@@ -173,9 +173,12 @@ def summary_table(tasks: Mapping[str, dict]) -> str:
 
 
 def score_rows(rows_by_task: Mapping[str, list[dict]], scoring: ScoringSettings = ScoringSettings(),
-               split: str = "test", tasks: Mapping[str, Task] | None = None) -> tuple[dict, dict, dict]:
+               split: str = "test", tasks: Mapping[str, Task] | None = None,
+               samples: Mapping[str, Sequence[InstructionSample]] | None = None) -> tuple[dict, dict, dict]:
     """(results per task, per-sample logs per task, the metric profile's record). Tasks are looked up in
-    `tasks`, else in the registry; rows of an unknown task are scored from the rows alone."""
+    `tasks`, else in the registry; rows of an unknown task are scored from the rows alone. `samples`: each
+    task's samples of the split as the caller built them and already checked the rows against (`sepit bench`):
+    neither built nor checked a second time."""
     from sepit.metrics.text import make_tokenizer
 
     scoring.check()
@@ -187,15 +190,10 @@ def score_rows(rows_by_task: Mapping[str, list[dict]], scoring: ScoringSettings 
         identities = None
         info: dict[str, Any] = {"version": None, "dataset_hash": None, "complete": None}
         if task is not None:
-            expected = task.samples(split)
+            expected = samples[name] if samples is not None else task.samples(split)
             by_id = {s.id: s for s in expected}
-            for row in rows:
-                problem = row["id"] in by_id and mismatch(row, by_id[row["id"]])
-                if problem:
-                    raise DataError(f"task {name!r} (version {task.version}), sample {row['id']!r}",
-                                    f"the prediction row does not match the task: {problem}",
-                                    "Predictions are scored against the registered task's own references; "
-                                    "re-predict with this version of the task.")
+            if samples is None:
+                _check_rows(task, rows, by_id)
             ids = {r["id"] for r in rows}
             missing = sum(s.id not in ids for s in expected)
             unknown = len(ids - {s.id for s in expected})
@@ -221,6 +219,17 @@ def score_rows(rows_by_task: Mapping[str, list[dict]], scoring: ScoringSettings 
               "bootstrap": {"method": "percentile", "level": 0.95, "resamples": scoring.n_resamples,
                             "seed": scoring.seed}}
     return results, logs, record
+
+
+def _check_rows(task: Task, rows: Sequence[dict], by_id: Mapping[str, InstructionSample]) -> None:
+    """Every row answers the very sample of the task it names (its reference, prompt and protein)."""
+    for row in rows:
+        problem = row["id"] in by_id and mismatch(row, by_id[row["id"]])
+        if problem:
+            raise DataError(f"task {task.name!r} (version {task.version}), sample {row['id']!r}",
+                            f"the prediction row does not match the task: {problem}",
+                            "Predictions are scored against the registered task's own references; "
+                            "re-predict with this version of the task.")
 
 
 def _registered(name: str) -> Task | None:
