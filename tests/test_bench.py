@@ -251,3 +251,12 @@ def test_bench_builds_the_samples_once_and_checks_each_saved_row_once(task_file,
     bench("coin", [str(task_file)], tmp_path / "run", batch_size=5, scoring=settings)  # all 24 rows reused
     assert sorted(builds) == ["tiny_closed", "tiny_open"] and sorted(checks) == sorted(set(checks))
     assert len(checks) == 24
+    # The dataset hash is over the task's own order, as `sepit score` and submissions compute it (the file's
+    # order here: te0, te1, ..., te10, te11, not sorted by id).
+    from sepit.tasks import resolve_tasks, sample_hash
+
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    for task in resolve_tasks([str(task_file)]):
+        expected = splits(task)["test"]
+        assert [s.id for s in expected] != sorted(s.id for s in expected)
+        assert results["tasks"][task.name]["dataset_hash"] == sample_hash(expected)

@@ -137,8 +137,8 @@ def bench(model: str, tasks: list[str] | str, output: Path, devices: int = 1, ba
         for folder in (store.folder, store.journals, output / "samples"):
             shutil.rmtree(folder, ignore_errors=True)
 
-    split_samples = {t.name: sorted(t.samples(split), key=lambda s: s.id) for t in chosen}  # built once
-    samples = {name: task_samples[:limit] for name, task_samples in split_samples.items()}
+    split_samples = {t.name: t.samples(split) for t in chosen}  # built once; the task's order is its hash's
+    samples = {name: sorted(task_samples, key=lambda s: s.id)[:limit] for name, task_samples in split_samples.items()}
     done = store.done()
     check_reusable(done, samples, likelihood_tasks, generation.logprobs)
     pending = [s for task_samples in samples.values() for s in task_samples if (s.task, s.id) not in done]

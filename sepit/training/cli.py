@@ -1,6 +1,6 @@
 """`sepit fit|validate|test --config configs/...yaml`: Lightning's CLI over any LightningModule and
 LightningDataModule named in the config (`class_path` + `init_args`), so every override works on the command
-line (`--trainer.max_steps 10`, `--model.init_args.lr 3e-4`) and `--print_config` shows the resolved config."""
+line (`--trainer.max_steps 10`, `--model.init_args.optimizer.lr 3e-4`) and `--print_config` shows the resolved config."""
 
 from __future__ import annotations
 

@@ -153,8 +153,7 @@ class WarmupStage(_Stage):
             noise_scale: coordinate noise in Å per unit Gaussian (0.2).
             temperature: initial CLIP temperature (0.07, learnable).
             new_module_lr_scale: learning-rate factor of the new modules (structure, heads, projections): 10.
-            optimizer: its lr is ESM-2's (1e-6 in the paper; a YAML `optimizer:` mapping that leaves lr out gets
-                the dataclass default, 1e-4).
+            optimizer: its lr is ESM-2's (1e-6 in the paper, the default here).
         """
         super().__init__()
         self.save_hyperparameters()
@@ -198,7 +197,7 @@ class WarmupStage(_Stage):
 
 
 class InstructionStage(_Stage):
-    """Stages 1 and 2: instruction tuning of the projector and the LLM (with `experts` > 0, upcycled to MoE)."""
+    """Stages 1 and 2: instruction tuning of the projector and the LLM (with `experts` set, upcycled to MoE)."""
 
     def __init__(self, llm: str, esm: str | None, init_from: str | None = None, window: int = 1022,
                  encoder: EncoderSettings = EncoderSettings(),
