@@ -123,13 +123,12 @@ def bench(model: str, tasks: list[str] | str, output: Path, devices: int = 1, ba
 
     started, clock = now(), time.perf_counter()
     output = Path(output)
-    scoring.check()
     if limit is not None and limit < 0:
         raise DataError("--limit", f"must be 0 or more, got {limit}", "Leave it out to predict every sample.")
     chosen = resolve_tasks(tasks.split(",") if isinstance(tasks, str) else tasks)
     llm = build_model(model, model_args)
     card = llm.describe()
-    likelihood_tasks = _likelihood_tasks(llm, chosen, scoring, generation)
+    likelihood_tasks = _likelihood_tasks(llm, card.name, chosen, scoring, generation)
     # The split is part of the key: rows of another split in the same folder are never mixed in.
     key = json.dumps({"generation": generation.hash(), "split": split})
     store = PredictionStore(output, card.fingerprint, hashlib.sha256(key.encode()).hexdigest()[:16])
@@ -168,11 +167,10 @@ def bench(model: str, tasks: list[str] | str, output: Path, devices: int = 1, ba
     print(f"wrote {output / 'results.json'} in {time.perf_counter() - clock:.1f} s")
 
 
-def _likelihood_tasks(llm: ProteinLLM, tasks: list[Task], scoring: ScoringSettings,
+def _likelihood_tasks(llm: ProteinLLM, name: str, tasks: list[Task], scoring: ScoringSettings,
                       generation: GenerationConfig) -> list[str]:
-    """The closed tasks scored by log-likelihood; refused, before anything is predicted, for a model that
-    cannot give what the settings ask."""
-    name = llm.describe().name
+    """The closed tasks scored by log-likelihood; refused, before anything is predicted, for a model (named
+    `name` in its card) that cannot give what the settings ask."""
     chosen = sorted(t.name for t in tasks if t.kind == "closed" and scoring.method_for(t.name) == "loglikelihood")
     if chosen and not llm.supports_loglikelihood:
         raise DataError(f"model {name!r}", "cannot score choices by log-likelihood",

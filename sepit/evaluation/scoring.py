@@ -31,7 +31,8 @@ IDENTITY_BINS = (("<30", 0.0, 30.0), ("30-50", 30.0, 50.0), ("50-70", 50.0, 70.0
 @dataclass(frozen=True)
 class ScoringSettings:
     """How prediction rows become numbers, the same for `sepit bench`, `sepit score` and a submission
-    (`--scoring.leakage false`, `--scoring.n_resamples 200`, ...).
+    (`--scoring.leakage false`, `--scoring.n_resamples 200`, ...). Unknown closed-set methods are refused when
+    the settings are made, before anything is predicted.
 
     Args:
         profile: metric profile (sepit_v1: the official SEPIT metric formulas; corpus_v1: corpus BLEU like ProtT3).
@@ -54,7 +55,7 @@ class ScoringSettings:
         methods = self.closed_methods or {}
         return methods.get(task, methods.get("*"))
 
-    def check(self) -> None:
+    def __post_init__(self) -> None:
         for task, method in (self.closed_methods or {}).items():
             if method not in CLOSED_METHODS:
                 raise DataError(f"--scoring.closed_methods {task}", f"unknown method {method!r}",
@@ -181,7 +182,6 @@ def score_rows(rows_by_task: Mapping[str, list[dict]], scoring: ScoringSettings 
     neither built nor checked a second time."""
     from sepit.metrics.text import make_tokenizer
 
-    scoring.check()
     metric_profile, tokenizer = get_profile(scoring.profile), make_tokenizer(scoring.vocab)
     results, logs = {}, {}
     for name in sorted(rows_by_task):

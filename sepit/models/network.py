@@ -344,8 +344,9 @@ class ProteinLanguageModel(nn.Module):
 
     def forward(self, batch: dict[str, Any], average: LossAverage = "tokens") -> Tensor:
         """Mean cross-entropy of the answers (and their eos): over all answer tokens of the batch ("tokens", as
-        the official trainer), or over each answer's tokens and then over the answers ("answers": a one-token
-        yes/no answer weighs as much as a 200-token caption)."""
+        the official model's loss, torch's CrossEntropyLoss mean over the non-ignored tokens), or over each
+        answer's tokens and then over the answers ("answers": a one-token yes/no answer weighs as much as a
+        200-token caption)."""
         losses, answer = self.token_losses(batch)
         if average == "tokens":
             return losses.sum() / answer.sum().clamp(min=1)

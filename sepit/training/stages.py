@@ -225,7 +225,7 @@ class InstructionStage(_Stage):
                 `LoraSettings`), with esm: null only.
             optimizer: learning rate (of the projector and the LLM), weight decay, warm-up and decay
                 (`OptimizerSettings`).
-            loss_average: "tokens", the mean over every answer token of the batch (the official trainer's), or
+            loss_average: "tokens", the mean over every answer token of the batch (the official model's loss), or
                 "answers", each answer's mean and then their mean, so a one-token closed answer weighs as much as
                 a long open one (`ProteinLanguageModel.forward`).
         """
