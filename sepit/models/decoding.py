@@ -7,9 +7,10 @@ the other newcomers). Waiting prompts are taken longest first, so newcomers padd
 
 The cache holds, per layer, keys and values (slots, kv heads, capacity, head dim). Every row is right-aligned
 at one shared write column `c`: a newcomer's prefill fills columns [c - P, c) of its slot, every decode step
-writes column c of every slot, and a per-slot mask says which columns hold that row's tokens. When `c` reaches
-the end, the rows are shifted left past the columns no row uses; when rows have left and no prompt waits, the
-cache shrinks to the live slots.
+writes column c of every live slot, and a per-slot mask says which columns hold that row's tokens. The R live
+rows always hold the first R slots (a finished row's slot takes the last live row), so a step reads and writes
+views of the buffers, never a gathered copy. When `c` reaches the end, the rows are shifted left past the
+columns no row uses.
 
 The decoder layers, their attention (rotary embedding, GQA, the attention kernel) and their FFNs (MoE ones
 included) are the model's own modules, called with a small cache object in place of Hugging Face's: the
@@ -130,10 +131,8 @@ class ContinuousDecoder:
                 logits = self._prefill(state, group, *embed(group))
                 rows = group
             else:
-                if at >= len(queue) and state.size > len(state.rows):
-                    state.shrink()
-                rows = sorted(state.rows, key=state.slot_of.__getitem__)  # slot order: the cache's
-                logits = self._step(state, rows)
+                rows = list(state.rows)  # slot order
+                logits = self._step(state, len(rows))
             chosen, finished = self._take(logits, rows, tokens, scores)
             self._place(state, rows, chosen, finished)
         return [(torch.tensor(t, dtype=torch.long), torch.tensor(s) if self.logprobs else None)
@@ -164,50 +163,43 @@ class ContinuousDecoder:
     def _prefill(self, state: "_State", group: list[int], inputs_embeds: Tensor, attention_mask: Tensor) -> Tensor:
         n, P, _ = inputs_embeds.shape
         state.ensure(self, inputs_embeds, P)
-        slots = state.admit(group, attention_mask)
+        new = state.admit(group, attention_mask)  # the slots after the live ones
         c = state.column
         mask = attention_mask.bool()
         causal = torch.ones(P, P, dtype=torch.bool, device=mask.device).tril()
         allowed = causal[None] & mask[:, None, :]  # (n, P, P): earlier real tokens
         position_ids = position_ids_from_mask(mask)
-        index = torch.tensor(slots, device=inputs_embeds.device)
 
         def write(layer: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
-            state.keys[layer][index, :, c - P:c] = k.to(state.keys[layer].dtype)
-            state.values[layer][index, :, c - P:c] = v.to(state.values[layer].dtype)
+            state.keys[layer][new, :, c - P:c] = k.to(state.keys[layer].dtype)
+            state.values[layer][new, :, c - P:c] = v.to(state.values[layer].dtype)
             return k, v
 
         state.cache.write = write
         logits = self._layers(inputs_embeds, _additive(allowed[:, None], inputs_embeds.dtype), position_ids,
                               state.cache)
-        state.position[index] = position_ids[:, -1] + 1
+        state.position[new] = position_ids[:, -1] + 1
         return logits
 
-    def _step(self, state: "_State", rows: list[int]) -> Tensor:
-        """One new token for every row in `rows` (live, in slot order)."""
+    def _step(self, state: "_State", live: int) -> Tensor:
+        """One new token for each of the `live` rows (the first slots)."""
         if state.column >= state.capacity:
             state.compact()
         c, lo = state.column, state.first_column()
-        live = torch.tensor([state.slot_of[row] for row in rows], device=state.valid.device)
-        state.valid[live, c] = True
-        hidden = self.decoder.embed_tokens(state.next_input[live])[:, None]  # (R, 1, H)
-        mask = _additive(state.valid[live][:, None, None, lo:c + 1], hidden.dtype)  # (R, 1, 1, c + 1 - lo)
-        position_ids = state.position[live][:, None]
-        whole = len(rows) == state.size  # every slot decodes, in order: write without gathering
+        state.valid[:live, c] = True
+        hidden = self.decoder.embed_tokens(state.next_input[:live])[:, None]  # (R, 1, H)
+        mask = _additive(state.valid[:live, None, None, lo:c + 1], hidden.dtype)  # (R, 1, 1, c + 1 - lo)
+        position_ids = state.position[:live, None]
 
         def write(layer: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
-            keys, values = state.keys[layer], state.values[layer]
-            if whole:
-                keys[:, :, c] = k[:, :, 0]
-                values[:, :, c] = v[:, :, 0]
-                return keys[:, :, lo:c + 1], values[:, :, lo:c + 1]
-            keys[live, :, c] = k[:, :, 0]
-            values[live, :, c] = v[:, :, 0]
-            return keys[live, :, lo:c + 1], values[live, :, lo:c + 1]
+            keys, values = state.keys[layer][:live], state.values[layer][:live]
+            keys[:, :, c] = k[:, :, 0]
+            values[:, :, c] = v[:, :, 0]
+            return keys[:, :, lo:c + 1], values[:, :, lo:c + 1]
 
         state.cache.write = write
         logits = self._layers(hidden, mask, position_ids, state.cache)
-        state.position[live] += 1
+        state.position[:live] += 1
         state.column += 1
         return logits
 
@@ -225,12 +217,12 @@ def _additive(allowed: Tensor, dtype: torch.dtype) -> Tensor:
 
 
 class _State:
-    """The slots: KV buffers, the shared write column, each slot's mask, position and next input."""
+    """The slots: KV buffers, the shared write column, each slot's mask, position and next input. The live rows
+    hold the first slots, in `rows` order."""
 
     def __init__(self):
-        self.rows: list[int] = []  # prompts decoding now, in admission order
+        self.rows: list[int] = []  # the prompt in each live slot
         self.slot_of: dict[int, int] = {}
-        self.free: list[int] = []
         self.size = 0
         self.capacity = 0
         self.column = 0
@@ -256,7 +248,6 @@ class _State:
             self.position = torch.zeros(self.size, dtype=torch.long, device=like.device)
             self.next_input = torch.zeros(self.size, dtype=torch.long, device=like.device)
             self.start = [self.column] * self.size
-            self.free = list(range(self.size))
             return
         if self.column < prompt_length:  # a newcomer longer than the columns written so far
             self._relayout(prompt_length, max(self.capacity, self._needed(prompt_length)))
@@ -266,27 +257,37 @@ class _State:
         its last answer token; the margin spaces out the compactions."""
         return prompt_length + self.max_new_tokens + self.margin
 
-    def admit(self, group: list[int], attention_mask: Tensor) -> list[int]:
+    def admit(self, group: list[int], attention_mask: Tensor) -> slice:
+        """The group's rows take the slots after the live ones; -> those slots."""
         P = attention_mask.shape[1]
-        slots = [self.free.pop(0) for _ in group]
-        index = torch.tensor(slots, device=self.valid.device)
-        self.valid[index] = False
-        self.valid[index, self.column - P:self.column] = attention_mask.bool()
-        for row, slot in zip(group, slots):
+        new = slice(len(self.rows), len(self.rows) + len(group))
+        self.valid[new] = False
+        self.valid[new, self.column - P:self.column] = attention_mask.bool()
+        for slot, row in enumerate(group, start=new.start):
             self.rows.append(row)
             self.slot_of[row] = slot
             self.start[slot] = self.column - P
-        return slots
+        return new
 
     def release(self, row: int) -> None:
-        slot = self.slot_of.pop(row)
-        self.rows.remove(row)
-        self.free.append(slot)
-        self.valid[slot] = False
-        self.start[slot] = self.capacity
+        """The row leaves; the last live row moves into its slot, so the live rows stay the first slots."""
+        slot, last = self.slot_of.pop(row), len(self.rows) - 1
+        moved = self.rows.pop()
+        if slot != last:
+            self._move_slot(last, slot)
+            self.rows[slot] = moved
+            self.slot_of[moved] = slot
+
+    def _move_slot(self, source: int, dest: int) -> None:
+        for buffers in (self.keys, self.values):
+            for buffer in buffers:
+                buffer[dest] = buffer[source]
+        for tensor in (self.valid, self.position, self.next_input):
+            tensor[dest] = tensor[source]
+        self.start[dest] = self.start[source]
 
     def first_column(self) -> int:
-        return min(self.start[self.slot_of[row]] for row in self.rows)
+        return min(self.start[:len(self.rows)])
 
     def compact(self) -> None:
         """The write column reached the end: drop the columns before the earliest live row's first, in place."""
@@ -303,22 +304,8 @@ class _State:
             for i, buffer in enumerate(buffers):
                 buffers[i] = _moved(buffer, 2, lo, keep, dest, capacity)
         self.valid = _moved(self.valid, 1, lo, keep, dest, capacity)
-        self.start = [s + shift if s < self.capacity else capacity for s in self.start]
+        self.start = [s + shift for s in self.start]  # only the live slots' entries are read
         self.column, self.capacity = column, capacity
-
-    def shrink(self) -> None:
-        """No prompt waits and some slots are empty: keep only the live ones."""
-        live = [self.slot_of[row] for row in self.rows]
-        index = torch.tensor(live, device=self.valid.device)
-        for buffers in (self.keys, self.values):
-            for i, buffer in enumerate(buffers):  # one layer at a time
-                buffers[i] = buffer.index_select(0, index)
-        self.valid = self.valid.index_select(0, index)
-        self.position = self.position.index_select(0, index)
-        self.next_input = self.next_input.index_select(0, index)
-        self.start = [self.start[s] for s in live]
-        self.slot_of = {row: j for j, row in enumerate(self.rows)}
-        self.size, self.free = len(live), []
 
 
 def _moved(buffer: Tensor, dim: int, lo: int, keep: int, dest: int, capacity: int) -> Tensor:
