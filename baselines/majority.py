@@ -1,10 +1,19 @@
-"""Majority baseline: every question of a task gets the task's most frequent training reference.
+"""Majority baselines: the most frequent training reference, of the task or of the same question.
 
-The floor any model must clear: on a closed-set task it is the majority-class accuracy, on an open-ended task
-the score of one stock answer. It reads neither the protein nor the instruction, so its modality is
-"text-only" with no parameters. Ties between equally frequent references go to the lexicographically smallest,
-so the answer never depends on file order. Closed tasks whose samples ask different questions (sp14_go_cc, one
-GO term per sample) still get one overall answer: the simplest floor, not a per-question prior.
+`majority` is the floor any model must clear: every sample of a task gets the task's most frequent training
+reference. On a closed-set task that is the majority-class accuracy, on an open-ended task the score of one
+stock answer. It reads neither the protein nor the instruction, so its modality is "text-only" with no
+parameters.
+
+`question_majority` reads the instruction but not the protein: each sample gets the most frequent training
+reference among the samples of its task that ask the same instruction (the text with its `<protein>`
+placeholder), and the task's majority when no training sample asks it. It is the question-only ("blind")
+control of visual question answering: whatever it scores, a task's questions give away without the protein.
+On sp14_go_cc, which asks about one GO term per sample, the training answers to the same term are mostly the
+same, and this prior alone reaches about 83 % (docs/baselines.md).
+
+Ties between equally frequent references go to the lexicographically smallest, so an answer never depends on
+file order.
 """
 
 from __future__ import annotations
@@ -19,8 +28,9 @@ from sepit.models.interface import GenerationConfig, ModelCard, ProteinLLM
 if TYPE_CHECKING:
     from sepit.tasks import Task
 
-# Bump when the rule changes: it keys saved predictions through the fingerprint.
+# Bump when a rule changes: it keys saved predictions through the fingerprint.
 CODE_VERSION = "majority-v1"
+QUESTION_CODE_VERSION = "question-majority-v1"
 
 
 def most_frequent(references: Sequence[str]) -> str:
@@ -52,3 +62,30 @@ class MajorityModel(ProteinLLM):
             raise RuntimeError(f"the majority baseline has not read task(s) {', '.join(map(repr, unprepared))}: "
                                "call prepare([task, ...]) with them before generate")
         return [self._answers[s.task] for s in samples]
+
+
+class QuestionMajorityModel(MajorityModel):
+    """Answers each sample with the most frequent training reference to the same instruction of its task, or
+    the task's when no training sample asks it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._by_question: dict[tuple[str, str], str] = {}
+
+    def describe(self) -> ModelCard:
+        return ModelCard(name="question-majority", modality="text-only", params_total=0, params_active=0,
+                         fingerprint=hashlib.sha256(f"question-majority|{QUESTION_CODE_VERSION}".encode())
+                         .hexdigest()[:16])
+
+    def prepare(self, tasks: Sequence[Task]) -> None:
+        super().prepare(tasks)
+        for task in tasks:
+            references: dict[str, list[str]] = {}
+            for sample in task.samples("train"):
+                references.setdefault(sample.instruction, []).append(sample.reference)
+            self._by_question.update({(task.name, question): most_frequent(answers)
+                                      for question, answers in references.items()})
+
+    def generate(self, samples: Sequence[InstructionSample], config: GenerationConfig) -> list[str]:
+        task_answers = super().generate(samples, config)  # also refuses tasks it has not read
+        return [self._by_question.get((s.task, s.instruction), fallback) for s, fallback in zip(samples, task_answers)]

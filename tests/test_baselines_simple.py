@@ -3,7 +3,7 @@ import time
 
 import pytest
 
-from sepit_baselines.majority import MajorityModel, most_frequent
+from sepit_baselines.majority import MajorityModel, QuestionMajorityModel, most_frequent
 from sepit_baselines.retrieval import RetrievalModel
 from sepit.data.protein import STANDARD_RESIDUES, make_protein
 from sepit.data.sample import make_sample
@@ -125,6 +125,34 @@ def test_majority_breaks_ties_towards_the_smallest_text_and_requires_prepare(pro
     sample = make_sample("s", "unprepared", make_protein("P", "MKT"), "<protein>?", "r")
     with pytest.raises(RuntimeError, match="'unprepared'.*prepare"):
         MajorityModel().generate([sample], CONFIG)
+
+
+def test_question_majority_answers_the_same_question_as_training_did(proteins):
+    """Per instruction, the most frequent training answer; an instruction no training sample asks gets the
+    task's majority. The protein is never read: the same question about any protein gets the same answer."""
+    def sample(sid, protein, instruction, reference):
+        return make_sample(sid, "terms", make_protein(protein, proteins[protein]), instruction, reference,
+                           ("yes", "no"))
+
+    nucleus, membrane, unseen = ("Is <protein> in the nucleus?", "Is <protein> in the membrane?",
+                                 "Is <protein> in the vacuole?")
+    train = [sample("t1", "A", nucleus, "yes"), sample("t2", "B", nucleus, "yes"), sample("t3", "C", nucleus, "no"),
+             sample("t4", "A", membrane, "no"), sample("t5", "B", membrane, "no"), sample("t6", "C", membrane, "no")]
+    test = [sample("q1", "C", nucleus, "no"), sample("q2", "A", membrane, "no"), sample("q3", "B", unseen, "yes"),
+            sample("q4", "B", nucleus, "yes")]
+    task = Task(name="terms", version="1", kind="closed", description="", answer_format="yes_no",
+                build=lambda: {"train": train, "test": test})
+    model = QuestionMajorityModel()
+    model.prepare([task])
+    assert model.generate(test, CONFIG) == ["yes", "no", "no", "yes"]  # "no" is the task's majority (4 of 6)
+    majority = MajorityModel()
+    majority.prepare([task])
+    assert majority.generate(test, CONFIG) == ["no"] * 4
+    card = model.describe()
+    assert (card.name, card.modality, card.params_total, card.params_active) == ("question-majority", "text-only", 0, 0)
+    assert card.fingerprint != majority.describe().fingerprint
+    with pytest.raises(RuntimeError, match="'terms'.*prepare"):
+        QuestionMajorityModel().generate(test, CONFIG)
 
 
 def accuracy(answers, samples) -> float:

@@ -2,8 +2,8 @@
 
 It checks and prints the benchmark card. It trains SEPIT stages 0 -> 1 -> 2 and the trainable baselines
 with the shipped tiny configs. It evaluates SEPIT, SEPIT without structure (the same weights, coordinates
-withheld), every baseline and the retrieval and majority baselines on all SP14 test tasks, then builds the
-leaderboard.
+withheld), every baseline and the training-free ones (retrieval, majority, question majority) on all SP14 test
+tasks, then builds the leaderboard.
 
 Each step runs the public command a user would run (`sepit fit`, `sepit bench`) in a child process, inside
 the output folder, so that the configs' relative `runs/tiny/...` paths land there. A step that finished
@@ -55,7 +55,8 @@ def steps(tasks: str, batch_size: int, max_new_tokens: int, limit: int | None) -
               ("sepit-no-structure", ("sepit", "--model_args", json.dumps(
                   {"checkpoint": stage2, "name": "sepit-no-structure", "sequence_only": True}))),
               *[(name, (f"{folder}/checkpoints/last.ckpt",)) for name, _, folder in FITS[3:]],
-              ("retrieval", ("retrieval",)), ("majority", ("majority",))]
+              ("retrieval", ("retrieval",)), ("majority", ("majority",)),
+              ("question_majority", ("question_majority",))]
     for name, model in models:
         argv = ("bench", "--model", *model, "--tasks", tasks, "--output", f"bench/{name}",
                 "--batch_size", str(batch_size), "--generation.max_new_tokens", str(max_new_tokens))
