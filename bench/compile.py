@@ -6,7 +6,8 @@ pre-allocated cache, the new keys and values written at a tensor-held column), t
 step = embed, the decoder layers, the final norm, lm_head, greedy pick. Reported: eager ms per step, the first
 compiled call (the compilation), compiled ms per step, and whether both pick the same tokens.
 
-    .venv/bin/python bench/compile.py [--rows 32] [--capacity 512] [--steps 200] [--cpp-wrapper]
+    .venv/bin/python bench/compile.py [--rows 32] [--capacity 512] [--steps 200] [--cpp-wrapper] [--threads 1]
+        [--json PATH]
 """
 
 from __future__ import annotations

@@ -107,8 +107,7 @@ def timed(function, *args) -> tuple[dict, float]:
 
 def measure(model, samples, config, batch_size: int) -> dict:
     """The three paths on one model: seconds, samples/s, new tokens/s, identical rows; and ours with one new
-    token, the encoder and prefill that any decoder pays before decoding (it bounds the ratio to one at a
-    time)."""
+    token, the encoder and prefill that ours pays before decoding (it bounds our ratio to one at a time)."""
     with torch.inference_mode():
         one_at_a_time(model, samples[:2], config)  # warm-up: first-call allocations and lazy imports
         fast, fast_s = timed(ours, model, samples, config, batch_size)

@@ -153,6 +153,10 @@ def test_question_majority_answers_the_same_question_as_training_did(proteins):
     assert card.fingerprint != majority.describe().fingerprint
     with pytest.raises(RuntimeError, match="'terms'.*prepare"):
         QuestionMajorityModel().generate(test, CONFIG)
+    retrained = Task(name="terms", version="2", kind="closed", description="", answer_format="yes_no",
+                     build=lambda: {"train": train[3:], "test": test})
+    model.prepare([retrained])  # a task read again replaces what was read before
+    assert model.generate(test, CONFIG) == ["no", "no", "no", "no"]
 
 
 def accuracy(answers, samples) -> float:
