@@ -153,12 +153,12 @@ class ContinuousDecoder:
 
     @staticmethod
     def _place(state: "_State", rows: list[int], chosen: Tensor, finished: list[bool]) -> None:
-        """The next input of every row still going; finished rows free their slots."""
-        for j, (row, done) in enumerate(zip(rows, finished)):
+        """Every row's next input (`rows` hold consecutive slots), then finished rows free their slots."""
+        first = state.slot_of[rows[0]]
+        state.next_input[first:first + len(rows)] = chosen
+        for row, done in zip(rows, finished):
             if done:
-                state.release(row)
-            else:
-                state.next_input[state.slot_of[row]] = chosen[j]
+                state.release(row)  # moves the last live row, next input included, into the freed slot
 
     def _prefill(self, state: "_State", group: list[int], inputs_embeds: Tensor, attention_mask: Tensor) -> Tensor:
         n, P, _ = inputs_embeds.shape
