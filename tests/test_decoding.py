@@ -166,3 +166,50 @@ def test_sampling_and_logits_processors_go_through_generate(llm_dir):  # noqa: F
     sampled = dataclasses.replace(config, do_sample=True, seed=3)
     first = [ids.tolist() for ids, _ in model.generate_tokens(samples, sampled, batch_size=3)]
     assert first == [ids.tolist() for ids, _ in model.generate_tokens(samples, sampled, batch_size=3)]
+
+
+def test_the_step_kernel_equals_the_models_kernels_with_grouped_heads():
+    """A decoding step's attention reads keys stored transposed; it must compute what eager and sdpa do."""
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+    from transformers.models.llama.modeling_llama import eager_attention_forward
+
+    torch.manual_seed(0)
+    rows, heads, kv, d, width = 3, 4, 2, 8, 11
+    module = torch.nn.Module()
+    module.num_key_value_groups, module.is_causal, module.training = heads // kv, True, False
+    query = torch.randn(rows, heads, 1, d)
+    keys, values = torch.randn(rows, kv, width, d), torch.randn(rows, kv, width, d)
+    allowed = torch.rand(rows, 1, 1, width) > 0.3
+    allowed[..., -1] = True  # every row sees its newest token
+    mask = decoding._additive(allowed, torch.float32)
+    ours, _ = decoding._step_attention(module, query, keys.transpose(2, 3), values, mask, scaling=d ** -0.5)
+    for reference in (eager_attention_forward, sdpa_attention_forward):
+        expected, _ = reference(module, query, keys, values, mask, scaling=d ** -0.5)
+        assert ours.shape == expected.shape == (rows, 1, heads, d)
+        assert torch.allclose(ours, expected, atol=1e-6)
+
+
+def test_decoding_restores_the_models_attention_kernel(mixed):
+    """Decoding steps switch the model to the step kernel and back, also when a step fails."""
+    model, samples, config, _ = mixed
+    kernel = model.llm.config._attn_implementation
+    model.generate_tokens(samples[:3], config, batch_size=2)
+    assert model.llm.config._attn_implementation == kernel
+    decoding.AttentionInterface.register(decoding.STEP_ATTENTION, lambda *a, **k: 1 / 0)
+    try:
+        with pytest.raises(ZeroDivisionError):
+            model.generate_tokens(samples[:3], config, batch_size=2)
+    finally:
+        decoding.AttentionInterface.register(decoding.STEP_ATTENTION, decoding._step_attention)
+    assert model.llm.config._attn_implementation == kernel
+
+
+def test_greedy_tokens_are_argmax_with_its_ties_and_nan():
+    logits = torch.randn(5, 40)
+    logits[0, [3, 9]] = float("nan")
+    logits[1, 4], logits[1, 7] = float("inf"), float("nan")
+    logits[2] = float("-inf")
+    logits[3, [2, 5]] = 100.0
+    logits[4, [1, 2]] = float("inf")
+    assert decoding.greedy_tokens(logits).tolist() == logits.argmax(-1).tolist() == [3, 7, 0, 2, 1]
+    assert decoding.greedy_tokens(logits).dtype == torch.long

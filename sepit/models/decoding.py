@@ -5,28 +5,34 @@ Hugging Face's batched `generate` decodes a batch until its longest answer ends,
 row that has said eos leaves at once and the next waiting prompt takes its slot (its prefill runs with those of
 the other newcomers). Waiting prompts are taken longest first, so newcomers padded together have similar lengths.
 
-The cache holds, per layer, keys and values (slots, kv heads, capacity, head dim). Every row is right-aligned
+The cache holds, per layer, keys transposed (slots, kv heads, head dim, capacity) and values (slots, kv heads,
+capacity, head dim): a step's scores are one batched product over contiguous key rows. Every row is right-aligned
 at one shared write column `c`: a newcomer's prefill fills columns [c - P, c) of its slot, every decode step
 writes column c of every live slot, and a per-slot mask says which columns hold that row's tokens. The R live
 rows always hold the first R slots (a finished row's slot takes the last live row), so a step reads and writes
 views of the buffers, never a gathered copy. When `c` reaches the end, the rows are shifted left past the
 columns no row uses.
 
-The decoder layers, their attention (rotary embedding, GQA, the attention kernel) and their FFNs (MoE ones
-included) are the model's own modules, called with a small cache object in place of Hugging Face's: the
-arithmetic is the model's, only the bookkeeping is ours. Greedy answers equal one-sample-at-a-time `generate`
-in float32 on the CPU (tests/test_decoding.py, bench/generation.py); in bf16 a near-tie between two tokens can
-flip with the batch's shapes, as it can between HF's own batched and single `generate`. Models of other layouts, sampling, and generation configs with logits processors go
-through `generate` instead (`supports`); there `ChosenTokenLogprobs` records the chosen tokens' log-probabilities.
+The decoder layers, their attention (rotary embedding, GQA) and their FFNs (MoE ones included) are the model's
+own modules, called with a small cache object in place of Hugging Face's. The prefill runs the model's own
+attention kernel; a decoding step runs the eager kernel's arithmetic on the transposed keys (`_step_attention`,
+registered with transformers' `AttentionInterface`; on the CPU a tiny-model step takes 9 % less time than with
+sdpa's kernel, BENCHMARKS.md "Generation"). Only the bookkeeping is ours. Greedy answers equal
+one-sample-at-a-time `generate` in float32 on the CPU (tests/test_decoding.py, bench/generation.py); in bf16 a
+near-tie between two tokens can flip with the batch's shapes, as it can between HF's own batched and single
+`generate`. Models of other layouts, sampling, and generation configs with logits processors go through
+`generate` instead (`supports`); there `ChosenTokenLogprobs` records the chosen tokens' log-probabilities.
 """
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
+from transformers import AttentionInterface
 
 # Decoder layers of these model types are called as LlamaDecoderLayer is (pre-norm, rotary, full attention),
 # with these attention kernels (both take the additive 4-D mask) and rotary embeddings that do not depend on
@@ -140,7 +146,7 @@ class ContinuousDecoder:
 
     def _take(self, logits: Tensor, rows: list[int], tokens, scores) -> tuple[Tensor, list[bool]]:
         """Append each row's greedy token (and its log-probability); -> the tokens, whether each row is done."""
-        chosen = logits.argmax(dim=-1)
+        chosen = greedy_tokens(logits)
         if self.logprobs:
             picked = logits.log_softmax(dim=-1).gather(1, chosen[:, None]).squeeze(1).tolist()
         done = []
@@ -171,7 +177,7 @@ class ContinuousDecoder:
         position_ids = position_ids_from_mask(mask)
 
         def write(layer: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
-            state.keys[layer][new, :, c - P:c] = k.to(state.keys[layer].dtype)
+            state.keys[layer][new, :, :, c - P:c] = k.transpose(2, 3).to(state.keys[layer].dtype)
             state.values[layer][new, :, c - P:c] = v.to(state.values[layer].dtype)
             return k, v
 
@@ -193,15 +199,56 @@ class ContinuousDecoder:
 
         def write(layer: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
             keys, values = state.keys[layer][:live], state.values[layer][:live]
-            keys[:, :, c] = k[:, :, 0]
+            keys[:, :, :, c] = k[:, :, 0]
             values[:, :, c] = v[:, :, 0]
-            return keys[:, :, lo:c + 1], values[:, :, lo:c + 1]
+            return keys[:, :, :, lo:c + 1], values[:, :, lo:c + 1]
 
         state.cache.write = write
-        logits = self._layers(hidden, mask, position_ids, state.cache)
+        with _attention_kernel(self.base.config, STEP_ATTENTION):
+            logits = self._layers(hidden, mask, position_ids, state.cache)
         state.position[:live] += 1
         state.column += 1
         return logits
+
+
+STEP_ATTENTION = "sepit_decoding_step"
+
+
+def _step_attention(module: nn.Module, query: Tensor, keys_t: Tensor, values: Tensor, attention_mask: Tensor,
+                    scaling: float, dropout: float = 0.0, **kwargs) -> tuple[Tensor, None]:
+    """The attention of a decoding step: query (R, heads, 1, d) against the cache's keys stored transposed
+    (R, kv heads, d, W) and values (R, kv heads, W, d), additive mask (R, 1, 1, W). The eager kernel's
+    arithmetic (scores times the scaling, plus the mask, float32 softmax), with each kv head's query heads
+    as rows of one product instead of repeated keys. -> (R, 1, heads, d), as the kernels return."""
+    R, heads, _, d = query.shape
+    kv = keys_t.shape[1]
+    q = query.reshape(R, kv, heads // kv, d)  # query head h reads kv head h // (heads // kv), as repeat_kv
+    scores = torch.matmul(q, keys_t) * scaling + attention_mask  # (R, kv, groups, W)
+    weights = torch.softmax(scores, dim=-1, dtype=torch.float32).to(values.dtype)
+    return torch.matmul(weights, values).reshape(R, 1, heads, d), None
+
+
+AttentionInterface.register(STEP_ATTENTION, _step_attention)
+
+
+@contextlib.contextmanager
+def _attention_kernel(config, name: str):
+    """The model's attention modules use the kernel `name` within the block (they read it from the config)."""
+    before = config._attn_implementation
+    config._attn_implementation = name
+    try:
+        yield
+    finally:
+        config._attn_implementation = before
+
+
+def greedy_tokens(logits: Tensor) -> Tensor:
+    """logits (R, V) -> each row's first index of its maximum, exactly `logits.argmax(-1)` (NaN counts as the
+    maximum in both). On the CPU numpy's vectorised argmax does it: 11 vs 110 us at 32 x 4,015 logits, about 4 %
+    of a decoding step of the tiny model (BENCHMARKS.md, "Generation")."""
+    if logits.device.type == "cpu":
+        return torch.from_numpy(logits.numpy().argmax(-1))
+    return logits.argmax(dim=-1)
 
 
 def position_ids_from_mask(attention_mask: Tensor) -> Tensor:
@@ -240,10 +287,9 @@ class _State:
             self.size, self.column = decoder.slots, prompt_length
             self.max_new_tokens, self.margin = decoder.max_new_tokens, max(decoder.max_new_tokens // 2, 8)
             self.capacity = self._needed(prompt_length)
-            shape = (self.size, heads, self.capacity, head_dim)
             for _ in decoder.layers:
-                self.keys.append(like.new_zeros(shape))
-                self.values.append(like.new_zeros(shape))
+                self.keys.append(like.new_zeros(self.size, heads, head_dim, self.capacity))  # transposed
+                self.values.append(like.new_zeros(self.size, heads, self.capacity, head_dim))
             self.valid = torch.zeros(self.size, self.capacity, dtype=torch.bool, device=like.device)
             self.position = torch.zeros(self.size, dtype=torch.long, device=like.device)
             self.next_input = torch.zeros(self.size, dtype=torch.long, device=like.device)
@@ -300,9 +346,9 @@ class _State:
         shift = column - self.column
         lo = max(0, -shift)  # columns before lo are dropped (no live row uses them)
         keep, dest = self.column - lo, column - (self.column - lo)
-        for buffers in (self.keys, self.values):
+        for buffers, dim in ((self.keys, 3), (self.values, 2)):
             for i, buffer in enumerate(buffers):
-                buffers[i] = _moved(buffer, 2, lo, keep, dest, capacity)
+                buffers[i] = _moved(buffer, dim, lo, keep, dest, capacity)
         self.valid = _moved(self.valid, 1, lo, keep, dest, capacity)
         self.start = [s + shift for s in self.start]  # only the live slots' entries are read
         self.column, self.capacity = column, capacity
