@@ -189,18 +189,24 @@ def test_the_step_kernel_equals_the_models_kernels_with_grouped_heads():
         assert torch.allclose(ours, expected, atol=1e-6)
 
 
-def test_decoding_restores_the_models_attention_kernel(mixed):
-    """Decoding steps switch the model to the step kernel and back, also when a step fails."""
+def test_the_step_kernel_serves_every_decoding_step_and_nothing_else(mixed, monkeypatch):
+    """Each decoding step's layers use the step kernel (prefills the model's own); the model's kernel comes back
+    after the run, also when a step fails."""
     model, samples, config, _ = mixed
     kernel = model.llm.config._attn_implementation
+    calls = collections.Counter()
+    step = decoding.ALL_ATTENTION_FUNCTIONS[decoding.STEP_ATTENTION]
+    monkeypatch.setitem(decoding.ALL_ATTENTION_FUNCTIONS, decoding.STEP_ATTENTION,
+                        lambda module, query, *a, **k: calls.update([query.shape[2]]) or step(module, query, *a, **k))
+    monkeypatch.setattr(decoding.ContinuousDecoder, "_step", lambda self, *a, _f=decoding.ContinuousDecoder._step:
+                        calls.update(["steps"]) or _f(self, *a))
     model.generate_tokens(samples[:3], config, batch_size=2)
+    layers = model.llm.config.num_hidden_layers
+    assert calls["steps"] > 0 and calls == {1: calls["steps"] * layers, "steps": calls["steps"]}
     assert model.llm.config._attn_implementation == kernel
-    decoding.AttentionInterface.register(decoding.STEP_ATTENTION, lambda *a, **k: 1 / 0)
-    try:
-        with pytest.raises(ZeroDivisionError):
-            model.generate_tokens(samples[:3], config, batch_size=2)
-    finally:
-        decoding.AttentionInterface.register(decoding.STEP_ATTENTION, decoding._step_attention)
+    monkeypatch.setitem(decoding.ALL_ATTENTION_FUNCTIONS, decoding.STEP_ATTENTION, lambda *a, **k: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        model.generate_tokens(samples[:3], config, batch_size=2)
     assert model.llm.config._attn_implementation == kernel
 
 
@@ -213,3 +219,4 @@ def test_greedy_tokens_are_argmax_with_its_ties_and_nan():
     logits[4, [1, 2]] = float("inf")
     assert decoding.greedy_tokens(logits).tolist() == logits.argmax(-1).tolist() == [3, 7, 0, 2, 1]
     assert decoding.greedy_tokens(logits).dtype == torch.long
+    assert decoding.greedy_tokens(logits.bfloat16()).tolist() == logits.bfloat16().argmax(-1).tolist()

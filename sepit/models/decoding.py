@@ -15,9 +15,10 @@ columns no row uses.
 
 The decoder layers, their attention (rotary embedding, GQA) and their FFNs (MoE ones included) are the model's
 own modules, called with a small cache object in place of Hugging Face's. The prefill runs the model's own
-attention kernel; a decoding step runs the eager kernel's arithmetic on the transposed keys (`_step_attention`,
-registered with transformers' `AttentionInterface`; on the CPU a tiny-model step takes 9 % less time than with
-sdpa's kernel, BENCHMARKS.md "Generation"). Only the bookkeeping is ours. Greedy answers equal
+attention kernel; a decoding step's attention is ours: the eager kernel's arithmetic on the transposed keys
+(`_step_attention`, in transformers' table of attention kernels; with numpy's argmax, `greedy_tokens`, a
+tiny-model step on the CPU takes 9 % less time, BENCHMARKS.md "Generation"; on a GPU it is not measured yet).
+Besides that kernel, only the bookkeeping is ours. Greedy answers equal
 one-sample-at-a-time `generate` in float32 on the CPU (tests/test_decoding.py, bench/generation.py); in bf16 a
 near-tie between two tokens can flip with the batch's shapes, as it can between HF's own batched and single
 `generate`. Models of other layouts, sampling, and generation configs with logits processors go through
@@ -32,7 +33,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
-from transformers import AttentionInterface
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
 # Decoder layers of these model types are called as LlamaDecoderLayer is (pre-norm, rotary, full attention),
 # with these attention kernels (both take the additive 4-D mask) and rotary embeddings that do not depend on
@@ -228,12 +229,13 @@ def _step_attention(module: nn.Module, query: Tensor, keys_t: Tensor, values: Te
     return torch.matmul(weights, values).reshape(R, 1, heads, d), None
 
 
-AttentionInterface.register(STEP_ATTENTION, _step_attention)
+ALL_ATTENTION_FUNCTIONS[STEP_ATTENTION] = _step_attention  # the table Llama's attention reads its kernel from
 
 
 @contextlib.contextmanager
 def _attention_kernel(config, name: str):
-    """The model's attention modules use the kernel `name` within the block (they read it from the config)."""
+    """The model's attention modules use the kernel `name` within the block (they read it from the config, which
+    they share). Not thread-safe: another forward pass of the same model meanwhile would use it too."""
     before = config._attn_implementation
     config._attn_implementation = name
     try:
@@ -246,8 +248,8 @@ def greedy_tokens(logits: Tensor) -> Tensor:
     """logits (R, V) -> each row's first index of its maximum, exactly `logits.argmax(-1)` (NaN counts as the
     maximum in both). On the CPU numpy's vectorised argmax does it: 11 vs 110 us at 32 x 4,015 logits, about 4 %
     of a decoding step of the tiny model (BENCHMARKS.md, "Generation")."""
-    if logits.device.type == "cpu":
-        return torch.from_numpy(logits.numpy().argmax(-1))
+    if logits.device.type == "cpu" and logits.dtype == torch.float32:
+        return torch.from_numpy(logits.detach().numpy().argmax(-1)).long()
     return logits.argmax(dim=-1)
 
 
