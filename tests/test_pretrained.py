@@ -36,6 +36,12 @@ def test_parts_are_built_once_per_recipe_and_load_like_the_random_ones(cache, mo
         resolve_model_path("pretrained:gpt")
 
 
+def test_an_install_without_the_recipes_says_where_they_come_from(tmp_path, monkeypatch):
+    monkeypatch.setattr(pretrained, "RECIPES", tmp_path / "configs" / "pretrain" / "tiny.yaml")
+    with pytest.raises(pretrained.DataError, match="tiny.yaml: the recipes .*pip install -e"):
+        resolve_model_path("pretrained:esm2")
+
+
 @pytest.mark.parametrize("part", ["esm2", "llm"])
 def test_pretraining_lowers_the_loss(part, cache, monkeypatch):
     original = pretrained.recipe

@@ -37,6 +37,10 @@ RECORD = "pretraining.json"
 
 
 def recipe(name: str) -> dict[str, Any]:
+    if not RECIPES.is_file():  # the configs live in the repository, beside the package, not inside it
+        raise DataError(str(RECIPES), "the recipes of the pretrained tiny parts are missing",
+                        "They come with a clone of the repository: install it from there (`pip install -e .`), "
+                        "as the README's quick start does.")
     recipes = yaml.safe_load(RECIPES.read_text())
     if name not in recipes:
         raise DataError(str(RECIPES), f"has no recipe for {name!r}", f"Name one of {', '.join(recipes)}.")
