@@ -18,11 +18,11 @@ own modules, called with a small cache object in place of Hugging Face's. The pr
 attention kernel; a decoding step's attention is ours: the eager kernel's arithmetic on the transposed keys
 (`_step_attention`, in transformers' table of attention kernels; with numpy's argmax, `greedy_tokens`, a
 tiny-model step on the CPU takes 9 % less time, BENCHMARKS.md "Generation"; on a GPU it is not measured yet).
-Besides that kernel, only the bookkeeping is ours. Greedy answers equal
-one-sample-at-a-time `generate` in float32 on the CPU (tests/test_decoding.py, bench/generation.py); in bf16 a
-near-tie between two tokens can flip with the batch's shapes, as it can between HF's own batched and single
-`generate`. Models of other layouts, sampling, and generation configs with logits processors go through
-`generate` instead (`supports`); there `ChosenTokenLogprobs` records the chosen tokens' log-probabilities.
+Besides that kernel, only the bookkeeping is ours. Greedy answers equal one-sample-at-a-time `generate` in
+float32 on the CPU (tests/test_decoding.py, bench/generation.py); in bf16 a near-tie between two tokens can
+flip with the batch's shapes, as it can between HF's own batched and single `generate`. Models of other
+layouts, sampling, and generation configs with logits processors go through `generate` instead (`supports`);
+there `ChosenTokenLogprobs` records the chosen tokens' log-probabilities.
 """
 
 from __future__ import annotations
