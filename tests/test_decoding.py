@@ -103,6 +103,55 @@ def test_a_newcomer_longer_than_the_written_columns_shifts_every_row(mixed, monk
     assert any(moves)  # the write column moved right for a longer newcomer
 
 
+def test_left_padded_rows_are_moved_first_and_other_rows_stay():
+    embeds = torch.arange(8, dtype=torch.float).reshape(2, 4, 1)
+    left = torch.tensor([[0, 0, 1, 1], [1, 1, 1, 1]]).bool()
+    moved, mask, at_front = decoding._to_front(embeds, left)
+    assert at_front and mask.int().tolist() == [[1, 1, 0, 0], [1, 1, 1, 1]]
+    assert moved[0, :2, 0].tolist() == [2, 3] and moved[1, :, 0].tolist() == [4, 5, 6, 7]
+    for mask, at_front in ((torch.tensor([[1, 1, 0, 0], [1, 1, 1, 0]]).bool(), True),  # right padding
+                           (torch.tensor([[1, 0, 1, 1], [1, 1, 1, 1]]).bool(), False)):  # padding among tokens
+        out = decoding._to_front(embeds, mask)
+        assert out[0] is embeds and out[1] is mask and out[2] is at_front
+
+
+@pytest.mark.parametrize("kernel", ["sdpa", "eager"])
+def test_prefills_attend_as_one_prompt_alone_with_either_kernel(mixed, kernel, monkeypatch):
+    """Prompts moved first: the sdpa kernel prefills them in its causal mode (no mask, as `generate` does for one
+    prompt alone), the eager kernel through the mask; both give one-at-a-time's answers."""
+    model, samples, config, reference = mixed
+    monkeypatch.setattr(model.llm.config, "_attn_implementation", kernel)
+    if kernel == "eager":
+        with torch.no_grad():
+            reference = _alone(model, samples, config)
+    prefill_masks = []
+    sdpa = decoding.ALL_ATTENTION_FUNCTIONS["sdpa"]
+    monkeypatch.setitem(decoding.ALL_ATTENTION_FUNCTIONS, "sdpa", lambda module, query, key, value, mask, *a, **k:
+                        (query.shape[2] > 1 and prefill_masks.append(mask)) or sdpa(module, query, key, value,
+                                                                                   mask, *a, **k))
+    _same(model.generate_tokens(samples, config, batch_size=3), reference)
+    if kernel == "sdpa":
+        assert prefill_masks and all(mask is None for mask in prefill_masks)
+
+
+def test_prompts_with_padding_among_their_tokens_are_prefilled_through_the_mask(mixed):
+    """A masked column inside every prompt (after its first token): no causal mode, and the same answers."""
+    model, samples, config, reference = mixed
+
+    def embed(indices):
+        inputs_embeds, attention_mask, _ = model.embed(model.collate([samples[i] for i in indices], False))
+        first = (~attention_mask.bool()).sum(dim=1)  # each row's first real column
+        junk = torch.full_like(inputs_embeds[:, :1], 7.0)
+        rows = [(torch.cat([e[:f + 1], j, e[f + 1:]]), torch.cat([m[:f + 1], m.new_zeros(1), m[f + 1:]]))
+                for e, m, j, f in zip(inputs_embeds, attention_mask, junk, first.tolist())]
+        return torch.stack([e for e, _ in rows]), torch.stack([m for _, m in rows])
+
+    decoder = decoding.ContinuousDecoder(model.llm, model.tokenizer.eos_token_id, config.max_new_tokens, slots=4,
+                                         logprobs=True)
+    with torch.no_grad():
+        _same(decoder.run(model.spliced_lengths(samples), embed), reference)
+
+
 def test_one_new_token_and_no_samples(mixed):
     model, samples, config, _ = mixed
     one = dataclasses.replace(config, max_new_tokens=1)

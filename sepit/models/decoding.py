@@ -7,7 +7,8 @@ the other newcomers). Waiting prompts are taken longest first, so newcomers padd
 
 The cache holds, per layer, keys transposed (slots, kv heads, head dim, capacity) and values (slots, kv heads,
 capacity, head dim): a step's scores are one batched product over contiguous key rows. Every row is right-aligned
-at one shared write column `c`: a newcomer's prefill fills columns [c - P, c) of its slot, every decode step
+at one shared write column `c`: a newcomer's prefill fills columns [c - P, c) of its slot (its tokens first,
+then its padding, so that the prefill attends in the kernel's causal mode with no mask), every decode step
 writes column c of every live slot, and a per-slot mask says which columns hold that row's tokens. The R live
 rows always hold the first R slots (a finished row's slot takes the last live row), so a step reads and writes
 views of the buffers, never a gathered copy. When `c` reaches the end, the rows are shifted left past the
@@ -15,9 +16,10 @@ columns no row uses.
 
 The decoder layers, their attention (rotary embedding, GQA) and their FFNs (MoE ones included) are the model's
 own modules, called with a small cache object in place of Hugging Face's. The prefill runs the model's own
-attention kernel; a decoding step's attention is ours: the eager kernel's arithmetic on the transposed keys
-(`_step_attention`, in transformers' table of attention kernels; with numpy's argmax, `greedy_tokens`, a
-tiny-model step on the CPU takes 9 % less time, BENCHMARKS.md "Generation"; on a GPU it is not measured yet).
+attention kernel (sdpa in its causal mode, as `generate` runs it for one prompt alone); a decoding step's
+attention is ours: the eager kernel's arithmetic on the transposed keys (`_step_attention`, in transformers'
+table of attention kernels; with numpy's argmax, `greedy_tokens`, a tiny-model step on the CPU takes 9 % less
+time, BENCHMARKS.md "Generation"; on a GPU it is not measured yet).
 Besides that kernel, only the bookkeeping is ours. Greedy answers equal one-sample-at-a-time `generate` in
 float32 on the CPU (tests/test_decoding.py, bench/generation.py); in bf16 a near-tie between two tokens can
 flip with the batch's shapes, as it can between HF's own batched and single `generate`. Models of other
@@ -109,14 +111,17 @@ class ContinuousDecoder:
         self.refill_at = max(1, int(slots * refill_fraction))
 
     # --- the model's own layers, with our cache ---------------------------------------------------------
-    def _layers(self, hidden: Tensor, mask: Tensor, position_ids: Tensor, cache: _SlotCache) -> Tensor:
-        """hidden (R, q, H), additive mask (R, 1, q, keys), position_ids (R, q) -> logits of the last position."""
+    def _layers(self, hidden: Tensor, mask: Tensor | None, position_ids: Tensor, cache: _SlotCache,
+                last: Tensor | None = None) -> Tensor:
+        """hidden (R, q, H), additive mask (R, 1, q, keys) or None for the kernel's causal mode, position_ids
+        (R, q), `last` (R,) each row's last position (default: the last column) -> the logits there (R, V)."""
         embeddings = self.decoder.rotary_emb(hidden, position_ids)
         for layer in self.layers:
             hidden = layer(hidden, attention_mask=mask, position_ids=position_ids, position_embeddings=embeddings,
                            **{self.cache_keyword: cache})
             hidden = hidden[0] if isinstance(hidden, tuple) else hidden
-        return self.base.lm_head(self.decoder.norm(hidden[:, -1])).float()  # (R, V)
+        hidden = hidden[:, -1] if last is None else hidden[torch.arange(len(hidden), device=hidden.device), last]
+        return self.base.lm_head(self.decoder.norm(hidden)).float()
 
     # --- the run --------------------------------------------------------------------------------------
     @torch.no_grad()
@@ -168,14 +173,21 @@ class ContinuousDecoder:
                 state.release(row)  # moves the last live row, next input included, into the freed slot
 
     def _prefill(self, state: "_State", group: list[int], inputs_embeds: Tensor, attention_mask: Tensor) -> Tensor:
+        """The group's prompts into the free slots -> the logits of each one's last token. Left-padded rows are
+        moved to the front of their columns (`_to_front`): then their tokens attend causally with no padding
+        before them, which the sdpa kernel does in its causal mode (no mask; it skips the blocks above the
+        diagonal, as for one prompt alone) instead of through a (n, P, P) mask."""
         n, P, _ = inputs_embeds.shape
         state.ensure(self, inputs_embeds, P)
-        new = state.admit(group, attention_mask)  # the slots after the live ones
+        inputs_embeds, mask, at_front = _to_front(inputs_embeds, attention_mask.bool())
+        new = state.admit(group, mask)  # the slots after the live ones
         c = state.column
-        mask = attention_mask.bool()
-        causal = torch.ones(P, P, dtype=torch.bool, device=mask.device).tril()
-        allowed = causal[None] & mask[:, None, :]  # (n, P, P): earlier real tokens
         position_ids = position_ids_from_mask(mask)
+        if at_front and self.base.config._attn_implementation == "sdpa":
+            additive = None  # Llama's sdpa kernel is causal without a mask; padding after a row never precedes it
+        else:
+            causal = torch.ones(P, P, dtype=torch.bool, device=mask.device).tril()
+            additive = _additive((causal[None] & mask[:, None, :])[:, None], inputs_embeds.dtype)  # earlier real tokens
 
         def write(layer: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
             state.keys[layer][new, :, :, c - P:c] = k.transpose(2, 3).to(state.keys[layer].dtype)
@@ -183,9 +195,9 @@ class ContinuousDecoder:
             return k, v
 
         state.cache.write = write
-        logits = self._layers(inputs_embeds, _additive(allowed[:, None], inputs_embeds.dtype), position_ids,
-                              state.cache)
-        state.position[new] = position_ids[:, -1] + 1
+        last = mask.sum(dim=1) - 1 if at_front else None  # with left padding the last column is every row's last
+        logits = self._layers(inputs_embeds, additive, position_ids, state.cache, last)
+        state.position[new] = position_ids.amax(dim=1) + 1
         return logits
 
     def _step(self, state: "_State", live: int) -> Tensor:
@@ -251,6 +263,22 @@ def greedy_tokens(logits: Tensor) -> Tensor:
     if logits.device.type == "cpu" and logits.dtype == torch.float32:
         return torch.from_numpy(logits.detach().numpy().argmax(-1)).long()
     return logits.argmax(dim=-1)
+
+
+def _to_front(inputs_embeds: Tensor, mask: Tensor) -> tuple[Tensor, Tensor, bool]:
+    """Rows whose padding all comes before their tokens (left padding) -> the same rows with their tokens first
+    and the padding after them, and True; rows with padding among their tokens come back as they are, and False.
+    A row's tokens then hold columns 0..n-1 as when it is alone."""
+    P = mask.shape[1]
+    columns = torch.arange(P, device=mask.device)
+    padding = (~mask).sum(dim=1, keepdim=True)  # (n, 1)
+    if torch.equal(mask, columns < P - padding):  # already first (no padding at all, or right padding)
+        return inputs_embeds, mask, True
+    if not torch.equal(mask, columns >= padding):
+        return inputs_embeds, mask, False
+    index = (columns + padding) % P  # (n, P): column j takes column j + padding, the padding goes last
+    moved = inputs_embeds.gather(1, index[..., None].expand(-1, -1, inputs_embeds.shape[-1]))
+    return moved, columns < P - padding, True
 
 
 def position_ids_from_mask(attention_mask: Tensor) -> Tensor:
