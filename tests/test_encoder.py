@@ -310,6 +310,41 @@ def test_a_batch_mixing_proteins_with_and_without_coordinates_encodes_each_as_al
     assert model.structure.bias_mlp[-1].weight.grad.abs().sum() > 0
 
 
+@pytest.mark.parametrize("masking", ["observed", "official"])
+def test_padded_to_a_fixed_length_only_the_proteins_positions_are_keys(masking, monkeypatch):
+    """With `pad_to` (the official layout's fixed length) every position, padding included, is a query, but the
+    keys stop after the longest protein: every output equals attending to all keys. With our masking the
+    structure kernels cover only the proteins' positions too: the bias is the unpadded batch's, zeros around."""
+    model, proteins = _model(bias_masking=masking, window=38, pad_to=40), _batch()
+    shapes = []
+    sdpa = encoder.F.scaled_dot_product_attention
+    monkeypatch.setattr(encoder.F, "scaled_dot_product_attention",
+                        lambda q, k, v, **kw: shapes.append((q.shape[2], k.shape[2], v.shape[2])) or sdpa(q, k, v, **kw))
+    kernels = []
+    monkeypatch.setattr(model.structure, "kernels", lambda q, k, _f=model.structure.kernels:
+                        kernels.append((q.shape[1], k.shape[1])) or _f(q, k))
+    with torch.no_grad():
+        out = _run(model, proteins, return_attention_bias=True)
+        assert set(shapes) == {(40, 12, 12)}  # 10 residues, BOS and EOS
+        assert kernels == [(12, 12) if masking == "observed" else (13, 12)]  # the official's one padding row
+        with monkeypatch.context() as patch:
+            patch.setattr(encoder, "_up_to_the_last_key", lambda mask, padding_mask: mask)
+            every_key = _run(model, proteins, return_attention_bias=True)
+        assert shapes[-1] == (40, 40, 40)
+        model.pad_to = None
+        unpadded = _run(model, proteins, return_attention_bias=True)
+    assert out["features"].shape[:2] == (3, 40)
+    for key in ("features", "final", "attention_bias"):
+        assert torch.allclose(out[key], every_key[key], atol=1e-5, rtol=0)
+    if masking == "observed":  # the official masking gives padding rows a bias (and depends on the length)
+        bias = out["attention_bias"]
+        assert torch.allclose(bias[:, :, :12, :12], unpadded["attention_bias"], atol=1e-6, rtol=0)
+        assert not bias[:, :, 12:].any() and not bias[:, :, :, 12:].any()
+        for key in ("features", "final"):
+            for row, alone in zip(_residues(out, proteins, key), _residues(unpadded, proteins, key)):
+                assert torch.allclose(row, alone, atol=1e-5, rtol=0)
+
+
 def test_tokens_by_table_lookup_equal_fair_esms_batch_converter():
     model = _model()
     sequences = ["MKTAYIAKQR", "GSHMLE", "XBZUO", "A", "ACDEFGHIKLMNPQRSTVWY" * 3]

@@ -134,13 +134,17 @@ class StructureBias(nn.Module):
         return torch.exp(-0.5 * z * z) / (math.sqrt(2 * math.pi) * std)
 
     def _observed(self, coords: Tensor, observed: Tensor, padding: Tensor) -> tuple[Tensor, Tensor]:
-        pair = observed[:, :, None] & observed[:, None, :]  # (B, T, T)
-        coords = coords.masked_fill(~observed[..., None], 0.0)  # NaN never reaches the arithmetic
+        # Positions from n on are padding in every protein: no pair there is observed, its bias and encoding
+        # are 0, so the kernels are computed for the first n positions only (with `pad_to`, a small corner).
+        T, n = observed.shape[1], int((~padding).sum(dim=1).max())
+        observed = observed[:, :n]
+        pair = observed[:, :, None] & observed[:, None, :]  # (B, n, n)
+        coords = coords[:, :n].masked_fill(~observed[..., None], 0.0)  # NaN never reaches the arithmetic
         kernels = self.kernels(coords, coords).masked_fill(~pair[..., None], 0.0).to(self.means.dtype)
-        bias = self.bias_mlp(kernels).masked_fill(~pair[..., None], 0.0).permute(0, 3, 1, 2)  # (B, H, T, T)
+        bias = self.bias_mlp(kernels).masked_fill(~pair[..., None], 0.0).permute(0, 3, 1, 2)  # (B, H, n, n)
         # Summed over partners, then projected; the Linear's own bias must not leak into unobserved residues.
-        encoding = self.encoding_proj(kernels.sum(dim=2)).masked_fill(~observed[..., None], 0.0)  # (B, T, D)
-        return bias, encoding
+        encoding = self.encoding_proj(kernels.sum(dim=2)).masked_fill(~observed[..., None], 0.0)  # (B, n, D)
+        return F.pad(bias, (0, T - n, 0, T - n)), F.pad(encoding, (0, 0, 0, T - n))
 
     def _official(self, coords: Tensor, observed: Tensor, padding: Tensor) -> tuple[Tensor, Tensor]:
         B, T = observed.shape
@@ -162,8 +166,16 @@ class StructureBias(nn.Module):
         return bias, F.pad(encoding, (0, 0, 0, T - n))
 
 
+def _up_to_the_last_key(mask: Tensor, padding_mask: Tensor) -> Tensor:
+    """The attention mask's key columns up to the longest protein's last token: the later keys are padding in
+    every row (masked, they add exactly 0), so attention need not read them. With `pad_to` (the official 1024
+    positions) they are most of the keys."""
+    return mask[..., :int((~padding_mask).sum(dim=1).max())]
+
+
 def _layer_with_bias(layer: TransformerLayer, x: Tensor, mask: Tensor) -> Tensor:
-    """One fair-esm `TransformerLayer` on batch-first x (B, T, D), attention scores + `mask` (B, H|1, T|1, T).
+    """One fair-esm `TransformerLayer` on batch-first x (B, T, D), attention scores + `mask` (B, H|1, T|1, n):
+    the queries are all T positions, the keys the first n (n < T when every later key is padding).
 
     Same parameters and arithmetic as fair-esm's pre-LayerNorm layer; its explicit attention (q scaled by
     head_dim**-0.5, then rotary) equals scaled_dot_product_attention's default scaling after rotary, since the
@@ -174,10 +186,11 @@ def _layer_with_bias(layer: TransformerLayer, x: Tensor, mask: Tensor) -> Tensor
     h = layer.self_attn_layer_norm(x)
 
     def heads(t: Tensor) -> Tensor:
-        return t.view(B, T, attn.num_heads, attn.head_dim).transpose(1, 2)  # (B, H, T, d)
+        return t.view(B, -1, attn.num_heads, attn.head_dim).transpose(1, 2)  # (B, H, T or n, d)
 
     q, k = attn.rot_emb(heads(attn.q_proj(h)), heads(attn.k_proj(h)))
-    out = F.scaled_dot_product_attention(q, k, heads(attn.v_proj(h)), attn_mask=mask.to(q.dtype),
+    n = mask.shape[-1]
+    out = F.scaled_dot_product_attention(q, k[:, :, :n], heads(attn.v_proj(h[:, :n])), attn_mask=mask.to(q.dtype),
                                          dropout_p=attn.dropout if layer.training else 0.0)
     x = x + attn.out_proj(out.transpose(1, 2).reshape(B, T, D))
     return x + layer.fc2(gelu(layer.fc1(layer.final_layer_norm(x))))
@@ -318,6 +331,7 @@ class StructureAwareESM(nn.Module):
             if encoding is not None:
                 x = x + self.encoding_scale * encoding.to(x.dtype)
             mask = mask + bias.to(x.dtype)  # (B, H, T, T), computed once, used by every layer
+        mask = _up_to_the_last_key(mask, padding_mask)
         x = x.masked_fill(padding_mask[..., None], 0.0)
 
         features = x
