@@ -318,8 +318,8 @@ def test_padded_to_a_fixed_length_only_the_proteins_positions_are_keys(masking, 
     model, proteins = _model(bias_masking=masking, window=38, pad_to=40), _batch()
     shapes = []
     sdpa = encoder.F.scaled_dot_product_attention
-    monkeypatch.setattr(encoder.F, "scaled_dot_product_attention",
-                        lambda q, k, v, **kw: shapes.append((q.shape[2], k.shape[2], v.shape[2])) or sdpa(q, k, v, **kw))
+    monkeypatch.setattr(encoder.F, "scaled_dot_product_attention", lambda q, k, v, **kw:
+                        shapes.append((q.shape[2], k.shape[2], v.shape[2])) or sdpa(q, k, v, **kw))
     kernels = []
     monkeypatch.setattr(model.structure, "kernels", lambda q, k, _f=model.structure.kernels:
                         kernels.append((q.shape[1], k.shape[1])) or _f(q, k))

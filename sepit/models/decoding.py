@@ -187,7 +187,8 @@ class ContinuousDecoder:
             additive = None  # Llama's sdpa kernel is causal without a mask; padding after a row never precedes it
         else:
             causal = torch.ones(P, P, dtype=torch.bool, device=mask.device).tril()
-            additive = _additive((causal[None] & mask[:, None, :])[:, None], inputs_embeds.dtype)  # earlier real tokens
+            allowed = causal[None] & mask[:, None, :]  # (n, P, P): earlier real tokens
+            additive = _additive(allowed[:, None], inputs_embeds.dtype)
 
         def write(layer: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
             state.keys[layer][new, :, :, c - P:c] = k.transpose(2, 3).to(state.keys[layer].dtype)
