@@ -136,7 +136,7 @@ class StructureBias(nn.Module):
     def _observed(self, coords: Tensor, observed: Tensor, padding: Tensor) -> tuple[Tensor, Tensor]:
         # Positions from n on are padding in every protein: no pair there is observed, its bias and encoding
         # are 0, so the kernels are computed for the first n positions only (with `pad_to`, a small corner).
-        T, n = observed.shape[1], int((~padding).sum(dim=1).max())
+        T, n = observed.shape[1], _longest_protein(padding)
         observed = observed[:, :n]
         pair = observed[:, :, None] & observed[:, None, :]  # (B, n, n)
         coords = coords[:, :n].masked_fill(~observed[..., None], 0.0)  # NaN never reaches the arithmetic
@@ -151,7 +151,7 @@ class StructureBias(nn.Module):
         coords = coords.masked_fill(~observed[..., None], 0.0)  # residues without coordinates at the origin
         # Key columns from n on are padding for every protein (bias 0 there), and every query row from n on
         # is a padding row at the origin: one such row (index n) stands for them all.
-        n = int((~padding).sum(dim=1).max())
+        n = _longest_protein(padding)
         k = min(n + 1, T)
         kernels = self.kernels(coords[:, :k], coords[:, :n]).to(self.means.dtype)  # (B, k, n, K)
         part = self.bias_mlp(kernels).masked_fill(~observed[:, None, :n, None], 0.0).permute(0, 3, 1, 2)
@@ -166,11 +166,17 @@ class StructureBias(nn.Module):
         return bias, F.pad(encoding, (0, 0, 0, T - n))
 
 
+def _longest_protein(padding: Tensor) -> int:
+    """padding (B, T) True at padding -> the longest protein's positions (BOS and EOS included): every later
+    position is padding in every row."""
+    return int((~padding).sum(dim=1).max())
+
+
 def _up_to_the_last_key(mask: Tensor, padding_mask: Tensor) -> Tensor:
     """The attention mask's key columns up to the longest protein's last token: the later keys are padding in
     every row (masked, they add exactly 0), so attention need not read them. With `pad_to` (the official 1024
     positions) they are most of the keys."""
-    return mask[..., :int((~padding_mask).sum(dim=1).max())]
+    return mask[..., :_longest_protein(padding_mask)]
 
 
 def _layer_with_bias(layer: TransformerLayer, x: Tensor, mask: Tensor) -> Tensor:
