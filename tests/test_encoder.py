@@ -326,7 +326,8 @@ def test_padded_to_a_fixed_length_only_the_proteins_positions_are_keys(masking, 
     with torch.no_grad():
         out = _run(model, proteins, return_attention_bias=True)
         assert set(shapes) == {(40, 12, 12)}  # 10 residues, BOS and EOS
-        assert kernels == [(12, 12) if masking == "observed" else (13, 12)]  # the official's one padding row
+        # `_official` computes one row that stands for every padding row.
+        assert kernels == [(12, 12) if masking == "observed" else (13, 12)]
         with monkeypatch.context() as patch:
             patch.setattr(encoder, "_up_to_the_last_key", lambda mask, padding_mask: mask)
             every_key = _run(model, proteins, return_attention_bias=True)
