@@ -11,6 +11,12 @@ paths count BLEU and METEOR over the same tokens (sepit's `word_tokens`, the def
 The pairs are synthetic protein descriptions from a seeded generator: exact copies, edited copies, unrelated
 answers and empty answers, so the edge cases of each metric are in the mix.
 
+The second table times the grounded metrics (entity F1, GO hF1, EC levels, location accuracy) on top of
+sepit_v1 in the same process: the same `score_rows` with `--scoring.entities off` (sepit_v1 alone) and `auto`,
+the grounder built inside the timing as in a fresh `sepit score`. It runs on the synthetic pairs and on pairs of
+real SP14 references (each prediction another reference, edited as above so that few texts repeat and the
+grounding cache does not flatter the time).
+
     .venv/bin/python bench/scoring.py [--pairs 100000]
 """
 
@@ -75,14 +81,42 @@ def synthetic_pairs(n: int, seed: int = 0) -> list[tuple[str, str]]:
     return pairs
 
 
-def engine(pairs: list[tuple[str, str]]) -> dict[str, float]:
+def sp14_pairs(n: int, seed: int = 0) -> list[tuple[str, str]]:
+    """(prediction, reference) pairs of real SP14 open references: each prediction another reference, edited."""
+    from sepit.tasks import get_task
+
+    texts = sorted({s.reference for name in ("sp14_function", "sp14_process", "sp14_catalytic_activity",
+                                              "sp14_location", "sp14_caption")
+                    for split in ("train", "valid", "test") for s in get_task(name).samples(split)})
+    rng = random.Random(seed)
+    return [(edited(rng.choice(texts), rng), rng.choice(texts)) for _ in range(n)]
+
+
+def engine(pairs: list[tuple[str, str]], entities: str = "off") -> dict[str, float]:
     """sepit score's point estimates (0-100) for one open-ended task holding the pairs."""
     from sepit.evaluation.scoring import ScoringSettings, score_rows
 
     rows = [{"id": f"{i:08d}", "task": "synthetic_open", "kind": "open", "prediction": p, "reference": r,
              "choices": None} for i, (p, r) in enumerate(pairs)]
-    results, _, _ = score_rows({"synthetic_open": rows}, ScoringSettings(leakage=False, n_resamples=0), tasks={})
+    results, _, _ = score_rows({"synthetic_open": rows},
+                               ScoringSettings(leakage=False, n_resamples=0, entities=entities), tasks={})
     return results["synthetic_open"]["metrics"]
+
+
+def grounded_timings(pairs_by_source: dict[str, list[tuple[str, str]]]) -> list[list]:
+    """Per pair source: seconds with sepit_v1 alone and with the grounded metrics, and their ratio."""
+    from sepit.grounding.grounder import default_grounder
+    from sepit.metrics import text
+
+    rows = []
+    for source, pairs in pairs_by_source.items():
+        text._stem.cache_clear()
+        _, plain_s = timed(engine, pairs)
+        text._stem.cache_clear()
+        default_grounder.cache_clear()  # built inside the timing, as in a fresh `sepit score`
+        values, grounded_s = timed(lambda p: engine(p, "auto"), pairs)
+        rows.append([source, plain_s, grounded_s, grounded_s / plain_s, values.get("entity_f1")])
+    return rows
 
 
 def naive(pairs: list[tuple[str, str]]) -> dict[str, float]:
@@ -141,9 +175,13 @@ def main(argv: list[str] | None = None) -> int:
     print(table(["metric", "sepit", "naive", "abs diff"],
                 [[name, f"{fast[name]:.6f}", f"{slow[name]:.6f}", f"{diffs[name]:.2e}"] for name in METRICS]))
     print(f"max abs diff (0-100 scale): {max(diffs.values()):.2e}")
+    grounded = grounded_timings({"synthetic": pairs, "sp14 references, edited": sp14_pairs(args.pairs, args.seed)})
+    print(table(["pairs", "sepit_v1 s", "sepit_v1 + grounded s", "ratio", "entity_f1"], grounded))
     save_json(args.json, {"benchmark": "scoring", "machine": machine(), "settings": vars(args),
                           "seconds": {"naive": slow_s, "sepit": fast_s}, "speedup": slow_s / fast_s,
-                          "metrics": {"sepit": fast, "naive": slow}, "abs_diff": diffs})
+                          "metrics": {"sepit": fast, "naive": slow}, "abs_diff": diffs,
+                          "grounded": [dict(zip(("pairs", "plain_s", "grounded_s", "ratio", "entity_f1"), r))
+                                       for r in grounded]})
     return 0
 
 

@@ -3,9 +3,13 @@ rank, paired significance against the best and against a reference model, and sl
 with vs without structure, sequence length).
 
 The board is a plain dict (written as leaderboard.json); the table, page and plot writers only format it.
-Each task has one headline metric (ROUGE-L for open tasks and accuracy for closed ones, by default). The
-average over tasks, and so the rank, exists only for a model with complete results on every task on the
-board: an average over a different or partial set of tasks would rank models on different questions.
+Each task has one headline metric: for open tasks entity F1 (the grounded biology, docs/evaluation.md) where the
+task's references name ontology entries, else ROUGE-L; accuracy for closed ones. An open task whose headline is
+grounded shows ROUGE-L beside it. The average over tasks, and so the rank, exists only for a model with complete
+results on every task on the board: an average over a different or partial set of tasks would rank models on
+different questions. Each row also has the average of its grounded headlines (`biology_average`) and its
+paired gap to the question-only control (`vs_control`: what the model knows beyond what the questions give
+away).
 """
 
 from __future__ import annotations
@@ -20,7 +24,11 @@ from sepit.evaluation.scoring import IDENTITY_BINS
 from sepit_leaderboard.results import Entry, Run, merge_runs
 from sepit_leaderboard.significance import ALPHA, PairedDraws, compare, paired_draws, task_seed
 
-HEADLINE = {"open": "rougeL", "closed": "accuracy"}
+HEADLINE = {"open": "entity_f1", "closed": "accuracy"}
+TEXT_METRIC = "rougeL"  # shown beside a grounded headline, and the headline of an open task that grounds nothing
+GROUNDED = ("entity_f1", "entity_precision", "entity_recall", "go_hf1", "location_accuracy", "ec_l1", "ec_l2",
+            "ec_l3", "ec_l4")
+CONTROL = "question_majority"
 LENGTH_BINS = (("<200", 0, 200), ("200-400", 200, 400), ("400-700", 400, 700), (">=700", 700, float("inf")))
 STRUCTURE_BINS = ("with structure", "sequence only")
 SLICES = {"identity": tuple(label for label, _, _ in IDENTITY_BINS), "structure": STRUCTURE_BINS,
@@ -30,23 +38,30 @@ SLICES = {"identity": tuple(label for label, _, _ in IDENTITY_BINS), "structure"
 def build_board(runs: list[Run], reference: str | None = None, profile: str | None = None,
                 open_metric: str = HEADLINE["open"], closed_metric: str = HEADLINE["closed"],
                 n_resamples: int = 1000, seed: int = 0, alpha: float = ALPHA,
-                structure_pairs: Sequence[tuple[str, str]] = ()) -> dict[str, Any]:
+                structure_pairs: Sequence[tuple[str, str]] = (), control: str = CONTROL) -> dict[str, Any]:
     runs = _one_profile(runs, profile)
     entries = merge_runs(runs)
-    tasks = _tasks(entries, {"open": open_metric, "closed": closed_metric})
+    notes: list[str] = []
+    tasks = _tasks(entries, {"open": open_metric, "closed": closed_metric}, notes)
     rows = [_row(entry, tasks) for entry in entries]
     _rank(rows)
     values = _SampleValues(entries, tasks, n_resamples, seed)
-    notes: list[str] = []
     _mark_ties(rows, tasks, values, alpha, notes)
     ref = _reference(rows, reference)
     if ref is not None:
         for row in rows:
             row["vs_reference"] = None if row["model"] == ref else _versus(row["model"], ref, tasks, values)
+    if control in {row["model"] for row in rows}:
+        for row in rows:
+            row["vs_control"] = None if row["model"] == control else _versus(row["model"], control, tasks, values)
+    else:
+        control = None
+        notes.append(f"no question-only control among the results: add `sepit bench --model {CONTROL}` to show "
+                     "how much of each score the questions give away without the protein")
     if not any(row["modality"] == "retrieval" for row in rows):
         notes.append("no retrieval baseline among the results: add `sepit bench --model retrieval` to show how far "
                      "copying the nearest training protein's answer goes")
-    board = {"metric_profile": runs[0].profile, "tasks": tasks, "reference": ref, "alpha": alpha,
+    board = {"metric_profile": runs[0].profile, "tasks": tasks, "reference": ref, "control": control, "alpha": alpha,
              "bootstrap": {"method": "paired percentile", "resamples": n_resamples, "seed": seed},
              "rows": rows, "slices": _slices(entries, tasks, values), "notes": notes}
     if structure_pairs:
@@ -102,8 +117,9 @@ def _one_profile(runs: list[Run], profile: str | None) -> list[Run]:
     return runs
 
 
-def _tasks(entries: list[Entry], metrics: dict[str, str]) -> list[dict]:
-    """Every task on the board with its headline metric; versions and dataset hashes must agree."""
+def _tasks(entries: list[Entry], metrics: dict[str, str], notes: list[str]) -> list[dict]:
+    """Every task on the board with its headline metric (and, for an open task with a grounded headline, the text
+    metric shown beside it); versions and dataset hashes must agree."""
     found: dict[str, dict] = {}
     for entry in entries:
         for name, run in entry.runs.items():
@@ -124,6 +140,14 @@ def _tasks(entries: list[Entry], metrics: dict[str, str]) -> list[dict]:
     for task in found.values():
         task["metric"] = metrics.get(task["kind"] or "open", metrics["open"])
         del task["first"]
+        reported = [run.tasks[task["name"]]["metrics"] for entry in entries for run in [entry.runs.get(task["name"])]
+                    if run and run.tasks[task["name"]]["n"]]
+        if task["metric"] in GROUNDED and reported and not any(task["metric"] in m for m in reported):
+            notes.append(f"{task['name']}: its references name no GO term, EC number or location, so its headline "
+                         f"is {TEXT_METRIC}, not {task['metric']}")
+            task["metric"] = TEXT_METRIC
+        task["text_metric"] = (TEXT_METRIC if task["metric"] in GROUNDED and all(TEXT_METRIC in m for m in reported)
+                               else None)
         for entry in entries:
             run = entry.runs.get(task["name"])
             if run and task["metric"] not in run.tasks[task["name"]]["metrics"] and run.tasks[task["name"]]["n"]:
@@ -145,13 +169,20 @@ def _row(entry: Entry, tasks: list[dict]) -> dict:
         cells[task["name"]] = {"value": result["metrics"].get(metric), "ci": ci, "n": result["n"],
                                "expected_n": result.get("expected_n"), "complete": complete is not False,
                                "best": False, "tied": None, "p_vs_best": None}
+        if task.get("text_metric"):
+            cells[task["name"]]["text"] = {"metric": task["text_metric"],
+                                           "value": result["metrics"].get(task["text_metric"]),
+                                           "ci": result.get("ci", {}).get(task["text_metric"])}
     everything = len(cells) == len(tasks) and all(c["complete"] and c["value"] is not None for c in cells.values())
     average = float(np.mean([c["value"] for c in cells.values()])) if everything and cells else None
+    grounded = [cells[t["name"]]["value"] for t in tasks if t["metric"] in GROUNDED and t["name"] in cells]
+    biology = float(np.mean(grounded)) if everything and grounded else None
     model = entry.model
     return {"model": entry.name, "modality": model.get("modality"), "params_total": model.get("params_total"),
             "params_active": model.get("params_active"), "fingerprint": model.get("fingerprint"),
-            "sources": entry.sources, "tasks": cells, "average": average, "rank": None,
-            "average_best": False, "average_tied": None, "average_p_vs_best": None, "vs_reference": None}
+            "sources": entry.sources, "tasks": cells, "average": average, "biology_average": biology, "rank": None,
+            "average_best": False, "average_tied": None, "average_p_vs_best": None, "vs_reference": None,
+            "vs_control": None}
 
 
 def _rank(rows: list[dict]) -> None:

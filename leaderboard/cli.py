@@ -35,7 +35,8 @@ def build(results: str, output: Path = Path("leaderboard"), reference: str | Non
         output: the board's directory.
         reference: model to test every other model against (default: the best by average).
         profile: metric profile to use when the results were scored with several.
-        open_metric: headline metric of open-ended tasks.
+        open_metric: headline metric of open-ended tasks (entity_f1: the grounded biology; an open task whose
+            references name no ontology entry falls back to rougeL, with a note).
         closed_metric: headline metric of closed-set tasks.
         n_resamples: paired bootstrap resamples.
         seed: bootstrap seed.

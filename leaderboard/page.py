@@ -6,12 +6,13 @@ script only sorts columns on a click and switches the slice view.
 from __future__ import annotations
 
 import base64
+import os
 from html import escape
 from pathlib import Path
 
 from sepit_leaderboard.board import SLICES
-from sepit_leaderboard.tables import HTML, MISSING, average_text, cell_marked, legend, metric_name, p_value, \
-    params, profile_label, score
+from sepit_leaderboard.tables import HTML, MISSING, average_text, cell_marked, column_title, columns, control_gap, \
+    control_text, legend, p_value, params, profile_label, score, text_metric_text
 
 STYLE = """
 body{font-family:system-ui,sans-serif;margin:2em;color:#222;max-width:1600px}
@@ -81,8 +82,11 @@ def _score_td(cell: dict | None) -> str:
 
 def _board_table(board: dict) -> str:
     head = [_th("Rank", first="ascending"), _th("Model", "text", "ascending"), _th("Modality", "text", "ascending"),
-            _th("Params total"), _th("Params active"), _th("Profile", "text", "ascending"), _th("Average")]
-    head += [_th(f"{t['name']} ({metric_name(t['metric'])})") for t in board["tasks"]]
+            _th("Params total"), _th("Params active"), _th("Profile", "text", "ascending"), _th("Average"),
+            _th("Biology average")]
+    if board.get("control"):
+        head.append(_th(f"vs {board['control']}"))
+    head += [_th(column_title(task, part)) for task, part in columns(board)]
     body = []
     for row in board["rows"]:
         average = escape(average_text(row).replace("**", ""))
@@ -91,8 +95,18 @@ def _board_table(board: dict) -> str:
                  _td(params(row["params_total"]), row["params_total"]),
                  _td(params(row["params_active"]), row["params_active"]),
                  _td(escape(profile_label(board)), profile_label(board), "text"),
-                 _td(average, row["average"], "best" if row["average_best"] else "")]
-        cells += [_score_td(row["tasks"].get(t["name"])) for t in board["tasks"]]
+                 _td(average, row["average"], "best" if row["average_best"] else ""),
+                 _td(score(row.get("biology_average")), row.get("biology_average"))]
+        if board.get("control"):
+            gap = control_gap(row)
+            cells.append(_td(escape(control_text(row)), gap and gap["diff"]))
+        for task, part in columns(board):
+            cell = row["tasks"].get(task["name"])
+            if part == "headline":
+                cells.append(_score_td(cell))
+            else:
+                text = (cell or {}).get("text") or {}
+                cells.append(_td(text_metric_text(cell, HTML), text.get("value")))
         body.append(f"<tr data-model='{escape(row['model'])}'>" + "".join(cells) + "</tr>")
     return ("<div class=wide><table id=board class=sortable><thead><tr>" + "".join(head) + "</tr></thead><tbody>\n"
             + "\n".join(body) + "\n</tbody></table></div>")
@@ -159,7 +173,12 @@ def _plots(plots: dict[str, dict[str, Path]]) -> str:
 
 
 def _notes(board: dict) -> str:
-    items = [f"<li>{escape(n)}</li>" for n in board["notes"]]
+    """Sources, and any note naming one, relative to the folder that holds them all: a published page must not
+    show the folders of the machine that built it."""
     sources = sorted({s for row in board["rows"] for s in row["sources"]})
-    items += [f"<li>source: {escape(s)}</li>" for s in sources]
+    # The deepest folder above every source: the results folder given to the builder, or a model's folder in it.
+    root = os.path.join(os.path.commonpath([os.path.dirname(s) for s in sources]), "") if sources else ""
+    shared = root.strip(os.sep)  # a root of "/" alone would strip every slash out of the notes' text
+    items = [f"<li>{escape(n.replace(root, '') if shared else n)}</li>" for n in board["notes"]]
+    items += [f"<li>source: {escape(s.removeprefix(root))}</li>" for s in sources]
     return "<h2>Notes</h2><ul>" + "".join(items) + "</ul>"

@@ -29,7 +29,12 @@ class Run:
 
     @property
     def profile_key(self) -> str:
-        return f"{self.profile.get('name')} v{self.profile.get('version')}"
+        """The metric profile and the grounding (ontology release and fingerprint) the numbers were made with."""
+        key = f"{self.profile.get('name')} v{self.profile.get('version')}"
+        grounding = self.profile.get("grounding")
+        if grounding:
+            key += f" + grounding v{grounding.get('version')} ({grounding.get('go')}, {grounding.get('go_fingerprint')})"
+        return key
 
     def sample_log(self, task: str) -> list[dict] | None:
         """The rows of `samples/<task>.jsonl`, read once per run and task (the board reads values and facts from
@@ -41,12 +46,15 @@ class Run:
 
     def sample_values(self, task: str, metric: str) -> dict[str, float] | None:
         """Per-sample values of `metric` for `task` by sample id, from `samples/<task>.jsonl`; None when the
-        log is absent or the metric has no per-sample value (macro F1, corpus BLEU)."""
+        log is absent or the metric has no per-sample value (macro F1, corpus BLEU). A sample logged with null
+        has no value for it (a grounded metric of a sample whose reference names no entry of its kind)."""
         rows = self.sample_log(task)
         if rows is None:
             return None
         values = {}
         for row in rows:
+            if metric in row and row[metric] is None:
+                continue
             value = row.get(metric)
             if value is None and metric == "accuracy" and isinstance(row.get("correct"), bool):
                 value = 100.0 * row["correct"]  # logs written before per-sample accuracy was logged

@@ -10,7 +10,8 @@ import io
 from dataclasses import dataclass
 from typing import Any
 
-METRIC_NAMES = {"rougeL": "ROUGE-L", "rouge1": "ROUGE-1", "rouge2": "ROUGE-2", "meteor": "METEOR",
+METRIC_NAMES = {"entity_f1": "entity F1", "go_hf1": "GO hF1", "location_accuracy": "location accuracy",
+                "rougeL": "ROUGE-L", "rouge1": "ROUGE-1", "rouge2": "ROUGE-2", "meteor": "METEOR",
                 "accuracy": "accuracy", "macro_f1": "macro F1", "bleu2": "BLEU-2", "bleu4": "BLEU-4",
                 "corpus_bleu2": "corpus BLEU-2", "corpus_bleu4": "corpus BLEU-4"}
 MISSING = "–"
@@ -85,32 +86,79 @@ def average_text(row: dict) -> str:
     return marked(MARKDOWN, row["average"], row["average_best"], row["average_tied"])
 
 
+def text_metric_text(cell: dict | None, marks: Marks = MARKDOWN) -> str:
+    """The text metric shown beside a grounded headline: value and CI, never marked best (it does not rank)."""
+    text = (cell or {}).get("text")
+    return MISSING if not text or text["value"] is None else marked(marks, text["value"], False, None, text["ci"])
+
+
+def control_gap(row: dict) -> dict | None:
+    """The row's paired difference to the question-only control on the average, or None."""
+    return (row.get("vs_control") or {}).get("average")
+
+
+def control_text(row: dict) -> str:
+    gap = control_gap(row)
+    return MISSING if gap is None else f"{gap['diff']:+.2f} [{gap['ci'][0]:+.2f}, {gap['ci'][1]:+.2f}]"
+
+
+def columns(board: dict) -> list[tuple[dict, str]]:
+    """(task, "headline" or "text") per task column: an open task with a grounded headline has ROUGE-L beside it."""
+    out = []
+    for task in board["tasks"]:
+        out.append((task, "headline"))
+        if task.get("text_metric"):
+            out.append((task, "text"))
+    return out
+
+
+def column_title(task: dict, part: str) -> str:
+    return f"{task['name']} ({metric_name(task['metric'] if part == 'headline' else task['text_metric'])})"
+
+
 def legend(board: dict) -> str:
     heads = sorted({f"{metric_name(t['metric'])} ({t['kind']})" for t in board["tasks"]})
+    control = board.get("control")
     return (f"Metric profile {profile_label(board)}; scores on a 0-100 scale; headline metric per task: "
-            f"{', '.join(heads)}; 95 % bootstrap CIs in brackets. Bold: best; ≈: not significantly different "
+            f"{', '.join(heads)}; 95 % bootstrap CIs in brackets. Entity F1 compares the GO terms, EC numbers and "
+            "locations an answer names with its reference's (docs/evaluation.md); ROUGE-L beside it counts shared "
+            "words and does not rank. Bold: best; ≈: not significantly different "
             f"from the best (paired bootstrap, p ≥ {board['alpha']}); *(n/N): partial results, unranked. "
-            "The average and rank need complete results on every task.")
+            "The average and rank need complete results on every task; the biology average is the mean of the "
+            "grounded headlines" + (f"; vs {control}: the paired difference of the average to the question-only "
+                                    "control (protein unread), with its 95 % CI" if control else "") + ".")
 
 
 def markdown(board: dict) -> str:
     tasks = board["tasks"]
-    header = ["Rank", "Model", "Modality", "Params (total / active)", "Profile", "Average"] + [
-        f"{t['name']} ({metric_name(t['metric'])})" for t in tasks]
+    header = ["Rank", "Model", "Modality", "Params (total / active)", "Profile", "Average", "Biology average"]
+    if board.get("control"):
+        header.append(f"vs {board['control']}")
+    header += [column_title(task, part) for task, part in columns(board)]
     lines = ["# Leaderboard", "", legend(board), "", _md_row(header), _md_row(["---"] * len(header))]
     for row in board["rows"]:
-        lines.append(_md_row([str(row["rank"] or MISSING), row["model"], row["modality"] or MISSING,
-                              f"{params(row['params_total'])} / {params(row['params_active'])}",
-                              profile_label(board), average_text(row)]
-                             + [cell_text(row["tasks"].get(t["name"])) for t in tasks]))
-    if board["reference"]:
-        lines += ["", f"## Paired significance against {board['reference']}", "",
-                  "Difference (model minus reference) on the samples both answered, with its p-value.", "",
-                  _md_row(["Model", "Average"] + [t["name"] for t in tasks]),
+        cells = [str(row["rank"] or MISSING), row["model"], row["modality"] or MISSING,
+                 f"{params(row['params_total'])} / {params(row['params_active'])}",
+                 profile_label(board), average_text(row), score(row.get("biology_average"))]
+        if board.get("control"):
+            cells.append(control_text(row))
+        cells += [cell_text(row["tasks"].get(task["name"])) if part == "headline"
+                  else text_metric_text(row["tasks"].get(task["name"])) for task, part in columns(board)]
+        lines.append(_md_row(cells))
+    comparisons = [("vs_reference", board["reference"], f"## Paired significance against {board['reference']}",
+                    "Difference (model minus reference) on the samples both answered, with its p-value."),
+                   ("vs_control", board.get("control"), f"## Gap to the question-only control, {board.get('control')}",
+                    "Difference (model minus the control, which reads the question but not the protein) on the "
+                    "samples both answered, with its p-value: what the model knows beyond what the questions give "
+                    "away.")]
+    for key, other, title, text in comparisons:
+        if not other:
+            continue
+        lines += ["", title, "", text, "", _md_row(["Model", "Average"] + [t["name"] for t in tasks]),
                   _md_row(["---"] * (len(tasks) + 2))]
         for row in board["rows"]:
-            if row["vs_reference"] is not None:
-                versus = row["vs_reference"]
+            if row.get(key) is not None:
+                versus = row[key]
                 lines.append(_md_row([row["model"], _diff(versus["average"])]
                                      + [_diff(versus.get(t["name"])) for t in tasks]))
     for ablation in board.get("structure_ablations", []):
@@ -142,12 +190,14 @@ def _md_row(cells: list[str]) -> str:
 
 
 def csv_columns(board: dict) -> list[str]:
-    columns = ["rank", "model", "modality", "params_total", "params_active", "metric_profile", "average",
-               "average_p_vs_best"]
+    names = ["rank", "model", "modality", "params_total", "params_active", "metric_profile", "average",
+             "average_p_vs_best", "biology_average", "control_gap", "control_gap_p"]
     for task in board["tasks"]:
         t = task["name"]
-        columns += [t, f"{t}_ci_low", f"{t}_ci_high", f"{t}_n", f"{t}_p_vs_best"]
-    return columns
+        names += [t, f"{t}_ci_low", f"{t}_ci_high", f"{t}_n", f"{t}_p_vs_best"]
+        if task.get("text_metric"):
+            names += [f"{t}_{task['text_metric']}"]
+    return names
 
 
 def csv_rows(board: dict) -> list[dict[str, Any]]:
@@ -156,13 +206,18 @@ def csv_rows(board: dict) -> list[dict[str, Any]]:
         record = {"rank": row["rank"] or "", "model": row["model"], "modality": row["modality"] or "",
                   "params_total": blank(row["params_total"]), "params_active": blank(row["params_active"]),
                   "metric_profile": profile_label(board), "average": blank(row["average"], score),
-                  "average_p_vs_best": blank(row["average_p_vs_best"], p_value)}
+                  "average_p_vs_best": blank(row["average_p_vs_best"], p_value),
+                  "biology_average": blank(row.get("biology_average"), score),
+                  "control_gap": blank(control_gap(row) and control_gap(row)["diff"], score),
+                  "control_gap_p": blank(control_gap(row) and control_gap(row)["p_value"], p_value)}
         for task in board["tasks"]:
             t, cell = task["name"], row["tasks"].get(task["name"])
             ci = (cell or {}).get("ci") or [None, None]
             record.update({t: blank(cell and cell["value"], score), f"{t}_ci_low": blank(ci[0], score),
                            f"{t}_ci_high": blank(ci[1], score), f"{t}_n": blank(cell and cell["n"]),
                            f"{t}_p_vs_best": blank(cell and cell["p_vs_best"], p_value)})
+            if task.get("text_metric"):
+                record[f"{t}_{task['text_metric']}"] = blank(((cell or {}).get("text") or {}).get("value"), score)
         out.append(record)
     return out
 
@@ -190,21 +245,25 @@ def latex_escape(text: str) -> str:
 def latex(board: dict) -> str:
     """A booktabs table (needs \\usepackage{booktabs}); CIs as ± half-widths would hide asymmetry, so the
     interval is printed below each score in a smaller font."""
-    tasks = board["tasks"]
-    head = ["Rank", "Model", "Modality", "Params", "Avg."] + [
-        latex_escape(f"{t['name']} ({metric_name(t['metric'])})") for t in tasks]
+    cols = columns(board)
+    head = ["Rank", "Model", "Modality", "Params", "Avg.", "Bio."] + [
+        latex_escape(column_title(task, part)) for task, part in cols]
     comment = latex_escape(legend(board)).replace("≈", r"$\approx$").replace("≥", r"$\geq$")
     lines = [f"% {comment}",
-             r"\begin{tabular}{rlllr" + "r" * len(tasks) + "}", r"\toprule", " & ".join(head) + r" \\",
+             r"\begin{tabular}{rlllrr" + "r" * len(cols) + "}", r"\toprule", " & ".join(head) + r" \\",
              r"\midrule"]
     for row in board["rows"]:
         cells = [str(row["rank"] or "--"), latex_escape(row["model"]), latex_escape(row["modality"] or "--"),
                  latex_escape(params(row["params_total"])),
                  "--" if row["average"] is None else marked(LATEX, row["average"], row["average_best"],
-                                                            row["average_tied"])]
-        for task in tasks:
+                                                            row["average_tied"]),
+                 "--" if row.get("biology_average") is None else score(row["biology_average"])]
+        for task, part in cols:
             cell = row["tasks"].get(task["name"])
-            cells.append("--" if cell is None or cell["value"] is None else cell_marked(cell, LATEX))
+            if part == "text":
+                cells.append(text_metric_text(cell, LATEX).replace(MISSING, "--"))
+            else:
+                cells.append("--" if cell is None or cell["value"] is None else cell_marked(cell, LATEX))
         lines.append(" & ".join(cells) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}"]
     return "\n".join(lines) + "\n"

@@ -78,10 +78,13 @@ class TaskSuite:
 
 
 def sample_hash(samples: Sequence[InstructionSample]) -> str:
-    """SHA-256 of what a model sees and is scored against: ids, proteins, prompts, references, choices."""
+    """SHA-256 of what a model sees and is scored against: ids, proteins, prompts, references, choices, and the
+    reference's annotations where a sample has them (metadata.entities)."""
     digest = hashlib.sha256()
     for s in samples:
         row = [s.task, s.id, s.protein.id, s.protein.sequence, s.instruction, s.reference, s.choices]
+        if "entities" in s.metadata:
+            row.append(s.metadata["entities"])
         digest.update(json.dumps(row).encode())
         digest.update(b"\n" if s.protein.coords is None else s.protein.coords.tobytes())
     return digest.hexdigest()

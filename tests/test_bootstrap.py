@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from sepit.metrics.bootstrap import iter_resample_weights, percentile_cis, weighted_mean
+from sepit.metrics.bootstrap import (intervals_missing_their_point, iter_resample_weights, percentile_cis,
+                                     weighted_mean)
 from weights import point_weights, resample_weights
 
 
@@ -68,3 +69,11 @@ def test_ten_thousand_samples_resample_in_blocks():
     lo, hi = percentile_ci(lambda W: rows.append(len(W)) or weighted_mean(x, W), len(x), n_resamples=500)
     assert len(rows) > 1 and sum(rows) == 500
     assert lo < x.mean() < hi
+
+
+def test_only_an_interval_that_misses_its_point_gets_a_note():
+    cis = {"inside": (1.0, 2.0), "rounding": (0.3, 0.5), "below": (12.75, 19.63), "undefined": (np.nan, np.nan),
+           "no_point": (1.0, 2.0)}
+    points = {"inside": 1.5, "rounding": 0.3 - 1e-15, "below": 21.88, "undefined": 5.0, "no_point": None}
+    notes = intervals_missing_their_point(points, cis)
+    assert list(notes) == ["below"] and "[12.75, 19.63]" in notes["below"] and "21.88" in notes["below"]

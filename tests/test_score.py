@@ -61,6 +61,9 @@ def test_score_reproduces_nltk_and_rouge_score(predictions, tmp_path, capsys):
     assert results["metric_profile"]["name"] == "sepit_v1"
     assert results["model"]["name"] == "unknown" and "leakage" not in closed  # unregistered task
     for name in metrics:
+        if results["tasks"]["my_open"]["ci"][name] is None:  # location_accuracy covers one sample
+            assert "undefined on some resamples" in results["tasks"]["my_open"]["ci_notes"][name]
+            continue
         lo, hi = results["tasks"]["my_open"]["ci"][name]
         assert lo <= metrics[name] + 1e-9 and metrics[name] <= hi + 1e-9
     assert "my_closed (n=5)" in capsys.readouterr().out
@@ -94,3 +97,77 @@ def test_references_match_their_choices_whatever_the_case_and_spacing(tmp_path):
                                 "choices": ["Yes", "No"]}) + "\n")
     main(["score", "--predictions", str(path), "--output", str(tmp_path / "r.json")])
     assert json.loads((tmp_path / "r.json").read_text())["tasks"]["t"]["metrics"]["accuracy"] == 100.0
+
+
+def _many_class_rows(rng, task, classes, options_per_question=None, n=200):
+    """Closed rows whose gold classes follow Zipf's law (a few common, many rare); the model answers right 60 %
+    of the time, a random option 35 %, and nothing readable 5 %. Each question offers its own
+    `options_per_question` classes, or all of them."""
+    from sepit.data.sample import OPTION_LETTERS
+
+    frequency = 1 / np.arange(1, len(classes) + 1)
+    rows = []
+    for i in range(n):
+        gold = classes[rng.choice(len(classes), p=frequency / frequency.sum())]
+        choices = list(classes)
+        if options_per_question:
+            others = [c for c in classes if c != gold]
+            choices = [gold, *rng.choice(others, options_per_question - 1, replace=False)]
+            rng.shuffle(choices)
+        u = rng.random()
+        answer = gold if u < 0.6 else None if u > 0.95 else choices[rng.integers(len(choices))]
+        prediction = f"Answer: {OPTION_LETTERS[choices.index(answer)]}" if answer else "I cannot tell."
+        rows.append({"task": task, "id": f"q{i:03d}", "prediction": prediction, "reference": gold,
+                     "kind": "closed", "choices": choices})
+    return rows
+
+
+def test_every_reported_interval_contains_its_point_estimate():
+    from sepit.evaluation.scoring import get_profile, score_task
+    from sepit.metrics.text import make_tokenizer
+
+    rng = np.random.default_rng(0)
+    words = ["binds", "binding", "atp", "the", "a", "kinase", "of", "dna", "zinc", "membrane", ".", ","]
+    open_rows = [{"task": "open", "id": f"o{i:03d}", "kind": "open", "choices": None,
+                  "prediction": " ".join(rng.choice(words, rng.integers(1, 15))),
+                  "reference": " ".join(rng.choice(words, rng.integers(1, 15)))} for i in range(200)]
+    own_options = _many_class_rows(rng, "own_options", [f"class {k:02d}" for k in range(30)], 4)
+    # 26 options, the most a question can name by letter (check_choices): one fixed label set
+    fixed = _many_class_rows(rng, "fixed", [f"class {k:02d}" for k in range(26)])
+    identities = {f"{p}{i:03d}": float(rng.uniform(0, 100)) for p in "oq" for i in range(200)}
+    profile, tokenizer = get_profile("sepit_v1"), make_tokenizer(None)
+    results = {rows[0]["task"]: score_task(rows, profile, tokenizer, identities=identities, seed=1)[0]
+               for rows in (open_rows, own_options, fixed)}
+
+    assert "macro_f1" in results["fixed"]["metrics"] and "not_reported" not in results["fixed"]
+    assert set(results["own_options"]["not_reported"]) == {"macro_f1"}
+    assert "different option sets" in results["own_options"]["not_reported"]["macro_f1"]
+    for name, result in results.items():
+        assert "ci_notes" not in result, name  # every interval holds its point without the guard's help
+        assert set(result["ci"]) == set(result["metrics"]), name
+        for metric, point in result["metrics"].items():
+            lo, hi = result["ci"][metric]
+            assert lo - 1e-9 <= point <= hi + 1e-9, (name, metric, lo, point, hi)
+    bins = results["own_options"]["leakage"]["bins"].values()
+    assert all(b["metrics"] and "macro_f1" not in b["metrics"] for b in bins)
+    assert all("macro_f1" in b["metrics"] for b in results["fixed"]["leakage"]["bins"].values())
+
+
+class _DistinctShare:
+    """A profile whose one closed metric, the share of distinct samples drawn, is 100 on the data and about 63
+    on every resample: a statistic biased on resamples, whose percentile interval misses its point."""
+
+    def closed_metrics(self, gold, pred, n_classes, W):
+        return {"distinct": 100 * (W > 0).sum(1) / W.shape[1], "accuracy": 100 * (W @ (gold == pred)) / W.sum(1)}
+
+
+def test_an_interval_that_misses_its_point_is_withheld_with_the_reason():
+    from sepit.evaluation.scoring import score_task, summary_table
+
+    rows = [{"task": "t", "id": f"q{i}", "prediction": "yes" if i % 3 else "no", "reference": "yes",
+             "kind": "closed", "choices": ["yes", "no"]} for i in range(50)]
+    result, _ = score_task(rows, _DistinctShare(), None)
+    assert result["metrics"]["distinct"] == 100.0 and result["ci"]["distinct"] is None
+    assert "does not contain the point estimate 100" in result["ci_notes"]["distinct"]
+    assert set(result["ci_notes"]) == {"distinct"} and result["ci"]["accuracy"] is not None
+    assert "accuracy 66.00 [" in summary_table({"t": result})

@@ -130,6 +130,31 @@ def caption_reference(data: SP14, row: dict, config: dict) -> str | None:
     return " ".join(parts) if len(parts) > 1 or (parts and not name) else None
 
 
+def entities(row: dict, go_namespaces: tuple[str, ...] = (), ec: bool = False, location: bool = False) -> dict:
+    """The annotations a reference is written from, as the grounded metrics read them (docs/data.md): GO ids of
+    the given namespaces (all of them, not only the ones the reference names), EC numbers that have a reaction,
+    DeepLoc locations."""
+    found: dict[str, list[str]] = {}
+    if go_namespaces:
+        found["go"] = [t for ns in go_namespaces for t in row["go"][ns]]
+    if ec:
+        found["ec"] = [number for number, reaction in zip(row["ec"], row["reactions"]) if reaction]
+    if location and row["localization"]:
+        label = row["localization"]
+        found["location"] = [label] if label != "Cytoplasm-Nucleus" else ["Cytoplasm", "Nucleus"]
+    return {kind: ids for kind, ids in found.items() if ids}
+
+
+# What each open builder's reference is written from.
+ENTITIES: dict[str, Callable[[dict], dict]] = {
+    "go_terms_mf": lambda row: entities(row, ("mf",)),
+    "go_terms_bp": lambda row: entities(row, ("bp",)),
+    "reactions": lambda row: entities(row, ec=True),
+    "location": lambda row: entities(row, ("cc",), location=True),
+    "caption": lambda row: entities(row, ("mf", "bp", "cc"), ec=True, location=True),
+}
+
+
 # --- closed-set answers ------------------------------------------------------------------------------
 
 def with_options(instruction: str, options: list[str]) -> str:
@@ -187,7 +212,9 @@ def build(task_name: str, spec: dict, config: dict, data_dir: Path = DATA) -> di
         instruction = pick(spec["instructions"], f"{task_name}:{sample_id}")
         if spec.get("answer_format") == "multiple_choice":
             instruction = with_options(instruction, options)
-        add(record, sample_id, instruction, reference, options)
+        annotations = ENTITIES.get(builder + (f"_{params['namespace']}" if builder == "go_terms" else ""))
+        metadata = {"entities": annotations(record.row)} if annotations else {}
+        add(record, sample_id, instruction, reference, options, **metadata)
     return splits
 
 

@@ -10,14 +10,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Literal, Mapping, Sequence
 
 import numpy as np
 
 from sepit.data.errors import DataError
 from sepit.data.sample import InstructionSample, answer_key, is_yes_no
 from sepit.evaluation.predictions import mismatch
-from sepit.metrics.bootstrap import percentile_cis
+from sepit.grounding.grounder import default_grounder
+from sepit.metrics.bootstrap import intervals_missing_their_point, percentile_cis
 from sepit.metrics.extraction import last_option_text, last_yes_no, multiple_choice
 from sepit.registry import METRICS, RegistryError, call_if_factory
 from sepit.tasks import Task, get_task, sample_hash
@@ -39,6 +40,9 @@ class ScoringSettings:
         vocab: a WordPiece vocab.txt (e.g. PubMedBERT's) for BLEU/METEOR tokens; default: word tokens.
         closed_methods: per task (or "*"): last_match, choice or loglikelihood; default from the task.
         leakage: add the test-to-train identity report for registered tasks (test split only).
+        entities: the grounded metrics of open tasks (docs/evaluation.md): "auto" scores every open task whose
+            references name ontology entries, "require" also stops on an open task whose references name none,
+            "off" leaves them out.
         n_resamples: bootstrap resamples for the 95 % CIs.
         seed: bootstrap seed (each task draws from its own stream: `task_seed`).
     """
@@ -47,6 +51,7 @@ class ScoringSettings:
     vocab: Path | None = None
     closed_methods: dict[str, str] | None = None
     leakage: bool = True
+    entities: Literal["auto", "require", "off"] = "auto"
     n_resamples: int = 1000
     seed: int = 0
 
@@ -56,6 +61,8 @@ class ScoringSettings:
         return methods.get(task, methods.get("*"))
 
     def __post_init__(self) -> None:
+        if self.entities not in ("auto", "require", "off"):
+            raise DataError("--scoring.entities", f"unknown setting {self.entities!r}", "Use auto, require or off.")
         for task, method in (self.closed_methods or {}).items():
             if method not in CLOSED_METHODS:
                 raise DataError(f"--scoring.closed_methods {task}", f"unknown method {method!r}",
@@ -98,8 +105,10 @@ def extract_answer(row: dict, method: str) -> str | None:
 
 def score_task(rows: Sequence[dict], profile, tokenizer, method: str | None = None,
                answer_format: str | None = None, identities: Mapping[str, float] | None = None,
-               n_resamples: int = 1000, seed: int = 0) -> tuple[dict[str, Any], list[dict]]:
-    """(task results, per-sample log rows) for the rows of one task."""
+               n_resamples: int = 1000, seed: int = 0,
+               grounding: Grounding | None = None) -> tuple[dict[str, Any], list[dict]]:
+    """(task results, per-sample log rows) for the rows of one task. `grounding`: the grounded metrics of an open
+    task, from the reference entities it holds and the answers grounded here."""
     rows = sorted(rows, key=lambda r: r["id"])
     n = len(rows)
     kinds = {r["kind"] for r in rows}
@@ -114,20 +123,39 @@ def score_task(rows: Sequence[dict], profile, tokenizer, method: str | None = No
         labels = sorted({answer_key(c) for r in rows for c in r["choices"]})
         gold = np.array([labels.index(answer_key(r["reference"])) for r in rows])
         pred = np.array([labels.index(answer_key(a)) if a is not None else -1 for a in answers])
-        metrics = lambda w: profile.closed_metrics(gold, pred, len(labels), w)  # noqa: E731
+        if len({frozenset(answer_key(c) for c in r["choices"]) for r in rows}) > 1:
+            result["not_reported"] = {"macro_f1": "the questions offer different option sets, so classes are not "
+                                                  "shared across samples; accuracy is the metric"}
+        # A withheld macro-F1 is never computed (values, CIs, identity bins); the keyword only when needed, so a
+        # third-party profile with the four-argument method keeps working on fixed label sets.
+        skip = {"macro_f1": False} if "macro_f1" in result.get("not_reported", {}) else {}
+        metrics = lambda w: profile.closed_metrics(gold, pred, len(labels), w, **skip)  # noqa: E731
         result["closed_method"] = method
         for log, answer, g in zip(logs, answers, gold):
             correct = answer is not None and answer_key(answer) == labels[g]
             log.update(answer=answer, correct=correct, accuracy=100.0 * correct)  # accuracy: the board's value
     else:
         stats = profile.open_statistics([r["prediction"] for r in rows], [r["reference"] for r in rows], tokenizer)
-        metrics = lambda w: profile.open_metrics(stats, w)  # noqa: E731
-        for name, values in profile.per_sample(stats).items():
+        grounded = grounding.statistics(rows) if grounding else None
+        metrics = lambda w: {**profile.open_metrics(stats, w),  # noqa: E731
+                             **(grounding.metrics(grounded, w) if grounding else {})}
+        per_sample = {name: [float(v) for v in values] for name, values in profile.per_sample(stats).items()}
+        if grounding:
+            per_sample.update(grounding.per_sample(grounded))
+            result["grounding"] = grounding.summary(grounded)
+        for name, values in per_sample.items():
             for log, value in zip(logs, values):
-                log[name] = float(value)
+                log[name] = value
     result["metrics"] = {name: _finite(v[0]) for name, v in metrics(np.ones((1, n))).items()} if n else {}
-    result["ci"] = {name: [_finite(lo), _finite(hi)]
-                    for name, (lo, hi) in percentile_cis(metrics, n, n_resamples, seed).items()}
+    cis = percentile_cis(metrics, n, n_resamples, seed)
+    ci_notes = intervals_missing_their_point(result["metrics"], cis)
+    for name, (lo, hi) in cis.items():
+        if result["metrics"].get(name) is not None and np.isnan([lo, hi]).any():
+            ci_notes[name] = ("undefined on some resamples (a resample without any sample this metric covers), "
+                              "so no interval is reported")
+    result["ci"] = {name: None if name in ci_notes else [_finite(lo), _finite(hi)] for name, (lo, hi) in cis.items()}
+    if ci_notes:
+        result["ci_notes"] = ci_notes
     if identities is not None:
         identity = np.array([identities.get(r["id"], np.nan) for r in rows], dtype=float)
         for log, value in zip(logs, identity):
@@ -159,10 +187,10 @@ def summary_table(tasks: Mapping[str, dict]) -> str:
     """A plain-text table of the headline metrics with 95 % CIs and the identity bins, for the terminal."""
     lines = []
     for name, result in tasks.items():
-        shown = [m for m in ("accuracy", "macro_f1", "extraction_failure_rate", "bleu2", "bleu4", "rougeL",
-                             "meteor", "corpus_bleu4") if m in result["metrics"]]
+        shown = [m for m in ("entity_f1", "go_hf1", "accuracy", "macro_f1", "extraction_failure_rate", "bleu2", "bleu4",
+                             "rougeL", "meteor", "corpus_bleu4") if result["metrics"].get(m) is not None]
         cells = [f"{m} {result['metrics'][m]:.2f}" + (f" [{result['ci'][m][0]:.2f}, {result['ci'][m][1]:.2f}]"
-                                                     if m in result.get("ci", {}) else "") for m in shown]
+                                                     if result.get("ci", {}).get(m) else "") for m in shown]
         lines.append(f"{name} (n={result['n']}): " + "; ".join(cells))
         leakage = result.get("leakage")
         if leakage:
@@ -187,7 +215,7 @@ def score_rows(rows_by_task: Mapping[str, list[dict]], scoring: ScoringSettings 
     for name in sorted(rows_by_task):
         rows = rows_by_task[name]
         task = tasks.get(name) if tasks is not None else _registered(name)
-        identities = None
+        identities, by_id = None, {}
         info: dict[str, Any] = {"version": None, "dataset_hash": None, "complete": None}
         if task is not None:
             expected = samples[name] if samples is not None else task.samples(split)
@@ -205,9 +233,12 @@ def score_rows(rows_by_task: Mapping[str, list[dict]], scoring: ScoringSettings 
 
                 by_sample = max_train_identity(task)
                 identities = {sid: found[0] for sid, found in by_sample.items()}
+        grounding = None
+        if scoring.entities != "off" and rows and rows[0]["kind"] == "open":
+            grounding = _grounding(name, rows, by_id if task is not None else {}, scoring.entities == "require")
         result, logs[name] = score_task(rows, metric_profile, tokenizer, scoring.method_for(name),
                                         task.answer_format if task else None, identities, scoring.n_resamples,
-                                        scoring.seed)
+                                        scoring.seed, grounding)
         results[name] = {**info, **result}
         if task is not None:  # what the board's slices need, so it never rebuilds the task
             for log in logs[name]:
@@ -218,7 +249,31 @@ def score_rows(rows_by_task: Mapping[str, list[dict]], scoring: ScoringSettings 
               "description": metric_profile.description, "tokenizer": tokenizer.name,
               "bootstrap": {"method": "percentile", "level": 0.95, "resamples": scoring.n_resamples,
                             "seed": scoring.seed}}
+    if scoring.entities != "off":
+        record["grounding"] = default_grounder().record()
     return results, logs, record
+
+
+def _grounding(task: str, rows: Sequence[dict], samples: Mapping[str, InstructionSample], required: bool):
+    """The grounded metrics' references for an open task: a sample's annotations (metadata.entities) where it
+    has them, else its reference text grounded. With `required`, a task whose references name nothing stops."""
+    from sepit.metrics.entities import Grounding
+
+    grounder = default_grounder()
+    references = {}
+    for row in rows:
+        sample = samples.get(row["id"])
+        annotations = sample.metadata.get("entities") if sample is not None else None
+        references[row["id"]] = (grounder.from_annotations(annotations, f"task {task!r}, sample {row['id']!r}")
+                                 if annotations is not None else grounder.ground(row["reference"]))
+    without = sum(not any(ref.values()) for ref in references.values())
+    if required and without == len(references):
+        raise DataError(f"task {task!r}", f"--scoring.entities require, but none of its {len(references)} "
+                        f"references names a GO term, EC number or location ({without} of {len(references)}, "
+                        "100 % without entities)",
+                        "Give each sample its annotations as metadata.entities (docs/data.md), or score with "
+                        "--scoring.entities auto.")
+    return Grounding(grounder, references)
 
 
 def _check_rows(task: Task, rows: Sequence[dict], by_id: Mapping[str, InstructionSample]) -> None:

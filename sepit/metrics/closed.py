@@ -24,21 +24,24 @@ def _check(gold: np.ndarray, pred: np.ndarray, n_classes: int) -> None:
 
 
 def macro_f1(gold: np.ndarray, pred: np.ndarray, W: np.ndarray) -> np.ndarray:
-    """Mean F1 over the classes in `gold` (the full set, whatever W weighs). (B,)
+    """Mean F1 over the classes present in the gold answers that each row of W weighs. (B,)
 
-    A class with no gold and no predicted sample in a row (possible in a resample) scores 0 there: sklearn's
-    `f1_score(gold, pred, labels=sorted(set(gold)), average="macro", zero_division=0)` on the resampled
-    data. An empty row (weights all 0) gives NaN.
+    The point estimate's own definition applied to a resample (or a leakage bin), as the bootstrap's plug-in
+    principle needs: sklearn's `f1_score(gold, pred, labels=sorted(set(gold)), average="macro",
+    zero_division=0)` on the resampled data. Averaging over the full set's classes instead scores a class the
+    resample did not draw as 0 and biases every resample low, far enough with many classes that the interval
+    missed its own point. An empty row (weights all 0) gives NaN.
     """
     labels = np.unique(gold)  # (K,)
-    if labels.size == 0:
-        return np.full(len(W), np.nan)
     is_gold = (gold[:, None] == labels).astype(float)  # (n, K)
     is_pred = (pred[:, None] == labels).astype(float)  # (n, K)
     tp = W @ (is_gold * is_pred)  # (B, K)
-    denominator = W @ is_gold + W @ is_pred  # 2 tp + fp + fn
+    n_gold = W @ is_gold  # (B, K)
+    denominator = n_gold + W @ is_pred  # 2 tp + fp + fn
     f1 = np.divide(2 * tp, denominator, out=np.zeros_like(tp), where=denominator > 0)
-    return np.where(W.sum(1) > 0, f1.mean(1), np.nan)  # an empty row has no F1, as weighted_mean
+    present = n_gold > 0  # (B, K)
+    with np.errstate(invalid="ignore"):
+        return (f1 * present).sum(1) / present.sum(1)  # 0 / 0 = NaN for a row with no class, as weighted_mean
 
 
 def failure_rate(pred: np.ndarray, W: np.ndarray) -> np.ndarray:
@@ -46,8 +49,13 @@ def failure_rate(pred: np.ndarray, W: np.ndarray) -> np.ndarray:
     return weighted_mean(np.asarray(pred) == FAILED, W)
 
 
-def closed_metrics(gold: np.ndarray, pred: np.ndarray, n_classes: int, W: np.ndarray) -> dict[str, np.ndarray]:
-    """accuracy and macro_f1 (0-1) per row of W, from gold and predicted class indices (n,)."""
+def closed_metrics(gold: np.ndarray, pred: np.ndarray, n_classes: int, W: np.ndarray,
+                   with_macro_f1: bool = True) -> dict[str, np.ndarray]:
+    """accuracy and macro_f1 (0-1) per row of W, from gold and predicted class indices (n,). `with_macro_f1`
+    False skips macro-F1 (a task whose questions have their own options; its class arrays grow as n x classes)."""
     gold, pred = np.asarray(gold, dtype=np.int64), np.asarray(pred, dtype=np.int64)
     _check(gold, pred, n_classes)
-    return {"accuracy": weighted_mean(gold == pred, W), "macro_f1": macro_f1(gold, pred, W)}
+    metrics = {"accuracy": weighted_mean(gold == pred, W)}
+    if with_macro_f1:
+        metrics["macro_f1"] = macro_f1(gold, pred, W)
+    return metrics

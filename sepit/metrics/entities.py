@@ -1,0 +1,134 @@
+"""Grounded metrics: each answer's ontology entries (sepit/grounding) against its reference's, per sample, as
+functions of a weight matrix W (B, n) like the text metrics (docs/evaluation.md, "Grounded metrics").
+
+- entity_precision / entity_recall / entity_f1: the sets of GO terms, EC numbers and DeepLoc locations, of the
+  kinds the task's references name at all (a function task is scored on molecular-function terms; naming a
+  location there neither helps nor hurts). An answer that names nothing has precision, recall and F1 0.
+- go_hf1: hierarchical F1 of the true-path closures (is_a, part_of; the three roots left out), so an answer that
+  names a parent of the right term earns partial credit.
+- ec_l1 .. ec_l4: F1 of the EC numbers cut to their first k levels: a wrong fourth digit still earns level 3.
+- location_accuracy: the answer's DeepLoc locations are exactly the reference's.
+
+Each metric is averaged over the samples whose reference has entries of its kind (`*_n` in the results says how
+many); the other samples have no value for it. The functions give 0-1; `Grounding` scales to 0-100.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from sepit.grounding.enzyme import LEVELS, ec_prefix
+from sepit.grounding.grounder import KINDS, Grounder
+from sepit.grounding.ontology import GeneOntology
+
+GO_KINDS = ("go_mf", "go_bp", "go_cc")
+# metric -> the mask it is averaged over
+MASKS = {"entity_precision": "entity", "entity_recall": "entity", "entity_f1": "entity", "go_hf1": "go",
+         **{f"ec_l{k}": "ec" for k in range(1, LEVELS + 1)}, "location_accuracy": "location"}
+
+
+def task_kinds(references: Sequence[Mapping[str, frozenset]]) -> tuple[str, ...]:
+    """The entity kinds a task's references name at all: what its answers are scored on."""
+    return tuple(kind for kind in KINDS if any(ref[kind] for ref in references))
+
+
+def _f1(found: int, predicted: int, expected: int) -> float:
+    return 0.0 if found == 0 else 2 * found / (predicted + expected)
+
+
+def entity_statistics(predictions: Sequence[Mapping[str, frozenset]], references: Sequence[Mapping[str, frozenset]],
+                      kinds: Sequence[str], ontology: GeneOntology) -> dict[str, np.ndarray]:
+    """Per-sample values (n,) of every grounded metric, and a mask (n,) of the samples each is defined on."""
+    n = len(references)
+    stats = {name: np.zeros(n) for name in MASKS}
+    masks = {name: np.zeros(n, dtype=bool) for name in set(MASKS.values())}
+    go_kinds = [k for k in GO_KINDS if k in kinds]
+    for i, (pred, ref) in enumerate(zip(predictions, references)):
+        P = {(k, e) for k in kinds for e in pred[k]}
+        R = {(k, e) for k in kinds for e in ref[k]}
+        if R:
+            masks["entity"][i] = True
+            hits = len(P & R)
+            stats["entity_precision"][i] = hits / len(P) if P else 0.0
+            stats["entity_recall"][i] = hits / len(R)
+            stats["entity_f1"][i] = _f1(hits, len(P), len(R))
+        ref_go = _closure(ontology, (e for k in go_kinds for e in ref[k]))
+        if ref_go:
+            masks["go"][i] = True
+            pred_go = _closure(ontology, (e for k in go_kinds for e in pred[k]))
+            stats["go_hf1"][i] = _f1(len(pred_go & ref_go), len(pred_go), len(ref_go))
+        if "ec" in kinds and ref["ec"]:
+            masks["ec"][i] = True
+            for level in range(1, LEVELS + 1):
+                cut_pred = {c for c in (ec_prefix(e, level) for e in pred["ec"]) if c}
+                cut_ref = {c for c in (ec_prefix(e, level) for e in ref["ec"]) if c}
+                stats[f"ec_l{level}"][i] = _f1(len(cut_pred & cut_ref), len(cut_pred), len(cut_ref))
+        if "location" in kinds and ref["location"]:
+            masks["location"][i] = True
+            stats["location_accuracy"][i] = float(pred["location"] == ref["location"])
+    return {**stats, **{f"mask_{name}": mask for name, mask in masks.items()}}
+
+
+def _closure(ontology: GeneOntology, ids) -> frozenset[str]:
+    found: set[str] = set()
+    for go_id in ids:
+        found |= ontology.closure(go_id)
+    return frozenset(found)
+
+
+def reported(stats: Mapping[str, np.ndarray]) -> list[str]:
+    """The grounded metrics defined on at least one sample."""
+    return [name for name, mask in MASKS.items() if stats[f"mask_{mask}"].any()]
+
+
+def entity_metrics(stats: Mapping[str, np.ndarray], W: np.ndarray) -> dict[str, np.ndarray]:
+    """Metric -> mean over its samples under each row of W (B, n), 0-1. (B,) each; NaN where a row weighs none."""
+    out = {}
+    for name in reported(stats):
+        mask = stats[f"mask_{MASKS[name]}"].astype(float)
+        totals = W @ mask
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out[name] = np.where(totals > 0, (W @ (stats[name] * mask)) / totals, np.nan)
+    return out
+
+
+def per_sample(stats: Mapping[str, np.ndarray]) -> dict[str, list[float | None]]:
+    """Each sample's grounded metrics, 0-1; None where the sample's reference has no entries of that kind."""
+    return {name: [float(v) if m else None for v, m in zip(stats[name], stats[f"mask_{MASKS[name]}"])]
+            for name in reported(stats)}
+
+
+@dataclass(frozen=True)
+class Grounding:
+    """The grounded metrics of one open task, in scoring's terms: reference entities by sample id (from the
+    sample's annotations, or its reference text grounded), answers grounded when scored. Values are 0-100."""
+
+    grounder: Grounder
+    references: Mapping[str, Mapping[str, frozenset]]
+
+    def statistics(self, rows: Sequence[dict]) -> dict[str, np.ndarray]:
+        refs = [self.references[r["id"]] for r in rows]
+        kinds = task_kinds(refs)
+        stats = entity_statistics([self.grounder.ground(r["prediction"]) for r in rows], refs, kinds,
+                                  self.grounder.ontology)
+        stats["kinds"] = np.array(kinds, dtype=object)
+        return stats
+
+    def metrics(self, stats: Mapping[str, np.ndarray], W: np.ndarray) -> dict[str, np.ndarray]:
+        return {name: 100 * values for name, values in entity_metrics(stats, W).items()}
+
+    def per_sample(self, stats: Mapping[str, np.ndarray]) -> dict[str, list[float | None]]:
+        return {name: [None if v is None else 100 * v for v in values]
+                for name, values in per_sample(stats).items()}
+
+    @staticmethod
+    def summary(stats: Mapping[str, np.ndarray]) -> dict:
+        """What the grounded metrics were computed on: the kinds, and the samples each metric covers."""
+        n = len(stats["mask_entity"])
+        without = int(n - stats["mask_entity"].sum())
+        return {"kinds": list(stats["kinds"]), "samples_without_entities": without,
+                "share_without_entities": round(100 * without / n, 2) if n else None,
+                "n": {name: int(stats[f"mask_{MASKS[name]}"].sum()) for name in reported(stats)}}
