@@ -260,3 +260,35 @@ def test_bench_builds_the_samples_once_and_checks_each_saved_row_once(task_file,
         expected = splits(task)["test"]
         assert [s.id for s in expected] != sorted(s.id for s in expected)
         assert results["tasks"][task.name]["dataset_hash"] == sample_hash(expected)
+
+
+def test_bad_annotations_or_required_entities_stop_before_predicting(tmp_path, monkeypatch):
+    """A JSONL task's metadata.entities are checked, and --scoring.entities require applied, before any row is
+    predicted; annotated references are scored on their annotations."""
+    from sepit.data.errors import DataError
+
+    monkeypatch.setenv("SEPIT_CACHE", str(tmp_path / "cache"))
+    path = make_task_file(tmp_path / "tiny.jsonl")
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    for row in rows:
+        if row["task"] == "tiny_open" and row["id"] == "teo3":
+            row["metadata"] = {"entities": {"go": ["GO:9999999"]}}
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(DataError, match=r"task 'tiny_open', sample 'teo3': 'GO:9999999' is not a GO id"):
+        bench("coin", [str(bad)], tmp_path / "bad_run")
+    assert not (tmp_path / "bad_run" / "predictions").exists()
+    with pytest.raises(DataError, match=r"task 'tiny_open': .*none of its 12 references names"):
+        bench("coin", [str(path)], tmp_path / "plain_run", scoring=ScoringSettings(entities="require"))
+    assert not (tmp_path / "plain_run" / "predictions").exists()
+    for row in rows:
+        if row["task"] == "tiny_open":
+            row["metadata"] = {"entities": {"go": ["GO:0046872"]}}  # metal ion binding, which the text names
+    good = tmp_path / "good.jsonl"
+    good.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    bench("coin", [str(good)], tmp_path / "good_run", scoring=ScoringSettings(entities="require", n_resamples=50))
+    results = json.loads((tmp_path / "good_run" / "results.json").read_text())["tasks"]["tiny_open"]
+    assert results["grounding"] == {"kinds": ["go_mf"], "samples_without_entities": 0,
+                                    "share_without_entities": 0.0, "n": {"entity_precision": 12,
+                                                                         "entity_recall": 12, "entity_f1": 12,
+                                                                         "go_hf1": 12}}

@@ -22,7 +22,7 @@ from sepit.data.errors import DataError
 from sepit.data.sample import InstructionSample
 from sepit.evaluation.predictions import PredictionStore, mismatch
 from sepit.evaluation.results import now
-from sepit.evaluation.scoring import ScoringSettings, summary_table
+from sepit.evaluation.scoring import ScoringSettings, summary_table, task_grounding
 from sepit.models.interface import GenerationConfig, ProteinLLM
 from sepit.registry import MODELS
 from sepit.tasks import Task, resolve_tasks
@@ -138,6 +138,7 @@ def bench(model: str, tasks: list[str] | str, output: Path, devices: int = 1, ba
 
     split_samples = {t.name: t.samples(split) for t in chosen}  # built once; the task's order is its hash's
     samples = {name: sorted(task_samples, key=lambda s: s.id)[:limit] for name, task_samples in split_samples.items()}
+    _check_references(chosen, samples, scoring)
     done = store.done()
     check_reusable(done, samples, likelihood_tasks, generation.logprobs)
     pending = [s for task_samples in samples.values() for s in task_samples if (s.task, s.id) not in done]
@@ -165,6 +166,17 @@ def bench(model: str, tasks: list[str] | str, output: Path, devices: int = 1, ba
                              {t.name: t for t in chosen}, split_samples)
     print(summary_table(document["tasks"]))
     print(f"wrote {output / 'results.json'} in {time.perf_counter() - clock:.1f} s")
+
+
+def _check_references(tasks: list[Task], samples: dict[str, list], scoring: ScoringSettings) -> None:
+    """Ground the open tasks' references before predicting: bad annotations, or `--scoring.entities require` on a
+    task whose references name nothing, stop here rather than after hours of predictions."""
+    if scoring.entities == "off":
+        return
+    for task in tasks:
+        if task.kind == "open" and samples[task.name]:
+            rows = [{"id": s.id, "reference": s.reference} for s in samples[task.name]]
+            task_grounding(task.name, rows, {s.id: s for s in samples[task.name]}, scoring.entities == "require")
 
 
 def _likelihood_tasks(llm: ProteinLLM, name: str, tasks: list[Task], scoring: ScoringSettings,

@@ -235,7 +235,7 @@ def score_rows(rows_by_task: Mapping[str, list[dict]], scoring: ScoringSettings 
                 identities = {sid: found[0] for sid, found in by_sample.items()}
         grounding = None
         if scoring.entities != "off" and rows and rows[0]["kind"] == "open":
-            grounding = _grounding(name, rows, by_id if task is not None else {}, scoring.entities == "require")
+            grounding = task_grounding(name, rows, by_id if task is not None else {}, scoring.entities == "require")
         result, logs[name] = score_task(rows, metric_profile, tokenizer, scoring.method_for(name),
                                         task.answer_format if task else None, identities, scoring.n_resamples,
                                         scoring.seed, grounding)
@@ -254,9 +254,11 @@ def score_rows(rows_by_task: Mapping[str, list[dict]], scoring: ScoringSettings 
     return results, logs, record
 
 
-def _grounding(task: str, rows: Sequence[dict], samples: Mapping[str, InstructionSample], required: bool):
-    """The grounded metrics' references for an open task: a sample's annotations (metadata.entities) where it
-    has them, else its reference text grounded. With `required`, a task whose references name nothing stops."""
+def task_grounding(task: str, rows: Sequence[dict], samples: Mapping[str, InstructionSample], required: bool):
+    """The grounded metrics' references for an open task's rows ({id, reference}): a sample's annotations
+    (metadata.entities) where it has them, else its reference text grounded. An unknown id in the annotations,
+    or (with `required`) a task whose references name nothing, stops with the sample or the count. `sepit bench`
+    calls it before predicting, so bad annotations cost no prediction time."""
     from sepit.metrics.entities import Grounding
 
     grounder = default_grounder()
