@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import csv
 import io
-from pathlib import Path
-
+import os
 import re
 import shutil
+from pathlib import Path
 from typing import Any
 
 from sepit.data.errors import DataError
@@ -53,10 +53,26 @@ def build(results: str, output: Path = Path("leaderboard"), reference: str | Non
     runs = [load_run(path) for path in find_results(results)]
     board = build_board(runs, reference, profile, open_metric, closed_metric, n_resamples, seed,
                         structure_pairs=pairs)
+    _relative_sources(board, results)
     write_board(board, Path(output), plots)
     print(tables.markdown(board))
     print(f"wrote {Path(output) / 'index.html'} (and leaderboard.md, .csv, .tex, .json)")
     return board
+
+
+def _relative_sources(board: dict, results: str) -> None:
+    """Results files named relative to what `--results` gave (a folder, a file's folder, or a glob's fixed
+    part): a published leaderboard.json or page must not show the folders of the machine that built it."""
+    spec = Path(results)
+    root = spec if spec.is_dir() else spec.parent if spec.is_file() else Path(glob_root(results))
+    for row in board["rows"]:
+        row["sources"] = sorted(os.path.relpath(source, root) for source in row["sources"])
+
+
+def glob_root(pattern: str) -> str:
+    """The folder part of a glob before its first wildcard ('runs/*/results.json' -> 'runs')."""
+    fixed = pattern.split("*")[0].split("?")[0].split("[")[0]
+    return os.path.dirname(fixed) or "."
 
 
 def write_board(board: dict, output: Path, plots: bool = True) -> None:

@@ -248,3 +248,11 @@ def test_structure_ablation_compares_only_the_proteins_with_coordinates(tmp_path
     assert "## Structure: sepit vs sepit-no-structure on the proteins with coordinates" in markdown(board)
     with pytest.raises(DataError, match="no model named 'other'"):
         build_board(runs, n_resamples=10, structure_pairs=[("sepit", "other")])
+
+
+def test_published_files_name_results_relative_to_the_results_folder(built):
+    runs, out = built
+    board = json.loads((out / "leaderboard.json").read_text())
+    assert {s for r in board["rows"] for s in r["sources"]} == {f"{m}/results.json" for m in MODELS}
+    for name in ("leaderboard.json", "leaderboard.md", "index.html"):
+        assert str(runs) not in (out / name).read_text(), name
