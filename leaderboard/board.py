@@ -21,13 +21,13 @@ import numpy as np
 
 from sepit.data.errors import DataError
 from sepit.evaluation.scoring import IDENTITY_BINS
+from sepit.metrics.entities import MASKS
 from sepit_leaderboard.results import Entry, Run, merge_runs
 from sepit_leaderboard.significance import ALPHA, PairedDraws, compare, paired_draws, task_seed
 
 HEADLINE = {"open": "entity_f1", "closed": "accuracy"}
 TEXT_METRIC = "rougeL"  # shown beside a grounded headline, and the headline of an open task that grounds nothing
-GROUNDED = ("entity_f1", "entity_precision", "entity_recall", "go_hf1", "location_accuracy", "ec_l1", "ec_l2",
-            "ec_l3", "ec_l4")
+GROUNDED = tuple(MASKS)  # the grounded metrics
 CONTROL = "question_majority"
 LENGTH_BINS = (("<200", 0, 200), ("200-400", 200, 400), ("400-700", 400, 700), (">=700", 700, float("inf")))
 STRUCTURE_BINS = ("with structure", "sequence only")
@@ -143,9 +143,11 @@ def _tasks(entries: list[Entry], metrics: dict[str, str], notes: list[str]) -> l
         reported = [run.tasks[task["name"]]["metrics"] for entry in entries for run in [entry.runs.get(task["name"])]
                     if run and run.tasks[task["name"]]["n"]]
         if task["metric"] in GROUNDED and reported and not any(task["metric"] in m for m in reported):
-            notes.append(f"{task['name']}: its references name no GO term, EC number or location, so its headline "
-                         f"is {TEXT_METRIC}, not {task['metric']}")
-            task["metric"] = TEXT_METRIC
+            fallback = HEADLINE["open"] if all(HEADLINE["open"] in m for m in reported) else TEXT_METRIC
+            why = ("its references name no entry of that kind" if fallback != TEXT_METRIC
+                   else "its references name no GO term, EC number or location")
+            notes.append(f"{task['name']}: no {task['metric']} ({why}), so its headline is {fallback}")
+            task["metric"] = fallback
         task["text_metric"] = (TEXT_METRIC if task["metric"] in GROUNDED and all(TEXT_METRIC in m for m in reported)
                                else None)
         for entry in entries:

@@ -85,7 +85,7 @@ def sample_hash(samples: Sequence[InstructionSample]) -> str:
         row = [s.task, s.id, s.protein.id, s.protein.sequence, s.instruction, s.reference, s.choices]
         if "entities" in s.metadata:
             row.append(s.metadata["entities"])
-        digest.update(json.dumps(row).encode())
+        digest.update(json.dumps(row, sort_keys=True).encode())
         digest.update(b"\n" if s.protein.coords is None else s.protein.coords.tobytes())
     return digest.hexdigest()
 

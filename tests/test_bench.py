@@ -275,7 +275,7 @@ def test_bad_annotations_or_required_entities_stop_before_predicting(tmp_path, m
             row["metadata"] = {"entities": {"go": ["GO:9999999"]}}
     bad = tmp_path / "bad.jsonl"
     bad.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    with pytest.raises(DataError, match=r"task 'tiny_open', sample 'teo3': 'GO:9999999' is not a GO id"):
+    with pytest.raises(DataError, match=r"bad.jsonl, line \d+ \(record 'teo3'\): 'GO:9999999' is not a GO id"):
         bench("coin", [str(bad)], tmp_path / "bad_run")
     assert not (tmp_path / "bad_run" / "predictions").exists()
     with pytest.raises(DataError, match=r"task 'tiny_open': .*none of its 12 references names"):

@@ -7,7 +7,7 @@ import json
 
 import numpy as np
 import pytest
-from sklearn.metrics import f1_score, precision_score, recall_score
+from sklearn.metrics import precision_score, recall_score
 from sklearn.preprocessing import MultiLabelBinarizer
 
 from sepit.data.errors import DataError
@@ -30,7 +30,7 @@ ANSWERS = [  # (prediction, reference)
 
 
 def sets(text):
-    return default_grounder().ground(text)
+    return default_grounder().reference(text)
 
 
 def open_rows(pairs, task="my_open"):
@@ -38,18 +38,44 @@ def open_rows(pairs, task="my_open"):
             for i, (p, r) in enumerate(pairs)]
 
 
-def test_entity_scores_equal_sklearns_per_sample_set_f1():
+def test_entity_scores_equal_sklearns_per_sample_set_scores():
+    """Recall: sklearn's per-sample recall against the reference's entries. Precision: against everything the
+    reference makes true (its entries, their GO ancestors, partial EC numbers above them). F1: their harmonic
+    mean, per sample."""
     refs, preds = [sets(r) for _, r in ANSWERS], [sets(p) for p, _ in ANSWERS]
     kinds = task_kinds(refs)
-    labelled = lambda e: {f"{k}:{i}" for k in kinds for i in e[k]}  # noqa: E731
-    binarizer = MultiLabelBinarizer().fit([labelled(e) for e in refs + preds])
-    y_true, y_pred = binarizer.transform([labelled(e) for e in refs]), binarizer.transform([labelled(e) for e in preds])
-    stats = entity_statistics(preds, refs, kinds, default_grounder().ontology)
-    values = entity_metrics(stats, np.ones((1, len(refs))))
-    for name, reference in (("entity_f1", f1_score), ("entity_precision", precision_score),
-                            ("entity_recall", recall_score)):
-        expected = reference(y_true, y_pred, average="samples", zero_division=0)
-        assert values[name][0] == pytest.approx(expected, abs=1e-12), name
+    ontology = default_grounder().ontology
+    labelled = lambda pairs: {f"{k}:{i}" for k, i in pairs}  # noqa: E731
+    own = [labelled((k, i) for k in kinds for i in e[k]) for e in refs]
+    true = [labelled(implied_by_hand(e, kinds)) for e in refs]
+    guessed = [labelled((k, i) for k in kinds for i in e[k]) for e in preds]
+    binarizer = MultiLabelBinarizer().fit(own + true + guessed)
+    y_own, y_true, y_pred = (binarizer.transform(x) for x in (own, true, guessed))
+    precision = np.array([precision_score(t[None], p[None], average="samples", zero_division=0)
+                          for t, p in zip(y_true, y_pred)])
+    recall = np.array([recall_score(t[None], p[None], average="samples", zero_division=0)
+                       for t, p in zip(y_own, y_pred)])
+    f1 = np.where(precision + recall > 0, 2 * precision * recall / np.maximum(precision + recall, 1e-300), 0)
+    stats = entity_statistics(preds, refs, kinds, ontology)
+    covered = stats["mask_entity"]
+    for name, expected in (("entity_precision", precision), ("entity_recall", recall), ("entity_f1", f1)):
+        assert stats[name][covered] == pytest.approx(expected[covered], abs=1e-12), name
+    # a true but more general term costs no precision: nucleotide binding for ATP binding
+    assert stats["entity_precision"][1] == 1.0 and stats["entity_recall"][1] == 0.0
+
+
+def implied_by_hand(ref, kinds):
+    """The reference's entries, their GO ancestors (walked in the shipped file) and the partial EC numbers."""
+    out = set()
+    for kind in kinds:
+        for entry in ref[kind]:
+            out.add((kind, entry))
+            if kind.startswith("go_"):
+                out |= {(kind, a) for a in _closure_by_hand([entry])}
+            if kind == "ec":
+                levels = entry.split(".")
+                out |= {("ec", ".".join(levels[:k] + ["-"] * (4 - k))) for k in (1, 2, 3) if "-" not in levels[:k]}
+    return out
 
 
 @functools.cache
@@ -90,8 +116,24 @@ def test_ec_levels_and_location_accuracy():
     stats = entity_statistics(preds, refs, task_kinds(refs), default_grounder().ontology)
     assert [stats[f"ec_l{k}"][4] for k in (1, 2, 3, 4)] == [1.0, 1.0, 1.0, 0.0]  # 2.7.11.1 for 2.7.11.2
     assert [stats[f"ec_l{k}"][5] for k in (1, 2, 3, 4)] == [1.0, 1.0, 1.0, 0.0]  # 3.1.3.16 for 3.1.3.48
-    assert list(stats["mask_ec"]) == [False] * 4 + [True] * 2
+    assert list(stats["mask_ec4"]) == [False] * 4 + [True] * 2
     assert stats["location_accuracy"][4] == 0.0 and stats["location_accuracy"][5] == 1.0  # matrix -> mitochondrion
+    # a partial reference counts only at the levels it reaches
+    grounder = default_grounder()
+    partial = [grounder.from_annotations({"ec": ["3.1.-.-"]}, "x")]
+    stats = entity_statistics([grounder.ground("EC 3.1.-.-")], partial, ("ec",), grounder.ontology)
+    assert stats["ec_l2"][0] == 1.0 and not stats["mask_ec3"][0] and not stats["mask_ec4"][0]
+    assert stats["entity_f1"][0] == 1.0
+
+
+def test_location_accuracy_asks_for_the_deeploc_label_and_nothing_the_annotations_deny():
+    grounder = default_grounder()
+    ref = grounder.from_annotations({"go": ["GO:0005634", "GO:0005783"], "location": ["Nucleus"]}, "x")
+    answers = {"It is found in the nucleus.": 1.0, "Nucleus and endoplasmic reticulum.": 1.0,
+               "It is found in the endoplasmic reticulum.": 0.0, "Nucleus and mitochondrion.": 0.0}
+    stats = entity_statistics([grounder.ground(a) for a in answers], [ref] * len(answers), ("go_cc", "location"),
+                              grounder.ontology)
+    assert list(stats["location_accuracy"]) == list(answers.values())
 
 
 def test_weighted_metrics_are_means_over_the_samples_each_covers():
@@ -100,7 +142,7 @@ def test_weighted_metrics_are_means_over_the_samples_each_covers():
     for W in iter_resample_weights(len(refs), 50, seed=3):
         values = entity_metrics(stats, W)
         for b, row in enumerate(W):
-            mask = stats["mask_ec"] & (row > 0)
+            mask = stats["mask_ec4"] & (row > 0)
             expected = np.average(stats["ec_l4"][mask], weights=row[mask]) if mask.any() else np.nan
             assert values["ec_l4"][b] == pytest.approx(expected, nan_ok=True)
 
@@ -120,7 +162,7 @@ def test_a_task_that_requires_entities_but_names_none_stops_with_the_count():
     results, _, _ = score_rows({"chat": rows}, ScoringSettings(n_resamples=0), tasks={})
     assert results["chat"]["grounding"]["share_without_entities"] == 100.0
     assert "entity_f1" not in results["chat"]["metrics"]
-    with pytest.raises(DataError, match=r"task 'chat': .*none of its 2 references.*2 of 2, 100 % without"):
+    with pytest.raises(DataError, match=r"task 'chat': .*none of its 2 references.*100 % without"):
         score_rows({"chat": rows}, ScoringSettings(n_resamples=0, entities="require"), tasks={})
     off, _, record = score_rows({"chat": rows}, ScoringSettings(n_resamples=0, entities="off"), tasks={})
     assert "grounding" not in off["chat"] and "grounding" not in record

@@ -66,3 +66,11 @@ def test_one_protein_id_with_two_sequences_is_rejected(tmp_path):
     path = write(tmp_path / "t.jsonl", [row("q1"), row("q3"), other])
     with pytest.raises(DataError, match=r"line 3 \(record 'q2'\): protein 'P1' differs from the one defined on line 1"):
         read_task_file(path)
+
+
+def test_entity_annotations_are_checked_with_their_line(tmp_path):
+    good = row("q1", metadata={"entities": {"go": ["GO:0003677"], "location": ["Nucleus"]}})
+    bad = row("q2", metadata={"entities": {"go": ["GO:9999999"]}})
+    assert read_task_file(write(tmp_path / "ok.jsonl", [good]))["test"][0].metadata["entities"]["go"] == ["GO:0003677"]
+    with pytest.raises(DataError, match=r"t.jsonl, line 2 \(record 'q2'\): 'GO:9999999' is not a GO id"):
+        read_task_file(write(tmp_path / "t.jsonl", [good, bad]))

@@ -20,7 +20,15 @@ def named(text, kind):
 
 def test_tokens_normalise_case_hyphens_and_space():
     assert tokens("ATP-binding") == tokens("atp  binding") == tokens("ATP\u2013Binding") == ("atp", "binding")
+    assert tokens("ATP\u2212binding") == ("atp", "binding")  # the minus sign
     assert tokens("NAD(+)") == ("nad", "(", "+", ")")
+    assert tokens("5\u2019-nucleotidase") == tokens("5\u2032-nucleotidase") == tokens("5'-nucleotidase")
+    assert tokens("\u03b1-amylase") == tokens("alpha-amylase") and tokens("\u03c4") == ("tau",)
+
+
+def test_unicode_spellings_name_the_specific_term():
+    assert named("5\u2019-nucleotidase activity", "go_mf") == {"GO:0008253"}
+    assert named("\u03b1-amylase activity", "go_mf") == {"GO:0004556"}
 
 
 def test_matcher_takes_the_longest_phrase_on_word_boundaries():
@@ -54,11 +62,19 @@ def test_missing_or_corrupt_ontology_is_an_error_naming_the_file(tmp_path):
     no_terms.write_bytes(gzip.compress(json.dumps({"release": "x", "alt_ids": {}, "obsolete": {}}).encode()))
     with pytest.raises(DataError, match="empty.json.gz: the Gene Ontology file is corrupt"):
         GeneOntology.load(no_terms)
+    dangling = tmp_path / "dangling.json.gz"
+    dangling.write_bytes(gzip.compress(json.dumps({"release": "x", "alt_ids": {}, "obsolete": {}, "terms": {
+        "GO:0000001": ["mf", "a", ["GO:0000002"], []]}}).encode()))
+    with pytest.raises(DataError, match="dangling.json.gz: .*names a parent GO:0000002 it does not hold"):
+        GeneOntology.load(dangling)
 
 
 def test_ec_numbers_written_out():
     text = "Catalytic activity (EC 3.1.3.16): ... also 3.1.-.-, EC 2.7, EC:2.7.11.n1; not 1.2.3 nor v1.2.3.4.5"
     assert parse_ec(text) == ("3.1.3.16", "3.1.-.-", "2.7.-.-", "2.7.11.n1")
+    assert parse_ec("E.C. 3.1 and EC3.1.3.16") == ("3.1.-.-", "3.1.3.16")
+    for not_an_enzyme in ("IP 192.168.0.1", "release 2022.07.01.1", "pH 7.5", "\uff13.1.3.16"):
+        assert parse_ec(not_an_enzyme) == (), not_an_enzyme
     assert ec_prefix("3.1.3.16", 3) == "3.1.3" and ec_prefix("3.1.-.-", 3) is None
 
 
@@ -67,6 +83,10 @@ def test_enzyme_catalogue_is_the_unmodified_release_and_maps_reactions():
     assert len(catalogue) == 3541  # of 3,870 entries, the ones with a reaction (CA) line
     assert catalogue["2.7.4.3"] == ("ATP + AMP = ADP + ADP.",)
     assert named("It catalyzes ATP + AMP = ADP + ADP", "ec") == {"2.7.4.3"}
+    # a reaction of several entries means the partial number they share
+    sharing = sorted(ec for ec, texts in catalogue.items() if "ATP + H(2)O = ADP + phosphate." in texts)
+    assert len(sharing) > 5 and {ec[:3] for ec in sharing} == {"3.6"}
+    assert named("ATP + H(2)O = ADP + phosphate", "ec") == {"3.6.-.-"}
     # the reaction's chemicals are not read as GO terms
     assert not any(default_grounder().ground("ATP + AMP = ADP + ADP.")[k] for k in ("go_mf", "go_bp", "go_cc"))
 
@@ -89,6 +109,14 @@ def test_go_terms_by_name_and_multiword_synonym():
     assert Grounder(synonyms="all").ground("as well")["go_mf"] == {"GO:0004066"}
 
 
+def test_roots_are_never_named_and_obsolete_terms_only_by_longer_names():
+    found = default_grounder().ground("Its Gene Ontology cellular component is nucleus; molecular function.")
+    assert found["go_cc"] == {"GO:0005634"} and not found["go_mf"]
+    assert named("an oxidation-reduction process", "go_bp") == {"GO:0055114"}  # obsolete since 2014
+    assert default_ontology().terms["GO:0003675"].name == "protein"  # obsolete, one word: never matched
+    assert not any(default_grounder().ground("This protein is a cell protein.").values())
+
+
 def test_a_name_wins_over_another_terms_synonym():
     go = default_ontology()
     assert "mRNA cap binding" in go.terms["GO:0000339"].synonyms  # RNA cap binding's synonym, another's name
@@ -101,18 +129,26 @@ def test_locations_are_the_most_specific_deeploc_class():
                                       "membrane; it is secreted.")
     assert found["location"] == {"Mitochondrion", "Nucleus", "Cell.membrane", "Extracellular"}
     assert named("in the cytosol", "location") == {"Cytoplasm"}
-    assert named("Endoplasmic.reticulum", "location") == {"Endoplasmic.reticulum"}
+    assert named("an extracellular protein", "location") == {"Extracellular"}
+    assert named("The cell. Membrane proteins", "location") == set()  # no label across a sentence break
 
 
 def test_annotations_are_normalised_and_checked():
     grounder = default_grounder()
-    found = grounder.from_annotations({"go": ["GO:0007067", "GO:0005739"], "ec": ["3.1.3.16", "EC 2.7.-.-"],
-                                       "location": ["Nucleus"]}, "here")
+    found = grounder.from_annotations({"go": ["GO:0007067", "GO:0005739", "GO:0003674"],
+                                       "ec": ["3.1.3.16", "EC 2.7.-.-"], "location": ["Nucleus"]}, "here")
     assert found["go_bp"] == {"GO:0000278"} and found["go_cc"] == {"GO:0005739"}
+    assert not found["go_mf"]  # molecular_function, the root, names nothing
     assert found["ec"] == {"3.1.3.16", "2.7.-.-"}
     assert found["location"] == {"Nucleus", "Mitochondrion"}  # the label, and the location of the component
+    assert found["location_label"] == {"Nucleus"}  # what an answer must name
+    derived = grounder.from_annotations({"go": ["GO:0005739"]}, "here")
+    assert derived["location_label"] == derived["location"] == {"Mitochondrion"}
     for bad, message in (({"go": ["GO:9999999"]}, "not a GO id"), ({"ec": ["three"]}, "not an EC number"),
-                         ({"location": ["Moon"]}, "not a DeepLoc location"), ({"gene": []}, "unknown entity kinds")):
+                         ({"ec": ["192.168.0.1"]}, "not an EC number"),
+                         ({"location": ["Moon"]}, "not a DeepLoc location"), ({"gene": []}, "unknown entity kinds"),
+                         ({"go": "GO:0005524"}, "must be a list of strings"), ({"ec": [3.1]}, "list of strings"),
+                         (["GO:0005524"], "must be an object")):
         with pytest.raises(DataError, match=f"sample 7: .*{message}"):
             grounder.from_annotations(bad, "sample 7")
 

@@ -145,16 +145,6 @@ def entities(row: dict, go_namespaces: tuple[str, ...] = (), ec: bool = False, l
     return {kind: ids for kind, ids in found.items() if ids}
 
 
-# What each open builder's reference is written from.
-ENTITIES: dict[str, Callable[[dict], dict]] = {
-    "go_terms_mf": lambda row: entities(row, ("mf",)),
-    "go_terms_bp": lambda row: entities(row, ("bp",)),
-    "reactions": lambda row: entities(row, ec=True),
-    "location": lambda row: entities(row, ("cc",), location=True),
-    "caption": lambda row: entities(row, ("mf", "bp", "cc"), ec=True, location=True),
-}
-
-
 # --- closed-set answers ------------------------------------------------------------------------------
 
 def with_options(instruction: str, options: list[str]) -> str:
@@ -201,6 +191,13 @@ def build(task_name: str, spec: dict, config: dict, data_dir: Path = DATA) -> di
         "membrane": membrane_answer,
         "enzyme_class": lambda row: enzyme_class_answer(row, config),
     }
+    # What each open builder's reference is written from.
+    annotations: Callable[[dict], dict] | None = {
+        "go_terms": lambda row: entities(row, (params.get("namespace"),)),
+        "reactions": lambda row: entities(row, ec=True),
+        "location": lambda row: entities(row, ("cc",), location=True),
+        "caption": lambda row: entities(row, ("mf", "bp", "cc"), ec=True, location=True),
+    }.get(builder)
     options = {"localization": list(config["localization_names"].values()),
                "enzyme_class": list(config["enzyme_classes"].values()),
                "membrane": ["yes", "no"]}.get(builder)
@@ -212,7 +209,6 @@ def build(task_name: str, spec: dict, config: dict, data_dir: Path = DATA) -> di
         instruction = pick(spec["instructions"], f"{task_name}:{sample_id}")
         if spec.get("answer_format") == "multiple_choice":
             instruction = with_options(instruction, options)
-        annotations = ENTITIES.get(builder + (f"_{params['namespace']}" if builder == "go_terms" else ""))
         metadata = {"entities": annotations(record.row)} if annotations else {}
         add(record, sample_id, instruction, reference, options, **metadata)
     return splits

@@ -57,6 +57,10 @@ def _sample(path: Path, line: int, row: dict, first_line: dict[tuple[str, str], 
                                f"{proteins[protein.id][0]}", "Use one id per distinct sequence and structure.")
     sample = make_sample(sample_id, task, protein, row.get("instruction"), row.get("reference"),
                          row.get("choices"), row.get("metadata"), where=where)
+    if "entities" in sample.metadata:  # the grounded metrics' annotations (docs/data.md)
+        from sepit.grounding.grounder import check_annotations
+
+        check_annotations(sample.metadata["entities"], where)
     first_line[task, sample_id] = line
     proteins.setdefault(protein.id, (line, protein))
     return str(row.get("split") or "test"), sample

@@ -10,18 +10,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Literal, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Literal, Mapping, Sequence
 
 import numpy as np
 
 from sepit.data.errors import DataError
 from sepit.data.sample import InstructionSample, answer_key, is_yes_no
 from sepit.evaluation.predictions import mismatch
-from sepit.grounding.grounder import default_grounder
+from sepit.grounding.grounder import KINDS, default_grounder
 from sepit.metrics.bootstrap import intervals_missing_their_point, percentile_cis
 from sepit.metrics.extraction import last_option_text, last_yes_no, multiple_choice
 from sepit.registry import METRICS, RegistryError, call_if_factory
 from sepit.tasks import Task, get_task, sample_hash
+
+if TYPE_CHECKING:
+    from sepit.metrics.entities import Grounding
 
 CLOSED_METHODS = ("last_match", "choice", "loglikelihood")
 # Test-to-train identity bins of the leakage report, in percent: [lo, hi).
@@ -235,7 +238,7 @@ def score_rows(rows_by_task: Mapping[str, list[dict]], scoring: ScoringSettings 
                 identities = {sid: found[0] for sid, found in by_sample.items()}
         grounding = None
         if scoring.entities != "off" and rows and rows[0]["kind"] == "open":
-            grounding = task_grounding(name, rows, by_id if task is not None else {}, scoring.entities == "require")
+            grounding = task_grounding(name, rows, by_id, scoring.entities == "require")
         result, logs[name] = score_task(rows, metric_profile, tokenizer, scoring.method_for(name),
                                         task.answer_format if task else None, identities, scoring.n_resamples,
                                         scoring.seed, grounding)
@@ -249,7 +252,7 @@ def score_rows(rows_by_task: Mapping[str, list[dict]], scoring: ScoringSettings 
               "description": metric_profile.description, "tokenizer": tokenizer.name,
               "bootstrap": {"method": "percentile", "level": 0.95, "resamples": scoring.n_resamples,
                             "seed": scoring.seed}}
-    if scoring.entities != "off":
+    if any("grounding" in result for result in results.values()):
         record["grounding"] = default_grounder().record()
     return results, logs, record
 
@@ -259,23 +262,26 @@ def task_grounding(task: str, rows: Sequence[dict], samples: Mapping[str, Instru
     (metadata.entities) where it has them, else its reference text grounded. An unknown id in the annotations,
     or (with `required`) a task whose references name nothing, stops with the sample or the count. `sepit bench`
     calls it before predicting, so bad annotations cost no prediction time."""
-    from sepit.metrics.entities import Grounding
+    from sepit.metrics.entities import Grounding, task_kinds
 
     grounder = default_grounder()
-    references = {}
-    for row in rows:
-        sample = samples.get(row["id"])
+
+    def reference(sample_id: str, text: str):
+        sample = samples.get(sample_id)
         annotations = sample.metadata.get("entities") if sample is not None else None
-        references[row["id"]] = (grounder.from_annotations(annotations, f"task {task!r}, sample {row['id']!r}")
-                                 if annotations is not None else grounder.ground(row["reference"]))
-    without = sum(not any(ref.values()) for ref in references.values())
-    if required and without == len(references):
-        raise DataError(f"task {task!r}", f"--scoring.entities require, but none of its {len(references)} "
-                        f"references names a GO term, EC number or location ({without} of {len(references)}, "
-                        "100 % without entities)",
+        return (grounder.reference(text) if annotations is None
+                else grounder.from_annotations(annotations, f"task {task!r}, sample {sample_id!r}"))
+
+    references = {row["id"]: reference(row["id"], row["reference"]) for row in rows}
+    # The kinds come from the task's whole split where it is known, not from the rows scored now (a --limit run).
+    split = [references.get(s.id) or reference(s.id, s.reference) for s in samples.values()] or references.values()
+    without = sum(not any(ref[k] for k in KINDS) for ref in split)
+    if required and without == len(split):
+        raise DataError(f"task {task!r}", f"--scoring.entities require, but none of its {len(split)} references "
+                        "names a GO term, EC number or location (100 % without entities)",
                         "Give each sample its annotations as metadata.entities (docs/data.md), or score with "
                         "--scoring.entities auto.")
-    return Grounding(grounder, references)
+    return Grounding(grounder, references, task_kinds(list(split)))
 
 
 def _check_rows(task: Task, rows: Sequence[dict], by_id: Mapping[str, InstructionSample]) -> None:

@@ -14,22 +14,35 @@ from sepit.data.errors import DataError
 
 ENZYME_FILE = Path(__file__).parent / "data" / "enzyme.dat"
 LEVELS = 4
-# "EC 3.1.3.16", "EC 3.1.-.-", "3.1.3.-", "EC 3.1", "EC:2.7.11.n1": a bare number needs all four levels.
+# "EC 3.1.3.16", "E.C. 3.1.-.-", "3.1.3.-", "EC 3.1", "EC:2.7.11.n1". A bare number needs all four levels and a
+# class 1-7 (so "192.168.0.1" is no enzyme); ASCII digits only.
 _LEVEL = r"(?:\d+|-|n\d+)"
-EC_PATTERN = re.compile(rf"(?<![\w.])(?:EC[\s:]*(\d+(?:\.{_LEVEL}){{0,3}})|(\d+(?:\.{_LEVEL}){{3}}))(?![\w]|\.\d)",
-                        re.IGNORECASE)
-_NUMBER_DOT = re.compile(r"\d\.")
+EC_PATTERN = re.compile(rf"(?<![\w.])(?:E\.?C\.?[\s:]*(\d+(?:\.{_LEVEL}){{0,3}})|([1-7](?:\.{_LEVEL}){{3}}))"
+                        r"(?![\w]|\.\d)", re.IGNORECASE | re.ASCII)
+EC_NUMBER = re.compile(rf"[1-7](?:\.{_LEVEL}){{3}}", re.ASCII)
+_NUMBER_DOT = re.compile(r"\d\.|E\.?C\.?[\s:]*\d", re.IGNORECASE)
 
 
 def parse_ec(text: str) -> tuple[str, ...]:
     """EC numbers written out in `text`, as four levels ("3.1.-.-" for a partial one), in order of appearance."""
-    if not _NUMBER_DOT.search(text):  # most answers name no number at all
+    if not _NUMBER_DOT.search(text):  # most answers name no EC number at all
         return ()
     found = []
     for match in EC_PATTERN.finditer(text):
         levels = (match.group(1) or match.group(2)).split(".")
         found.append(".".join(levels + ["-"] * (LEVELS - len(levels))))
     return tuple(dict.fromkeys(found))
+
+
+def common_prefix(numbers) -> str | None:
+    """The partial EC number all `numbers` fall under ("3.6.-.-" for 3.6.1.3 and 3.6.4.6); None across classes."""
+    levels = list(zip(*(n.split(".") for n in numbers)))
+    shared = []
+    for values in levels:
+        if len(set(values)) > 1 or values[0] == "-":
+            break
+        shared.append(values[0])
+    return ".".join(shared + ["-"] * (LEVELS - len(shared))) if shared else None
 
 
 def ec_prefix(ec: str, level: int) -> str | None:

@@ -37,6 +37,7 @@ class Term:
 class GeneOntology:
     def __init__(self, terms: dict[str, Term], alt_ids: dict[str, str], release: str, fingerprint: str):
         self.terms, self.alt_ids, self.release, self.fingerprint = terms, alt_ids, release, fingerprint
+        self._closures: dict[str, frozenset[str]] = {}
 
     @classmethod
     def load(cls, path: Path = GO_FILE) -> GeneOntology:
@@ -57,6 +58,9 @@ class GeneOntology:
                             REBUILD) from err
         if not terms or any(t.namespace not in NAMESPACES for t in terms.values()):
             raise DataError(str(path), "the Gene Ontology file holds no terms or an unknown namespace", REBUILD)
+        dangling = next((p for t in terms.values() for p in t.parents if p not in terms), None)
+        if dangling is not None:
+            raise DataError(str(path), f"the Gene Ontology file names a parent {dangling} it does not hold", REBUILD)
         return cls(terms, alt_ids, release, hashlib.sha256(raw).hexdigest()[:12])
 
     def normalise(self, go_id: str) -> str | None:
@@ -67,13 +71,15 @@ class GeneOntology:
     def namespace(self, go_id: str) -> str:
         return self.terms[go_id].namespace
 
-    @functools.lru_cache(maxsize=1 << 16)
     def closure(self, go_id: str) -> frozenset[str]:
-        """The term and all its is_a / part_of ancestors, without the three namespace roots."""
-        found = {go_id}
-        for parent in self.terms[go_id].parents:
-            found |= self.closure(parent)
-        return frozenset(found - ROOTS)
+        """The term and all its is_a / part_of ancestors, without the three namespace roots (memoised)."""
+        found = self._closures.get(go_id)
+        if found is None:
+            ancestors = {go_id}
+            for parent in self.terms[go_id].parents:
+                ancestors |= self.closure(parent)
+            found = self._closures[go_id] = frozenset(ancestors - ROOTS)
+        return found
 
 
 @functools.cache

@@ -1,22 +1,33 @@
 """Leftmost-longest phrase matching over normalised word tokens: the matcher under the grounding.
 
-Text and phrases are normalised the same way: lower case, words and single punctuation marks as tokens, hyphens
-and dashes dropped, so "ATP-binding", "ATP binding" and "atp  binding" are the same two tokens. Phrases live in a
-token trie; a scan takes, at each position, the longest phrase that starts there and continues after it. A phrase
-matches whole tokens only ("binding" never matches inside "bindings").
+Text and phrases are normalised the same way: Unicode compatibility forms (NFKC), curly apostrophes and primes
+as "'", Greek letters spelled out ("α-amylase" is "alpha-amylase"), lower case, words and single punctuation
+marks as tokens, hyphens, dashes and minus signs dropped, so "ATP-binding", "ATP binding" and "atp  binding" are
+the same two tokens. Phrases live in a token trie; a scan takes, at each position, the longest phrase that starts
+there, then goes on after its end. A phrase matches whole tokens only ("binding" never matches inside
+"bindings").
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from typing import Hashable, Iterable
 
-# Words, and single punctuation marks other than hyphens and dashes.
-_TOKEN = re.compile(r"[^\W_]+|[^\w\s\-\u2010-\u2014]")
+# Words, and single punctuation marks other than hyphens, dashes and the minus sign.
+_TOKEN = re.compile(r"[^\W_]+|[^\w\s\-\u2010-\u2015\u2212]")
+_GREEK = dict(zip("αβγδεζηθικλμνξοπρστυφχψω",
+                  ("alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi omicron pi rho sigma "
+                   "tau upsilon phi chi psi omega").split(), strict=True))
+_GREEK["ς"] = "sigma"
+_SPELLED = str.maketrans({**{letter: f" {name} " for letter, name in _GREEK.items()}, "\u2019": "'", "\u2018": "'",
+                          "\u2032": "'", "\u02bc": "'"})
 _END = ""  # trie key of the values that end at a node (no token is empty)
 
 
 def tokens(text: str) -> tuple[str, ...]:
+    if not text.isascii():
+        text = unicodedata.normalize("NFKC", text).lower().translate(_SPELLED)
     return tuple(_TOKEN.findall(text.lower()))
 
 

@@ -1,15 +1,20 @@
 """Grounded metrics: each answer's ontology entries (sepit/grounding) against its reference's, per sample, as
 functions of a weight matrix W (B, n) like the text metrics (docs/evaluation.md, "Grounded metrics").
 
-- entity_precision / entity_recall / entity_f1: the sets of GO terms, EC numbers and DeepLoc locations, of the
-  kinds the task's references name at all (a function task is scored on molecular-function terms; naming a
-  location there neither helps nor hurts). An answer that names nothing has precision, recall and F1 0.
+- entity_precision / entity_recall / entity_f1: the GO terms, EC numbers and DeepLoc locations of the kinds the
+  task's references name at all (a function task is scored on molecular-function terms; naming a location there
+  neither helps nor hurts). Recall counts the reference's own entries. Precision counts every named entry that is
+  true: the reference's, or a more general one it implies (a GO ancestor of an annotated term, a partial EC
+  number the reference's falls under), since annotations are not propagated and a true general statement is no
+  error. An answer that names nothing scores 0.
 - go_hf1: hierarchical F1 of the true-path closures (is_a, part_of; the three roots left out), so an answer that
   names a parent of the right term earns partial credit.
-- ec_l1 .. ec_l4: F1 of the EC numbers cut to their first k levels: a wrong fourth digit still earns level 3.
-- location_accuracy: the answer's DeepLoc locations are exactly the reference's.
+- ec_l1 .. ec_l4: F1 of the EC numbers cut to their first k levels (a wrong fourth digit still earns level 3),
+  over the samples whose reference reaches level k.
+- location_accuracy: the answer names every location the reference requires (its DeepLoc label, where
+  annotated) and none that its annotations do not support.
 
-Each metric is averaged over the samples whose reference has entries of its kind (`*_n` in the results says how
+Each metric is averaged over the samples whose reference has entries of its kind (`n` in the results says how
 many); the other samples have no value for it. The functions give 0-1; `Grounding` scales to 0-100.
 """
 
@@ -27,7 +32,7 @@ from sepit.grounding.ontology import GeneOntology
 GO_KINDS = ("go_mf", "go_bp", "go_cc")
 # metric -> the mask it is averaged over
 MASKS = {"entity_precision": "entity", "entity_recall": "entity", "entity_f1": "entity", "go_hf1": "go",
-         **{f"ec_l{k}": "ec" for k in range(1, LEVELS + 1)}, "location_accuracy": "location"}
+         **{f"ec_l{k}": f"ec{k}" for k in range(1, LEVELS + 1)}, "location_accuracy": "location"}
 
 
 def task_kinds(references: Sequence[Mapping[str, frozenset]]) -> tuple[str, ...]:
@@ -35,8 +40,22 @@ def task_kinds(references: Sequence[Mapping[str, frozenset]]) -> tuple[str, ...]
     return tuple(kind for kind in KINDS if any(ref[kind] for ref in references))
 
 
-def _f1(found: int, predicted: int, expected: int) -> float:
-    return 0.0 if found == 0 else 2 * found / (predicted + expected)
+def _f1(precision: float, recall: float) -> float:
+    return 0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall)
+
+
+def implied(ref: Mapping[str, frozenset], kinds: Sequence[str], ontology: GeneOntology) -> set[tuple[str, str]]:
+    """The entries a reference makes true: its own, its GO terms' ancestors, the partial EC numbers above its own."""
+    true = set()
+    for kind in kinds:
+        for entry in ref[kind]:
+            true.add((kind, entry))
+            if kind in GO_KINDS:
+                true.update((kind, ancestor) for ancestor in ontology.closure(entry))
+            elif kind == "ec":
+                true.update(("ec", prefix + ".-" * (LEVELS - level)) for level in range(1, LEVELS)
+                            for prefix in [ec_prefix(entry, level)] if prefix)
+    return true
 
 
 def entity_statistics(predictions: Sequence[Mapping[str, frozenset]], references: Sequence[Mapping[str, frozenset]],
@@ -44,32 +63,40 @@ def entity_statistics(predictions: Sequence[Mapping[str, frozenset]], references
     """Per-sample values (n,) of every grounded metric, and a mask (n,) of the samples each is defined on."""
     n = len(references)
     stats = {name: np.zeros(n) for name in MASKS}
-    masks = {name: np.zeros(n, dtype=bool) for name in set(MASKS.values())}
+    masks = {f"mask_{name}": np.zeros(n, dtype=bool) for name in set(MASKS.values())}
     go_kinds = [k for k in GO_KINDS if k in kinds]
+    true_sets: dict[int, set] = {}  # by reference object: references grounded from one text are one object
     for i, (pred, ref) in enumerate(zip(predictions, references)):
         P = {(k, e) for k in kinds for e in pred[k]}
         R = {(k, e) for k in kinds for e in ref[k]}
         if R:
-            masks["entity"][i] = True
-            hits = len(P & R)
-            stats["entity_precision"][i] = hits / len(P) if P else 0.0
-            stats["entity_recall"][i] = hits / len(R)
-            stats["entity_f1"][i] = _f1(hits, len(P), len(R))
+            masks["mask_entity"][i] = True
+            if P and id(ref) not in true_sets:
+                true_sets[id(ref)] = implied(ref, kinds, ontology)
+            precision = len(P & true_sets[id(ref)]) / len(P) if P else 0.0
+            recall = len(P & R) / len(R)
+            stats["entity_precision"][i], stats["entity_recall"][i] = precision, recall
+            stats["entity_f1"][i] = _f1(precision, recall)
         ref_go = _closure(ontology, (e for k in go_kinds for e in ref[k]))
         if ref_go:
-            masks["go"][i] = True
+            masks["mask_go"][i] = True
             pred_go = _closure(ontology, (e for k in go_kinds for e in pred[k]))
-            stats["go_hf1"][i] = _f1(len(pred_go & ref_go), len(pred_go), len(ref_go))
-        if "ec" in kinds and ref["ec"]:
-            masks["ec"][i] = True
-            for level in range(1, LEVELS + 1):
-                cut_pred = {c for c in (ec_prefix(e, level) for e in pred["ec"]) if c}
-                cut_ref = {c for c in (ec_prefix(e, level) for e in ref["ec"]) if c}
-                stats[f"ec_l{level}"][i] = _f1(len(cut_pred & cut_ref), len(cut_pred), len(cut_ref))
-        if "location" in kinds and ref["location"]:
-            masks["location"][i] = True
-            stats["location_accuracy"][i] = float(pred["location"] == ref["location"])
-    return {**stats, **{f"mask_{name}": mask for name, mask in masks.items()}}
+            stats["go_hf1"][i] = _set_f1(pred_go, ref_go)
+        for level in range(1, LEVELS + 1) if "ec" in kinds else ():
+            cut_ref = {c for c in (ec_prefix(e, level) for e in ref["ec"]) if c}
+            if cut_ref:
+                masks[f"mask_ec{level}"][i] = True
+                stats[f"ec_l{level}"][i] = _set_f1({c for c in (ec_prefix(e, level) for e in pred["ec"]) if c},
+                                                   cut_ref)
+        if "location" in kinds and ref["location_label"]:
+            masks["mask_location"][i] = True
+            stats["location_accuracy"][i] = float(ref["location_label"] <= pred["location"] <= ref["location"])
+    return {**stats, **masks}
+
+
+def _set_f1(predicted: set, expected: set) -> float:
+    hits = len(predicted & expected)
+    return 0.0 if hits == 0 else 2 * hits / (len(predicted) + len(expected))
 
 
 def _closure(ontology: GeneOntology, ids) -> frozenset[str]:
@@ -108,13 +135,13 @@ class Grounding:
 
     grounder: Grounder
     references: Mapping[str, Mapping[str, frozenset]]
+    kinds: tuple[str, ...]  # from the task's whole split, so a sample's score never depends on which rows are scored
 
     def statistics(self, rows: Sequence[dict]) -> dict[str, np.ndarray]:
         refs = [self.references[r["id"]] for r in rows]
-        kinds = task_kinds(refs)
-        stats = entity_statistics([self.grounder.ground(r["prediction"]) for r in rows], refs, kinds,
+        stats = entity_statistics([self.grounder.ground(r["prediction"]) for r in rows], refs, self.kinds,
                                   self.grounder.ontology)
-        stats["kinds"] = np.array(kinds, dtype=object)
+        stats["kinds"] = np.array(self.kinds, dtype=object)
         return stats
 
     def metrics(self, stats: Mapping[str, np.ndarray], W: np.ndarray) -> dict[str, np.ndarray]:
