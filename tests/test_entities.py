@@ -187,3 +187,27 @@ def test_the_headline_prefers_right_biology_in_plain_words_to_the_wrong_biology_
     preferred = np.mean([scores["B"][i] > scores["A"][i] for i in scores["A"]])
     assert preferred >= 0.95, preferred
     assert scores["A_mean"] <= 10 and scores["B_mean"] >= 80
+
+
+def test_a_samples_score_does_not_depend_on_which_rows_are_scored():
+    """The kinds a task is scored on come from its whole split: a --limit run scores a sample as a full run does."""
+    from sepit.data.protein import make_protein
+    from sepit.data.sample import make_sample
+    from sepit.tasks import Task
+
+    protein = make_protein("P1", "MKVL")
+    samples = [make_sample("a", "mixed", protein, "What does <protein> do?", "It binds DNA.",
+                           metadata={"entities": {"go": ["GO:0003677"]}}),
+               make_sample("b", "mixed", protein, "Where is <protein>?", "In the nucleus.",
+                           metadata={"entities": {"location": ["Nucleus"]}})]
+    task = Task("mixed", "1", "open", "two kinds", "free_text", build=lambda: {"test": samples})
+    answers = {"a": "DNA binding, in the nucleus.", "b": "Nucleus."}
+    rows = [{"task": "mixed", "id": s.id, "prediction": answers[s.id], "reference": s.reference, "kind": "open",
+             "choices": None} for s in samples]
+
+    def entity_f1(scored):
+        _, logs, _ = score_rows({"mixed": scored}, ScoringSettings(leakage=False, n_resamples=0),
+                                tasks={"mixed": task}, samples={"mixed": samples})
+        return {log["id"]: log["entity_f1"] for log in logs["mixed"]}
+
+    assert entity_f1(rows[:1])["a"] == entity_f1(rows)["a"] == pytest.approx(200 / 3)  # the location counts
