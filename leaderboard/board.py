@@ -28,7 +28,7 @@ from sepit_leaderboard.significance import ALPHA, PairedDraws, compare, paired_d
 HEADLINE = {"open": "entity_f1", "closed": "accuracy"}
 TEXT_METRIC = "rougeL"  # shown beside a grounded headline, and the headline of an open task that grounds nothing
 GROUNDED = tuple(MASKS)  # the grounded metrics
-CONTROL = "question_majority"
+CONTROL = "question-majority"  # the question-only control's name on a board (`sepit bench --model question_majority`)
 LENGTH_BINS = (("<200", 0, 200), ("200-400", 200, 400), ("400-700", 400, 700), (">=700", 700, float("inf")))
 STRUCTURE_BINS = ("with structure", "sequence only")
 SLICES = {"identity": tuple(label for label, _, _ in IDENTITY_BINS), "structure": STRUCTURE_BINS,
@@ -56,7 +56,8 @@ def build_board(runs: list[Run], reference: str | None = None, profile: str | No
             row["vs_control"] = None if row["model"] == control else _versus(row["model"], control, tasks, values)
     else:
         control = None
-        notes.append(f"no question-only control among the results: add `sepit bench --model {CONTROL}` to show "
+        notes.append(f"no question-only control ({control}) among the results: add `sepit bench --model "
+                     "question_majority` to show "
                      "how much of each score the questions give away without the protein")
     if not any(row["modality"] == "retrieval" for row in rows):
         notes.append("no retrieval baseline among the results: add `sepit bench --model retrieval` to show how far "

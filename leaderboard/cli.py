@@ -18,14 +18,14 @@ from sepit.evaluation.results import now, write_json_atomic
 from sepit.models.interface import ModelCard
 from sepit_leaderboard import submission as sub_format
 from sepit_leaderboard import tables
-from sepit_leaderboard.board import HEADLINE, build_board
+from sepit_leaderboard.board import CONTROL, HEADLINE, build_board
 from sepit_leaderboard.results import find_results, load_run
 
 
 def build(results: str, output: Path = Path("leaderboard"), reference: str | None = None,
           profile: str | None = None, open_metric: str = HEADLINE["open"],
           closed_metric: str = HEADLINE["closed"], n_resamples: int = 1000, seed: int = 0,
-          plots: bool = True, structure_pairs: list[str] | None = None) -> dict:
+          plots: bool = True, structure_pairs: list[str] | None = None, control: str = CONTROL) -> dict:
     """Build the leaderboard from results files.
 
     Writes leaderboard.md, .csv, .tex, .json, slices.csv, plots/ and a static index.html into `output`.
@@ -43,6 +43,7 @@ def build(results: str, output: Path = Path("leaderboard"), reference: str | Non
         plots: draw the bar and radar charts (matplotlib).
         structure_pairs: "MODEL:ABLATED" pairs (e.g. sepit:sepit-no-structure, the same weights with the
             coordinates withheld) compared on the test proteins that have coordinates, with paired CIs.
+        control: the question-only control every model is compared with (paired, per task and on average).
     """
     pairs = []
     for pair in structure_pairs or []:
@@ -52,7 +53,7 @@ def build(results: str, output: Path = Path("leaderboard"), reference: str | Non
         pairs.append((model, ablated))
     runs = [load_run(path) for path in find_results(results)]
     board = build_board(runs, reference, profile, open_metric, closed_metric, n_resamples, seed,
-                        structure_pairs=pairs)
+                        structure_pairs=pairs, control=control)
     _relative_sources(board, results)
     write_board(board, Path(output), plots)
     print(tables.markdown(board))

@@ -113,25 +113,35 @@ def _board_table(board: dict) -> str:
 
 
 def _significance(board: dict) -> str:
-    if not board["reference"]:
-        return ""
-    head = [_th("Model", "text", "ascending"), _th("Average")] + [_th(t["name"]) for t in board["tasks"]]
-    body = []
-    for row in board["rows"]:
-        versus = row["vs_reference"]
-        if versus is None:
+    """Paired differences to the reference model and to the question-only control, per task and on average."""
+    parts = []
+    comparisons = (("vs_reference", board["reference"], "significance",
+                    f"Paired significance against {board['reference']}",
+                    "Difference (model minus reference) over the samples both answered; p from a paired bootstrap."),
+                   ("vs_control", board.get("control"), "control",
+                    f"Gap to the question-only control, {board.get('control')}",
+                    "Difference (model minus the control, which reads the question but not the protein) over the "
+                    "samples both answered: what the model knows beyond what the questions give away."))
+    for key, other, table_id, title, text in comparisons:
+        if not other:
             continue
-        cells = [_td(escape(row["model"]), row["model"], "text")]
-        for key in ["average"] + [t["name"] for t in board["tasks"]]:
-            c = versus.get(key)
-            cells.append(_td(MISSING) if c is None else
-                         _td(f"{c['diff']:+.2f} <span class=ci>p={p_value(c['p_value'])}, n={c['n_shared']}</span>",
-                             c["diff"]))
-        body.append(f"<tr data-model='{escape(row['model'])}'>" + "".join(cells) + "</tr>")
-    return (f"<h2>Paired significance against {escape(board['reference'])}</h2>"
-            "<p class=legend>Difference (model minus reference) over the samples both answered; p from a paired "
-            "bootstrap.</p><div class=wide><table id=significance class=sortable><thead><tr>" + "".join(head)
-            + "</tr></thead><tbody>" + "".join(body) + "</tbody></table></div>")
+        head = [_th("Model", "text", "ascending"), _th("Average")] + [_th(t["name"]) for t in board["tasks"]]
+        body = []
+        for row in board["rows"]:
+            versus = row.get(key)
+            if versus is None:
+                continue
+            cells = [_td(escape(row["model"]), row["model"], "text")]
+            for name in ["average"] + [t["name"] for t in board["tasks"]]:
+                c = versus.get(name)
+                cells.append(_td(MISSING) if c is None else
+                             _td(f"{c['diff']:+.2f} <span class=ci>p={p_value(c['p_value'])}, n={c['n_shared']}</span>",
+                                 c["diff"]))
+            body.append(f"<tr data-model='{escape(row['model'])}'>" + "".join(cells) + "</tr>")
+        parts.append(f"<h2>{escape(title)}</h2><p class=legend>{escape(text)}</p><div class=wide><table id={table_id} "
+                     "class=sortable><thead><tr>" + "".join(head) + "</tr></thead><tbody>" + "".join(body)
+                     + "</tbody></table></div>")
+    return "".join(parts)
 
 
 def _slices(board: dict) -> str:

@@ -11,6 +11,7 @@ import pytest
 
 from sepit_leaderboard.board import build_board
 from sepit_leaderboard.results import find_results, load_run
+from sepit_leaderboard import tables
 from sepit_leaderboard.significance import compare, paired_draws, task_seed
 from sepit.cli import main
 from sepit.data.errors import DataError
@@ -256,3 +257,23 @@ def test_published_files_name_results_relative_to_the_results_folder(built):
     assert {s for r in board["rows"] for s in r["sources"]} == {f"{m}/results.json" for m in MODELS}
     for name in ("leaderboard.json", "leaderboard.md", "index.html"):
         assert str(runs) not in (out / name).read_text(), name
+
+
+def test_every_model_shows_its_gap_to_the_question_only_control(built, tmp_path):
+    runs, _ = built
+    copy = shutil.copytree(runs, tmp_path / "runs")
+    path = copy / "majority" / "results.json"
+    results = json.loads(path.read_text())
+    results["model"].update(name="question-majority", fingerprint="qmaj")
+    path.write_text(json.dumps(results))
+    board = build_board([load_run(p) for p in find_results(copy)], n_resamples=100)
+    rows = {r["model"]: r for r in board["rows"]}
+    assert board["control"] == "question-majority" and rows["question-majority"]["vs_control"] is None
+    for model in ("oracle", "retrieval"):
+        gap = rows[model]["vs_control"]["average"]
+        assert gap["diff"] == pytest.approx(rows[model]["average"] - rows["question-majority"]["average"])
+        assert gap["ci"][0] <= gap["diff"] <= gap["ci"][1]
+    markdown = tables.markdown(board)
+    assert "| vs question-majority |" in markdown and "## Gap to the question-only control" in markdown
+    without = build_board([load_run(p) for p in find_results(runs)], n_resamples=100)
+    assert without["control"] is None and any("question-only control" in n for n in without["notes"])
