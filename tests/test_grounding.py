@@ -186,3 +186,12 @@ def test_rebuild_script_reproduces_the_shipped_file(tmp_path):
     build_go.main([str(tmp_path / "GO.sqlite"), "--output", str(out)])
     assert out.read_bytes() == first  # deterministic
     shutil.rmtree(tmp_path)
+
+
+def test_a_phrase_added_after_its_first_word_was_matched_still_counts():
+    matcher = PhraseMatcher()
+    matcher.add("kinase activity", 1)
+    assert matcher.find("kinase activity") == [("kinase activity", {1})]  # builds the trie below "kinase"
+    matcher.add("kinase", 2)
+    matcher.replace("kinase activity", [3])
+    assert matcher.find("a kinase, kinase activity") == [("kinase", {2}), ("kinase activity", {3})]

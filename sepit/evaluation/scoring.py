@@ -17,7 +17,7 @@ import numpy as np
 from sepit.data.errors import DataError
 from sepit.data.sample import InstructionSample, answer_key, is_yes_no
 from sepit.evaluation.predictions import mismatch
-from sepit.grounding.grounder import KINDS, default_grounder
+from sepit.grounding.grounder import KINDS, default_grounder, paused_gc
 from sepit.metrics.bootstrap import intervals_missing_their_point, percentile_cis
 from sepit.metrics.extraction import last_option_text, last_yes_no, multiple_choice
 from sepit.registry import METRICS, RegistryError, call_if_factory
@@ -272,9 +272,11 @@ def task_grounding(task: str, rows: Sequence[dict], samples: Mapping[str, Instru
         return (grounder.reference(text) if annotations is None
                 else grounder.from_annotations(annotations, f"task {task!r}, sample {sample_id!r}"))
 
-    references = {row["id"]: reference(row["id"], row["reference"]) for row in rows}
-    # The kinds come from the task's whole split where it is known, not from the rows scored now (a --limit run).
-    split = [references.get(s.id) or reference(s.id, s.reference) for s in samples.values()] or references.values()
+    with paused_gc():
+        references = {row["id"]: reference(row["id"], row["reference"]) for row in rows}
+        # The kinds come from the task's whole split where it is known, not from the rows scored (a --limit run).
+        split = ([references.get(s.id) or reference(s.id, s.reference) for s in samples.values()]
+                 or list(references.values()))
     without = sum(not any(ref[k] for k in KINDS) for ref in split)
     if required and without == len(split):
         raise DataError(f"task {task!r}", f"--scoring.entities require, but none of its {len(split)} references "

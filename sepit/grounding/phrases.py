@@ -32,36 +32,54 @@ def tokens(text: str) -> tuple[str, ...]:
 
 
 class PhraseMatcher:
-    """Phrases -> values; `find` returns the values of the non-overlapping leftmost-longest matches."""
+    """Phrases -> values; `find` returns the values of the non-overlapping leftmost-longest matches.
+
+    The trie below each first word is built when a text first reaches that word: an answer set touches a small
+    part of GO's 150,000 names and synonyms, so scoring does not pay for the rest."""
 
     def __init__(self):
         self._root: dict = {}
+        self._pending: dict[str, list] = {}  # first word -> (rest of the phrase, replace?, values), in order
 
-    def _node(self, words: Iterable[str]) -> dict:
-        node = self._root
-        for token in words:
-            node = node.setdefault(token, {})
-        return node
+    def _queue(self, phrase: str | tuple[str, ...], replace: bool, values: set) -> None:
+        words = tokens(phrase) if isinstance(phrase, str) else phrase
+        if words:
+            self._pending.setdefault(words[0], []).append((words[1:], replace, values))
+            if words[0] in self._root:  # already built: build it again with this phrase
+                self._root[words[0]] = self._build(words[0], self._root.pop(words[0]))
 
     def add(self, phrase: str | tuple[str, ...], value: Hashable) -> None:
         """Add a value to a phrase (text, or its tokens)."""
-        words = tokens(phrase) if isinstance(phrase, str) else phrase
-        if words:
-            self._node(words).setdefault(_END, set()).add(value)
+        self._queue(phrase, False, {value})
 
     def replace(self, phrase: str | tuple[str, ...], values: Iterable[Hashable]) -> None:
         """Set a phrase's values, dropping any it had (a name that must win over synonyms)."""
-        words = tokens(phrase) if isinstance(phrase, str) else phrase
-        if words:
-            self._node(words)[_END] = set(values)
+        self._queue(phrase, True, set(values))
+
+    def _first(self, word: str) -> dict | None:
+        """The trie below a first word, built from its queued phrases on first use."""
+        node = self._root.get(word)
+        if node is None and word in self._pending:
+            node = self._root[word] = self._build(word, {})
+        return node
+
+    def _build(self, word: str, node: dict) -> dict:
+        for rest, replace, values in self._pending.pop(word):
+            leaf = node
+            for token in rest:
+                leaf = leaf.setdefault(token, {})
+            if replace:
+                leaf[_END] = set(values)
+            else:
+                leaf.setdefault(_END, set()).update(values)
+        return node
 
     def values(self, phrase: str) -> set:
-        node = self._root
-        for token in tokens(phrase):
-            node = node.get(token)
-            if node is None:
-                return set()
-        return node.get(_END, set())
+        words = tokens(phrase)
+        node = self._first(words[0]) if words else None
+        for token in words[1:]:
+            node = node.get(token) if node is not None else None
+        return node.get(_END, set()) if node is not None else set()
 
     def find(self, text: str) -> list[tuple[str, set]]:
         """(matched phrase, its values) for each match, in order."""
@@ -70,9 +88,11 @@ class PhraseMatcher:
 
     def spans(self, words: tuple[str, ...]) -> list[tuple[int, int, set]]:
         """(start, end, values) of each leftmost-longest match in a token sequence."""
-        root, found, i, n = self._root, [], 0, len(words)
+        root, pending, found, i, n = self._root, self._pending, [], 0, len(words)
         while i < n:
             node = root.get(words[i])
+            if node is None and words[i] in pending:
+                node = self._first(words[i])
             end = values = None
             j = i
             while node is not None:

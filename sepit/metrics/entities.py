@@ -26,7 +26,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from sepit.grounding.enzyme import LEVELS, ec_prefix
-from sepit.grounding.grounder import KINDS, Grounder
+from sepit.grounding.grounder import KINDS, Grounder, paused_gc
 from sepit.grounding.ontology import GeneOntology
 
 GO_KINDS = ("go_mf", "go_bp", "go_cc")
@@ -44,18 +44,18 @@ def _f1(precision: float, recall: float) -> float:
     return 0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall)
 
 
-def implied(ref: Mapping[str, frozenset], kinds: Sequence[str], ontology: GeneOntology) -> set[tuple[str, str]]:
-    """The entries a reference makes true: its own, its GO terms' ancestors, the partial EC numbers above its own."""
-    true = set()
-    for kind in kinds:
-        for entry in ref[kind]:
-            true.add((kind, entry))
-            if kind in GO_KINDS:
-                true.update((kind, ancestor) for ancestor in ontology.closure(entry))
-            elif kind == "ec":
-                true.update(("ec", prefix + ".-" * (LEVELS - level)) for level in range(1, LEVELS)
-                            for prefix in [ec_prefix(entry, level)] if prefix)
-    return true
+def _is_true(entry: str, ref_entries: frozenset[str], ref_go: frozenset[str], ref_ec: frozenset[str]) -> bool:
+    """Whether a named entry is the reference's, or a more general one it implies: a GO ancestor of an annotated
+    term (`ref_go`: the reference's closure), a partial EC number the reference's falls under. Entries of all
+    kinds are told apart by their form: GO ids, EC numbers, DeepLoc labels."""
+    if entry in ref_entries:
+        return True
+    if entry.startswith("GO:"):
+        return entry in ref_go
+    if entry.endswith("-"):  # a partial EC number
+        known = [level for level in entry.split(".") if level != "-"]
+        return any(e.split(".")[:len(known)] == known for e in ref_ec)
+    return False
 
 
 def entity_statistics(predictions: Sequence[Mapping[str, frozenset]], references: Sequence[Mapping[str, frozenset]],
@@ -65,19 +65,19 @@ def entity_statistics(predictions: Sequence[Mapping[str, frozenset]], references
     stats = {name: np.zeros(n) for name in MASKS}
     masks = {f"mask_{name}": np.zeros(n, dtype=bool) for name in set(MASKS.values())}
     go_kinds = [k for k in GO_KINDS if k in kinds]
-    true_sets: dict[int, set] = {}  # by reference object: references grounded from one text are one object
+    closures: dict[int, frozenset[str]] = {}  # by reference object: references grounded from one text are one
     for i, (pred, ref) in enumerate(zip(predictions, references)):
-        P = {(k, e) for k in kinds for e in pred[k]}
-        R = {(k, e) for k in kinds for e in ref[k]}
+        if id(ref) not in closures:
+            closures[id(ref)] = _closure(ontology, (e for k in go_kinds for e in ref[k]))
+        ref_go = closures[id(ref)]
+        P = frozenset().union(*(pred[k] for k in kinds))  # ids of different kinds never coincide
+        R = frozenset().union(*(ref[k] for k in kinds))
         if R:
             masks["mask_entity"][i] = True
-            if P and id(ref) not in true_sets:
-                true_sets[id(ref)] = implied(ref, kinds, ontology)
-            precision = len(P & true_sets[id(ref)]) / len(P) if P else 0.0
+            precision = (sum(_is_true(entry, R, ref_go, ref["ec"]) for entry in P) / len(P)) if P else 0.0
             recall = len(P & R) / len(R)
             stats["entity_precision"][i], stats["entity_recall"][i] = precision, recall
             stats["entity_f1"][i] = _f1(precision, recall)
-        ref_go = _closure(ontology, (e for k in go_kinds for e in ref[k]))
         if ref_go:
             masks["mask_go"][i] = True
             pred_go = _closure(ontology, (e for k in go_kinds for e in pred[k]))
@@ -139,8 +139,9 @@ class Grounding:
 
     def statistics(self, rows: Sequence[dict]) -> dict[str, np.ndarray]:
         refs = [self.references[r["id"]] for r in rows]
-        stats = entity_statistics([self.grounder.ground(r["prediction"]) for r in rows], refs, self.kinds,
-                                  self.grounder.ontology)
+        with paused_gc():
+            stats = entity_statistics([self.grounder.ground(r["prediction"]) for r in rows], refs, self.kinds,
+                                      self.grounder.ontology)
         stats["kinds"] = np.array(self.kinds, dtype=object)
         return stats
 
