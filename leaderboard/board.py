@@ -55,10 +55,9 @@ def build_board(runs: list[Run], reference: str | None = None, profile: str | No
         for row in rows:
             row["vs_control"] = None if row["model"] == control else _versus(row["model"], control, tasks, values)
     else:
-        control = None
         notes.append(f"no question-only control ({control}) among the results: add `sepit bench --model "
-                     "question_majority` to show "
-                     "how much of each score the questions give away without the protein")
+                     "question_majority` to show how much of each score the questions give away without the protein")
+        control = None
     if not any(row["modality"] == "retrieval" for row in rows):
         notes.append("no retrieval baseline among the results: add `sepit bench --model retrieval` to show how far "
                      "copying the nearest training protein's answer goes")

@@ -11,8 +11,8 @@ from html import escape
 from pathlib import Path
 
 from sepit_leaderboard.board import SLICES
-from sepit_leaderboard.tables import HTML, MISSING, average_text, cell_marked, column_title, columns, control_gap, \
-    control_text, legend, p_value, params, profile_label, score, text_metric_text
+from sepit_leaderboard.tables import HTML, MISSING, average_text, cell_marked, column_title, columns, comparisons, \
+    control_gap, control_text, legend, p_value, params, profile_label, score, text_metric_text
 
 STYLE = """
 body{font-family:system-ui,sans-serif;margin:2em;color:#222;max-width:1600px}
@@ -115,16 +115,8 @@ def _board_table(board: dict) -> str:
 def _significance(board: dict) -> str:
     """Paired differences to the reference model and to the question-only control, per task and on average."""
     parts = []
-    comparisons = (("vs_reference", board["reference"], "significance",
-                    f"Paired significance against {board['reference']}",
-                    "Difference (model minus reference) over the samples both answered; p from a paired bootstrap."),
-                   ("vs_control", board.get("control"), "control",
-                    f"Gap to the question-only control, {board.get('control')}",
-                    "Difference (model minus the control, which reads the question but not the protein) over the "
-                    "samples both answered: what the model knows beyond what the questions give away."))
-    for key, other, table_id, title, text in comparisons:
-        if not other:
-            continue
+    for key, title, text in comparisons(board):
+        table_id = {"vs_reference": "significance", "vs_control": "control"}[key]
         head = [_th("Model", "text", "ascending"), _th("Average")] + [_th(t["name"]) for t in board["tasks"]]
         body = []
         for row in board["rows"]:

@@ -102,6 +102,22 @@ def control_text(row: dict) -> str:
     return MISSING if gap is None else f"{gap['diff']:+.2f} [{gap['ci'][0]:+.2f}, {gap['ci'][1]:+.2f}]"
 
 
+def comparisons(board: dict) -> list[tuple[str, str, str]]:
+    """(row key, title, what it shows) of each paired comparison the board holds: against the reference model,
+    and against the question-only control. The Markdown and the page print the same ones."""
+    out = []
+    if board["reference"]:
+        out.append(("vs_reference", f"Paired significance against {board['reference']}",
+                    "Difference (model minus reference) on the samples both answered, with its paired-bootstrap "
+                    "p-value."))
+    if board.get("control"):
+        out.append(("vs_control", f"Gap to the question-only control, {board['control']}",
+                    "Difference (model minus the control, which reads the question but not the protein) on the "
+                    "samples both answered, with its paired-bootstrap p-value: what the model knows beyond what "
+                    "the questions give away."))
+    return out
+
+
 def columns(board: dict) -> list[tuple[dict, str]]:
     """(task, "headline" or "text") per task column: an open task with a grounded headline has ROUGE-L beside it."""
     out = []
@@ -145,16 +161,8 @@ def markdown(board: dict) -> str:
         cells += [cell_text(row["tasks"].get(task["name"])) if part == "headline"
                   else text_metric_text(row["tasks"].get(task["name"])) for task, part in columns(board)]
         lines.append(_md_row(cells))
-    comparisons = [("vs_reference", board["reference"], f"## Paired significance against {board['reference']}",
-                    "Difference (model minus reference) on the samples both answered, with its p-value."),
-                   ("vs_control", board.get("control"), f"## Gap to the question-only control, {board.get('control')}",
-                    "Difference (model minus the control, which reads the question but not the protein) on the "
-                    "samples both answered, with its p-value: what the model knows beyond what the questions give "
-                    "away.")]
-    for key, other, title, text in comparisons:
-        if not other:
-            continue
-        lines += ["", title, "", text, "", _md_row(["Model", "Average"] + [t["name"] for t in tasks]),
+    for key, title, text in comparisons(board):
+        lines += ["", f"## {title}", "", text, "", _md_row(["Model", "Average"] + [t["name"] for t in tasks]),
                   _md_row(["---"] * (len(tasks) + 2))]
         for row in board["rows"]:
             if row.get(key) is not None:
