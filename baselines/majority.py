@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Sequence
 
 from sepit.data.sample import InstructionSample
 from sepit.models.interface import GenerationConfig, ModelCard, ProteinLLM
+from sepit.tasks import training_samples
 
 if TYPE_CHECKING:
     from sepit.tasks import Task
@@ -51,9 +52,7 @@ class MajorityModel(ProteinLLM):
 
     def prepare(self, tasks: Sequence[Task]) -> None:
         for task in tasks:
-            references = [s.reference for s in task.samples("train")]
-            if not references:
-                raise ValueError(f"the majority baseline needs training samples, and task {task.name!r} has none")
+            references = [s.reference for s in training_samples(task, f"the {self.describe().name} baseline")]
             self._answers[task.name] = most_frequent(references)
 
     def generate(self, samples: Sequence[InstructionSample], config: GenerationConfig) -> list[str]:
@@ -81,7 +80,7 @@ class QuestionMajorityModel(MajorityModel):
         super().prepare(tasks)
         for task in tasks:
             references: dict[str, list[str]] = {}
-            for sample in task.samples("train"):
+            for sample in training_samples(task, "the question-majority baseline"):
                 references.setdefault(sample.instruction, []).append(sample.reference)
             self._by_question[task.name] = {question: most_frequent(answers)
                                             for question, answers in references.items()}

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 from sepit.data.sample import InstructionSample
 from sepit.identity import DEFAULT_CANDIDATES, METHOD_VERSION, IdentitySearch, resolve_backend
 from sepit.models.interface import GenerationConfig, ModelCard, ProteinLLM
+from sepit.tasks import training_samples
 
 if TYPE_CHECKING:
     from sepit.tasks import Task
@@ -61,9 +62,7 @@ class RetrievalModel(ProteinLLM):
 
     def prepare(self, tasks: Sequence[Task]) -> None:
         for task in tasks:
-            train = task.samples("train")
-            if not train:
-                raise ValueError(f"the retrieval baseline needs training samples, and task {task.name!r} has none")
+            train = training_samples(task, "the retrieval baseline")
             index = _TaskIndex(proteins={}, everything={})
             for sample in train:
                 index.proteins.setdefault(sample.protein.id, sample.protein.sequence)

@@ -7,9 +7,10 @@ Each task has one headline metric: for open tasks entity F1 (the grounded biolog
 task's references name ontology entries, else ROUGE-L; accuracy for closed ones. An open task whose headline is
 grounded shows ROUGE-L beside it. The average over tasks, and so the rank, exists only for a model with complete
 results on every task on the board: an average over a different or partial set of tasks would rank models on
-different questions. Each row also has the average of its grounded headlines (`biology_average`) and its
+different questions. Each row also has the average of its grounded headlines (`biology_average`), its
 paired gap to the question-only control (`vs_control`: what the model knows beyond what the questions give
-away).
+away) and, where the board holds the model's option prior (`sepit bench --model option_prior`), its gap to that
+(`vs_prior`: what the protein adds to the same model's choice).
 """
 
 from __future__ import annotations
@@ -58,6 +59,12 @@ def build_board(runs: list[Run], reference: str | None = None, profile: str | No
         notes.append(f"no question-only control ({control}) among the results: add `sepit bench --model "
                      "question_majority` to show how much of each score the questions give away without the protein")
         control = None
+    priors = {e.model["control_of"]: e.name for e in entries if e.model.get("control_of")}
+    for row in rows:
+        prior = priors.get(row["model"])
+        row["prior"] = prior
+        row["vs_prior"] = _versus(row["model"], prior, tasks, values) if prior else None
+    notes += _scope_notes(runs, entries)
     if not any(row["modality"] == "retrieval" for row in rows):
         notes.append("no retrieval baseline among the results: add `sepit bench --model retrieval` to show how far "
                      "copying the nearest training protein's answer goes")
@@ -67,6 +74,21 @@ def build_board(runs: list[Run], reference: str | None = None, profile: str | No
     if structure_pairs:
         board["structure_ablations"] = [_structure_ablation(a, b, tasks, values, rows) for a, b in structure_pairs]
     return board
+
+
+def _scope_notes(runs: list[Run], entries: list[Entry]) -> list[str]:
+    """What the board leaves out and why: tasks predicted without references, and leakage reports skipped."""
+    notes = [f"{name}: predicted without reference answers, so not on the board"
+             for name in sorted({name for run in runs for name in run.unscored})]
+    skipped: dict[str, tuple[list[str], str]] = {}
+    for entry in entries:
+        for name, run in sorted(entry.runs.items()):
+            why = run.tasks[name].get("not_reported", {}).get("leakage")
+            if why:
+                skipped.setdefault(name, ([], why))[0].append(entry.name)
+    notes += [f"{name}: no identity-to-train slice for {', '.join(models)}: {why}"
+              for name, (models, why) in skipped.items()]
+    return notes
 
 
 def _structure_ablation(model: str, ablated: str, tasks: list[dict], values: _SampleValues,

@@ -113,10 +113,11 @@ def _board_table(board: dict) -> str:
 
 
 def _significance(board: dict) -> str:
-    """Paired differences to the reference model and to the question-only control, per task and on average."""
+    """Paired differences to the reference model, the question-only control and each model's option prior, per
+    task and on average."""
     parts = []
     for key, title, text in comparisons(board):
-        table_id = {"vs_reference": "significance", "vs_control": "control"}[key]
+        table_id = {"vs_reference": "significance", "vs_control": "control", "vs_prior": "prior"}[key]
         head = [_th("Model", "text", "ascending"), _th("Average")] + [_th(t["name"]) for t in board["tasks"]]
         body = []
         for row in board["rows"]:

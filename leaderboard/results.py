@@ -24,7 +24,8 @@ class Run:
     path: Path
     model: dict
     profile: dict
-    tasks: dict[str, dict]
+    tasks: dict[str, dict]  # the scored tasks
+    unscored: list[str] = field(default_factory=list)  # tasks predicted without references to score against
     _logs: dict[str, list[dict] | None] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -126,7 +127,8 @@ def load_run(path: Path) -> Run:
     for name, result in tasks.items():
         if not isinstance(result, dict) or not isinstance(result.get("metrics"), dict) or "n" not in result:
             raise DataError(str(path), f"task {name!r} has no 'n' and 'metrics'", "Re-score it with `sepit score`.")
-    return Run(path, model, profile, tasks)
+    unscored = sorted(name for name, result in tasks.items() if "not_scored" in result)
+    return Run(path, model, profile, {n: r for n, r in tasks.items() if n not in unscored}, unscored=unscored)
 
 
 def merge_runs(runs: list[Run]) -> list[Entry]:

@@ -104,7 +104,7 @@ def control_text(row: dict) -> str:
 
 def comparisons(board: dict) -> list[tuple[str, str, str]]:
     """(row key, title, what it shows) of each paired comparison the board holds: against the reference model,
-    and against the question-only control. The Markdown and the page print the same ones."""
+    the question-only control, and each model's own option prior. The Markdown and the page print the same ones."""
     out = []
     if board["reference"]:
         out.append(("vs_reference", f"Paired significance against {board['reference']}",
@@ -115,6 +115,11 @@ def comparisons(board: dict) -> list[tuple[str, str, str]]:
                     "Difference (model minus the control, which reads the question but not the protein) on the "
                     "samples both answered, with its paired-bootstrap p-value: what the model knows beyond what "
                     "the questions give away."))
+    if any(row.get("vs_prior") for row in board["rows"]):
+        out.append(("vs_prior", "Gap to each model's option prior",
+                    "Difference (model minus the same model choosing with the protein withheld: `sepit bench "
+                    "--model option_prior`) on the samples both answered, with its paired-bootstrap p-value: what "
+                    "the protein adds to the model's choice."))
     return out
 
 

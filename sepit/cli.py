@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> None:
 
     commands = {"data": {"_help": "Build, inspect, check and convert benchmark data.",
                          "info": data.info, "export": data.export, "check": data.check,
-                         "manifest": data.manifest},
+                         "manifest": data.manifest, "formats": data.formats},
                 "convert": {"_help": "Convert checkpoints made elsewhere.", "official": convert.official},
                 "pretrain": pretrain, "bench": bench, "score": score, "demo": demo}
     try:

@@ -40,6 +40,7 @@ from sepit.cache import cache_dir
 from sepit.data.jsonl import read_jsonl, write_jsonl_atomic
 
 if TYPE_CHECKING:
+    from sepit.evaluation.training_set import TrainingSet
     from sepit.tasks import Task
 
 # Bump when the definition, the search or their settings change: it keys the on-disk cache.
@@ -359,25 +360,27 @@ def _run_mmseqs(queries: list[str], targets: list[str], max_evalue: float) -> li
     return found
 
 
-def max_train_identity(task: Task, *, candidates: int = DEFAULT_CANDIDATES, max_evalue: float = DEFAULT_MAX_EVALUE,
-                       backend: str = "biopython") -> dict[str, tuple[float, str]]:
+def max_train_identity(task: Task, training: TrainingSet | None = None, *, candidates: int = DEFAULT_CANDIDATES,
+                       max_evalue: float = DEFAULT_MAX_EVALUE, backend: str = "biopython"
+                       ) -> dict[str, tuple[float, str]]:
     """{test sample id: (maximum identity of its protein to a training protein, that protein's id)}; (0.0, "")
-    where no training protein aligns significantly. Cached in $SEPIT_CACHE/identity/<key>.jsonl, keyed by the
-    method and both splits' sample hashes."""
+    where no training protein aligns significantly. The training proteins: `training`, else the task's train split.
+    Cached in $SEPIT_CACHE/identity/<key>.jsonl, keyed by the method, the training proteins and the test samples."""
+    from sepit.evaluation.training_set import task_training_set
     from sepit.tasks import sample_hash
 
-    train, test = task.samples("train"), task.samples("test")
-    if not train:
+    training = training or task_training_set(task)
+    if training is None:
         raise ValueError(f"task {task.name!r} has no training samples to compare its test proteins with")
+    test = task.samples("test")
     backend = resolve_backend(backend)
     method = f"{METHOD_VERSION}/{backend}/k{K_MER}/pool{POOL}/c{candidates}/e{max_evalue:g}"
-    key = hashlib.sha256(json.dumps([method, sample_hash(train), sample_hash(test)]).encode()).hexdigest()
+    key = hashlib.sha256(json.dumps([method, training.key(), sample_hash(test)]).encode()).hexdigest()
     path = cache_dir() / "identity" / f"{key}.jsonl"
     cached = _read_cache(path, {s.id for s in test})
     if cached is not None:
         return cached
-    search = IdentitySearch({s.protein.id: s.protein.sequence for s in train}, candidates=candidates,
-                            max_evalue=max_evalue, backend=backend)
+    search = IdentitySearch(dict(training.sequences), candidates=candidates, max_evalue=max_evalue, backend=backend)
     hits = search.search_many({s.protein.sequence: s.protein.sequence for s in test})  # each protein once
     best = {seq: (found[0].identity, found[0].protein_id) if found else (0.0, "") for seq, found in hits.items()}
     result = {s.id: best[s.protein.sequence] for s in test}

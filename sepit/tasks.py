@@ -35,6 +35,8 @@ class Task:
     metric_profile: str = "sepit_v1"
     manifest: Path | None = None
     data_files: tuple[str, ...] = ()
+    # False for a benchmark file without answers (e.g. Evolla's inputs.tsv): predicted, never scored.
+    has_references: bool = True
 
     def verify(self) -> dict[str, str]:
         """{file: sha256} of the task's data files, after checking them against the manifest."""
@@ -75,6 +77,16 @@ class TaskSuite:
         for sample in self.task(self.caption_task).samples(split):
             pairs.setdefault(sample.protein.id, CaptionPair(sample.protein.id, sample.protein, sample.reference))
         return list(pairs.values())
+
+
+def training_samples(task: Task, needed_by: str) -> list[InstructionSample]:
+    """A task's train split, for a baseline that learns from it; a test-only task is refused with what to use."""
+    samples = task.splits().get("train")
+    if not samples:
+        raise DataError(f"task {task.name!r}", f"{needed_by} needs a train split, and this task has none (a "
+                        "test-only benchmark)", "Leave it out of this run, or use a baseline that needs no training "
+                        "data: first_option, random_option or option_prior for closed-set tasks (docs/baselines.md).")
+    return samples
 
 
 def sample_hash(samples: Sequence[InstructionSample]) -> str:
@@ -119,11 +131,22 @@ def get_task(name: str) -> Task:
 
 
 def tasks_from_file(path: str | Path) -> list[Task]:
-    """The tasks of a generic JSONL task file (docs/data.md), versioned by the file's hash."""
+    """The tasks of a generic JSONL task file (docs/data.md), versioned by the file's hash; or of a YAML task
+    mapping (`sepit.data.mapping`), versioned by its label and the hash of the mapping and its data."""
+    if str(path).endswith((".yaml", ".yml")):
+        from sepit.data.mapping import TaskMapping
+
+        mapping = TaskMapping(path)
+        return _tasks(mapping.splits(), mapping.version, mapping.description, mapping.has_references)
     from sepit.data.generic import read_task_file
 
-    splits = read_task_file(path)
     version = "sha256:" + hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12]
+    return _tasks(read_task_file(path), version, f"from {path}")
+
+
+def _tasks(splits: Mapping[str, Sequence[InstructionSample]], version: str, description: str,
+           has_references: bool = True) -> list[Task]:
+    """Tasks from samples read from one file, by each sample's task; the first sample says the answer format."""
     by_task: dict[str, dict[str, list[InstructionSample]]] = {}
     for split, samples in splits.items():
         for sample in samples:
@@ -134,19 +157,20 @@ def tasks_from_file(path: str | Path) -> list[Task]:
         kind = first.kind
         answer_format = "free_text" if kind == "open" else (
             "yes_no" if is_yes_no(first.choices) else "multiple_choice")
-        tasks.append(Task(name, version, kind, f"from {path}", answer_format,
-                          build=lambda task_splits=task_splits: task_splits))
+        tasks.append(Task(name, version, kind, description, answer_format,
+                          build=lambda task_splits=task_splits: task_splits, has_references=has_references))
     return tasks
 
 
 def resolve_tasks(specs: Sequence[str]) -> list[Task]:
-    """Task names, suite names (all their tasks) or generic task files, in order, without repeats."""
+    """Task names, suite names (all their tasks), generic task files or YAML task mappings, in order, without
+    repeats."""
     found: dict[str, Task] = {}
     for spec in specs:
-        if spec.endswith(".jsonl") or Path(spec).is_file():
+        if spec.endswith((".jsonl", ".yaml", ".yml")) or Path(spec).is_file():
             if not Path(spec).is_file():
-                raise DataError(spec, "task file not found", "Give task names, suite names or an existing "
-                                "JSONL task file (docs/data.md).")
+                raise DataError(spec, "task file not found", "Give task names, suite names, an existing "
+                                "JSONL task file or a YAML task mapping (docs/data.md).")
             chosen = tasks_from_file(spec)
         elif spec in (known_suites := suites()):
             chosen = list(known_suites[spec].tasks)

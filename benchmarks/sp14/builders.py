@@ -16,7 +16,7 @@ from typing import Callable
 
 from sepit.data.jsonl import read_jsonl
 from sepit.data.protein import Protein, make_protein
-from sepit.data.sample import OPTION_LETTERS, InstructionSample, make_sample
+from sepit.data.sample import InstructionSample, make_sample, option_lines
 
 DATA = Path(__file__).parent / "data"
 
@@ -148,10 +148,7 @@ def entities(row: dict, go_namespaces: tuple[str, ...] = (), ec: bool = False, l
 # --- closed-set answers ------------------------------------------------------------------------------
 
 def with_options(instruction: str, options: list[str]) -> str:
-    if len(options) > len(OPTION_LETTERS):
-        raise ValueError(f"{len(options)} options; at most {len(OPTION_LETTERS)} can be named by a letter")
-    lines = [f"{letter}. {option}" for letter, option in zip(OPTION_LETTERS, options)]
-    return instruction + "\nOptions:\n" + "\n".join(lines) + "\nAnswer with the letter or the name of one option."
+    return instruction + "\nOptions:\n" + option_lines(options) + "\nAnswer with the letter or the name of one option."
 
 
 def localization_answer(row: dict, config: dict) -> str | None:

@@ -138,7 +138,7 @@ def bench(model: str, tasks: list[str] | str, output: Path, devices: int = 1, ba
 
     split_samples = {t.name: t.samples(split) for t in chosen}  # built once; the task's order is its hash's
     samples = {name: sorted(task_samples, key=lambda s: s.id)[:limit] for name, task_samples in split_samples.items()}
-    _check_references(chosen, samples, scoring)
+    _check_references(chosen, samples, scoring, split)
     done = store.done()
     check_reusable(done, samples, likelihood_tasks, generation.logprobs)
     pending = [s for task_samples in samples.values() for s in task_samples if (s.task, s.id) not in done]
@@ -168,13 +168,18 @@ def bench(model: str, tasks: list[str] | str, output: Path, devices: int = 1, ba
     print(f"wrote {output / 'results.json'} in {time.perf_counter() - clock:.1f} s")
 
 
-def _check_references(tasks: list[Task], samples: dict[str, list], scoring: ScoringSettings) -> None:
-    """Ground the open tasks' references before predicting: bad annotations, or `--scoring.entities require` on a
-    task whose references name nothing, stop here rather than after hours of predictions."""
+def _check_references(tasks: list[Task], samples: dict[str, list], scoring: ScoringSettings, split: str) -> None:
+    """What scoring will read, checked before predicting: the training set `--scoring.train` names, and the open
+    tasks' references grounded (bad annotations, or `--scoring.entities require` on a task whose references name
+    nothing). A problem stops here rather than after hours of predictions."""
+    if scoring.train and scoring.leakage and split == "test":
+        from sepit.evaluation.training_set import named_training_set
+
+        named_training_set(scoring.train)
     if scoring.entities == "off":
         return
     for task in tasks:
-        if task.kind == "open" and samples[task.name]:
+        if task.kind == "open" and task.has_references and samples[task.name]:
             rows = [{"id": s.id, "reference": s.reference} for s in samples[task.name]]
             task_grounding(task.name, rows, {s.id: s for s in samples[task.name]}, scoring.entities == "require")
 

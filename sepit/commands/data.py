@@ -109,14 +109,16 @@ def export(output: Path, format: Literal["sepit"] = "sepit", suite: str = "sp14"
 
 
 def check(path: Path, max_problems: int = 50) -> dict:
-    """Load a generic task file (.jsonl) or a SEPIT-Data folder and report its counts. In a task file every bad
-    line is reported (the first `max_problems` printed, all counted); in a folder, the first problem.
+    """Load a generic task file (.jsonl), a YAML task mapping or a SEPIT-Data folder and report its counts. In a
+    task file or mapping every bad record is reported (the first `max_problems` printed, all counted); in a
+    folder, the first problem.
 
     Args:
-        path: a generic task JSONL file, or a SEPIT-Data folder (with pdb.h5).
+        path: a generic task JSONL file, a YAML task mapping (docs/data.md), or a SEPIT-Data folder (with pdb.h5).
         max_problems: how many of a task file's problems to print.
     """
     path = Path(path)
+    note = ""
     if path.is_dir():
         from sepit.data.sepit_format import SepitData
 
@@ -124,10 +126,20 @@ def check(path: Path, max_problems: int = 50) -> dict:
         counts = {f"{stage}/{split}": len(data.caption_pairs(split) if stage == "stage0" else data.samples(stage, split))
                   for stage, split in data.files()}
     else:
-        from sepit.data.generic import read_task_file
-
         problems: list[DataError] = []
-        counts = {split: len(samples) for split, samples in read_task_file(path, problems).items()}
+        if path.suffix in (".yaml", ".yml"):
+            from sepit.data.mapping import TaskMapping
+
+            mapping = TaskMapping(path)
+            splits = mapping.splits(problems)
+            note = f"; task {mapping.name!r}, version {mapping.version}"
+            if not mapping.has_references:
+                note += "; no reference answers: predictions only, not scored"
+        else:
+            from sepit.data.generic import read_task_file
+
+            splits = read_task_file(path, problems)
+        counts = {split: len(samples) for split, samples in splits.items()}
         if problems:
             for problem in problems[:max_problems]:
                 print(problem, file=sys.stderr)
@@ -136,8 +148,19 @@ def check(path: Path, max_problems: int = 50) -> dict:
                             f"{sum(counts.values())} sample(s) read fine", "Fix them and check again.")
     if not sum(counts.values()):
         raise DataError(str(path), "holds no samples", "Check that this is the file or folder you meant.")
-    print(f"{path}: OK, " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    print(f"{path}: OK, " + ", ".join(f"{k} {v}" for k, v in counts.items()) + note)
     return counts
+
+
+def formats() -> dict[str, str]:
+    """List the shipped task mappings of peers' released formats: `format: NAME` in your mapping starts from
+    one (docs/data.md, "Task mappings")."""
+    from sepit.data.mapping import shipped_formats
+
+    found = shipped_formats()
+    width = max(map(len, found), default=0)
+    print("\n".join(f"{name.ljust(width)}  {description}" for name, description in found.items()))
+    return found
 
 
 def manifest(folder: Path) -> Path:

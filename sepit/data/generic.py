@@ -8,6 +8,8 @@
 
 `task` defaults to the file name, `split` to "test"; `coords` (C-alpha, null for unobserved residues),
 `choices` (closed-set questions; the reference must be one of them) and `metadata` are optional.
+A declarative task mapping (`sepit.data.mapping`) turns other files into records of this shape and checks them
+with the same `RecordChecker`.
 """
 
 from __future__ import annotations
@@ -26,11 +28,10 @@ def read_task_file(path: str | Path, problems: list[DataError] | None = None) ->
     problem is raised; given a `problems` list, each bad line's error goes there and the line is left out."""
     path = Path(path)
     splits: dict[str, list[InstructionSample]] = defaultdict(list)
-    first_line: dict[tuple[str, str], int] = {}
-    proteins: dict[str, tuple[int, Protein]] = {}
+    checker = RecordChecker(default_task=path.stem)
     for line, row in read_jsonl(path, problems):
         try:
-            split, sample = _sample(path, line, row, first_line, proteins)
+            split, sample = checker.sample(row, location(path, line, row.get("id")), f"line {line}")
         except DataError as err:
             if problems is None:
                 raise
@@ -40,27 +41,38 @@ def read_task_file(path: str | Path, problems: list[DataError] | None = None) ->
     return dict(splits)
 
 
-def _sample(path: Path, line: int, row: dict, first_line: dict[tuple[str, str], int],
-            proteins: dict[str, tuple[int, Protein]]) -> tuple[str, InstructionSample]:
-    """One record -> (its split, its sample), checked against the ids and proteins seen before it."""
-    where = location(path, line, row.get("id"))
-    sample_id = field(row, "id", str, where, "Give every sample a unique string 'id'.")
-    task = row.get("task") or path.stem
-    if (task, sample_id) in first_line:
-        raise DataError(where, f"duplicate sample id (first used on line {first_line[task, sample_id]})",
-                        "Give every sample of a task its own id.")
-    record = field(row, "protein", dict, where,
-                   'Every sample needs its protein: "protein": {"id": ..., "sequence": ...}.')
-    protein = make_protein(record.get("id"), record.get("sequence"), record.get("coords"), where=f"{where}, protein")
-    if protein.id in proteins and proteins[protein.id][1] != protein:
-        raise DataError(where, f"protein {protein.id!r} differs from the one defined on line "
-                               f"{proteins[protein.id][0]}", "Use one id per distinct sequence and structure.")
-    sample = make_sample(sample_id, task, protein, row.get("instruction"), row.get("reference"),
-                         row.get("choices"), row.get("metadata"), where=where)
-    if "entities" in sample.metadata:  # the grounded metrics' annotations (docs/data.md)
-        from sepit.grounding.grounder import check_annotations
+class RecordChecker:
+    """Turns generic records into samples, one at a time, checking each against the records before it: a sample
+    id is used once per task, a protein id names one sequence and structure. `references=False` reads a file
+    without answers (predictions only)."""
 
-        check_annotations(sample.metadata["entities"], where)
-    first_line[task, sample_id] = line
-    proteins.setdefault(protein.id, (line, protein))
-    return str(row.get("split") or "test"), sample
+    def __init__(self, default_task: str, references: bool = True):
+        self.default_task, self.references = default_task, references
+        self.first_seen: dict[tuple[str, str], str] = {}  # (task, sample id) -> where it was first used
+        self.proteins: dict[str, tuple[str, Protein]] = {}  # protein id -> (where first defined, protein)
+
+    def sample(self, row: dict, where: str, place: str) -> tuple[str, InstructionSample]:
+        """One record -> (its split, its sample). `where` names the record in errors, `place` its position
+        ("line 12") in a later record's error."""
+        sample_id = field(row, "id", str, where, "Give every sample a unique string 'id'.")
+        task = row.get("task") or self.default_task
+        if (task, sample_id) in self.first_seen:
+            raise DataError(where, f"duplicate sample id (first used on {self.first_seen[task, sample_id]})",
+                            "Give every sample of a task its own id.")
+        record = field(row, "protein", dict, where,
+                       'Every sample needs its protein: "protein": {"id": ..., "sequence": ...}.')
+        protein = make_protein(record.get("id"), record.get("sequence"), record.get("coords"),
+                               where=f"{where}, protein")
+        if protein.id in self.proteins and self.proteins[protein.id][1] != protein:
+            raise DataError(where, f"protein {protein.id!r} differs from the one defined on "
+                                   f"{self.proteins[protein.id][0]}", "Use one id per distinct sequence and structure.")
+        sample = make_sample(sample_id, task, protein, row.get("instruction"), row.get("reference"),
+                             row.get("choices"), row.get("metadata"), where=where,
+                             reference_required=self.references)
+        if "entities" in sample.metadata:  # the grounded metrics' annotations (docs/data.md)
+            from sepit.grounding.grounder import check_annotations
+
+            check_annotations(sample.metadata["entities"], where)
+        self.first_seen[task, sample_id] = place
+        self.proteins.setdefault(protein.id, (place, protein))
+        return str(row.get("split") or "test"), sample

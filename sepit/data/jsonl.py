@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import shutil
@@ -17,9 +18,9 @@ def read_jsonl(path: str | Path, problems: list[DataError] | None = None,
                source: object = None) -> Iterator[tuple[int, dict]]:
     """Yield (line number, object) for each non-blank line. A bad line raises DataError naming it; given a
     `problems` list, the error goes there and the line is skipped, so a checker can report every bad line.
-    `source`: the file's name in messages (default: its path)."""
+    `source`: the file's name in messages (default: its path). A name ending in .gz is read through gzip."""
     source = path if source is None else source
-    with open(path, "rb") as handle:
+    with open_binary(path) as handle:
         for number, raw in enumerate(handle, 1):
             try:
                 row = _parse(raw, location(source, number))
@@ -30,6 +31,11 @@ def read_jsonl(path: str | Path, problems: list[DataError] | None = None,
                 continue
             if row is not None:
                 yield number, row
+
+
+def open_binary(path: str | Path) -> IO[bytes]:
+    """The file's bytes, decompressed when its name ends in .gz."""
+    return gzip.open(path, "rb") if str(path).endswith(".gz") else open(path, "rb")
 
 
 def _parse(raw: bytes, where: str) -> dict | None:

@@ -33,8 +33,9 @@ class InstructionSample:
 
 def make_sample(id: str, task: str, protein: Protein, instruction: Any, reference: Any,
                 choices: Sequence[str] | None = None, metadata: dict | None = None, *,
-                where: str = "") -> InstructionSample:
-    """Validate one sample; raise DataError naming `where` and the fix."""
+                where: str = "", reference_required: bool = True) -> InstructionSample:
+    """Validate one sample; raise DataError naming `where` and the fix. Without `reference_required` (a
+    benchmark file without answers: predictions only) the reference is left empty."""
     where = where or f"sample {id!r}"
     if not isinstance(id, str) or not id:
         raise DataError(where, f"sample id must be a non-empty string, got {id!r}", "Give every sample an id.")
@@ -46,13 +47,15 @@ def make_sample(id: str, task: str, protein: Protein, instruction: Any, referenc
         problem = "missing the <protein> placeholder" if count == 0 else f"{count} <protein> placeholders"
         raise DataError(where, f"instruction is {problem}: {instruction[:80]!r}",
                         "Put exactly one <protein> where the protein goes, e.g. 'What does <protein> do?'.")
-    if not isinstance(reference, str) or not reference.strip():
+    if not reference_required:
+        reference = ""
+    elif not isinstance(reference, str) or not reference.strip():
         raise DataError(where, "empty or missing reference answer", "Give the expected answer as non-empty text.")
     if metadata is not None and not isinstance(metadata, dict):
         raise DataError(where, f"metadata must be an object, got {type(metadata).__name__}",
                         'Write metadata as {"key": value, ...} or leave it out.')
     if choices is not None:
-        choices = check_choices(choices, reference, where)
+        choices = check_choices(choices, reference if reference_required else None, where)
     return InstructionSample(id, task, protein, instruction, reference, choices, dict(metadata or {}))
 
 
@@ -70,8 +73,16 @@ def is_yes_no(choices: Sequence[str]) -> bool:
 OPTION_LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 
-def check_choices(choices: Any, reference: str, where: str) -> tuple[str, ...]:
-    """The options of a closed-set question (a sample or a prediction row), checked; DataError otherwise."""
+def option_lines(options: Sequence[str]) -> str:
+    """The options as a question shows them, one per line: "A. first", "B. second", ..."""
+    if len(options) > len(OPTION_LETTERS):
+        raise ValueError(f"{len(options)} options; at most {len(OPTION_LETTERS)} can be named by a letter")
+    return "\n".join(f"{letter}. {option}" for letter, option in zip(OPTION_LETTERS, options))
+
+
+def check_choices(choices: Any, reference: str | None, where: str) -> tuple[str, ...]:
+    """The options of a closed-set question (a sample or a prediction row), checked; DataError otherwise.
+    `reference` None: a question without a known answer."""
     if not isinstance(choices, (list, tuple)):
         raise DataError(where, f"choices must be a list of strings, got {type(choices).__name__}",
                         'Write the options as ["yes", "no"], or leave choices out.')
@@ -84,7 +95,7 @@ def check_choices(choices: Any, reference: str, where: str) -> tuple[str, ...]:
                         "Split the question, or ask it open-ended.")
     if len({answer_key(c) for c in choices}) != len(choices):
         raise DataError(where, f"duplicate choices {list(choices)!r}", "Make every option distinct.")
-    if answer_key(reference) not in {answer_key(c) for c in choices}:
+    if reference is not None and answer_key(reference) not in {answer_key(c) for c in choices}:
         raise DataError(where, f"reference {reference!r} is not one of the choices {list(choices)!r}",
                         "The reference of a closed-set question must be one of its choices.")
     return choices

@@ -17,6 +17,7 @@ import numpy as np
 from sepit.data.errors import DataError
 from sepit.data.sample import InstructionSample, answer_key, is_yes_no
 from sepit.evaluation.predictions import mismatch
+from sepit.evaluation.training_set import NO_TRAINING_SET, named_training_set, task_training_set
 from sepit.grounding.grounder import KINDS, default_grounder, paused_gc
 from sepit.metrics.bootstrap import intervals_missing_their_point, percentile_cis
 from sepit.metrics.extraction import last_option_text, last_yes_no, multiple_choice
@@ -27,6 +28,8 @@ if TYPE_CHECKING:
     from sepit.metrics.entities import Grounding
 
 CLOSED_METHODS = ("last_match", "choice", "loglikelihood")
+NO_REFERENCES = ("the task's data has no reference answers (a file of questions only): its predictions are in "
+                 "predictions/<task>.jsonl, and no metric is computed")
 # Test-to-train identity bins of the leakage report, in percent: [lo, hi).
 IDENTITY_BINS = (("<30", 0.0, 30.0), ("30-50", 30.0, 50.0), ("50-70", 50.0, 70.0), ("70-90", 70.0, 90.0),
                  (">=90", 90.0, float("inf")))
@@ -43,6 +46,9 @@ class ScoringSettings:
         vocab: a WordPiece vocab.txt (e.g. PubMedBERT's) for BLEU/METEOR tokens; default: word tokens.
         closed_methods: per task (or "*"): last_match, choice or loglikelihood; default from the task.
         leakage: add the test-to-train identity report for registered tasks (test split only).
+        train: the proteins the model was trained on, for the leakage report of every task: a task or suite name
+            (their train splits), a task file or mapping, or a FASTA file; default each task's own train split
+            (a task without one gets no report, and a note saying why).
         entities: the grounded metrics of open tasks (docs/evaluation.md): "auto" scores every open task whose
             references name ontology entries, "require" also stops on an open task whose references name none,
             "off" leaves them out.
@@ -54,6 +60,7 @@ class ScoringSettings:
     vocab: Path | None = None
     closed_methods: dict[str, str] | None = None
     leakage: bool = True
+    train: str | None = None
     entities: Literal["auto", "require", "off"] = "auto"
     n_resamples: int = 1000
     seed: int = 0
@@ -190,6 +197,9 @@ def summary_table(tasks: Mapping[str, dict]) -> str:
     """A plain-text table of the headline metrics with 95 % CIs and the identity bins, for the terminal."""
     lines = []
     for name, result in tasks.items():
+        if "not_scored" in result:
+            lines.append(f"{name} (n={result['n']}): not scored, {result['not_scored']}")
+            continue
         shown = [m for m in ("entity_f1", "go_hf1", "accuracy", "macro_f1", "extraction_failure_rate", "bleu2", "bleu4",
                              "rougeL", "meteor", "corpus_bleu4") if result["metrics"].get(m) is not None]
         cells = [f"{m} {result['metrics'][m]:.2f}" + (f" [{result['ci'][m][0]:.2f}, {result['ci'][m][1]:.2f}]"
@@ -231,18 +241,29 @@ def score_rows(rows_by_task: Mapping[str, list[dict]], scoring: ScoringSettings 
             info = {"version": task.version, "split": split, "expected_n": len(expected), "missing": missing,
                     "unknown_ids": unknown, "complete": missing == 0 and unknown == 0,
                     "dataset_hash": sample_hash(expected) if missing == 0 and unknown == 0 else None}
+            if not task.has_references:
+                results[name] = {**info, "n": len(rows), "kind": task.kind, "metrics": {}, "not_scored": NO_REFERENCES}
+                logs[name] = [{"id": r["id"]} for r in sorted(rows, key=lambda r: r["id"])]
+                continue
             if scoring.leakage and split == "test":
-                from sepit.identity import max_train_identity
+                training = named_training_set(scoring.train) if scoring.train else task_training_set(task)
+                if training is None:
+                    info["not_reported"] = {"leakage": NO_TRAINING_SET}
+                else:
+                    from sepit.identity import max_train_identity
 
-                by_sample = max_train_identity(task)
-                identities = {sid: found[0] for sid, found in by_sample.items()}
+                    by_sample = max_train_identity(task, training)
+                    identities = {sid: found[0] for sid, found in by_sample.items()}
         grounding = None
         if scoring.entities != "off" and rows and rows[0]["kind"] == "open":
             grounding = task_grounding(name, rows, by_id, scoring.entities == "require")
         result, logs[name] = score_task(rows, metric_profile, tokenizer, scoring.method_for(name),
                                         task.answer_format if task else None, identities, scoring.n_resamples,
                                         scoring.seed, grounding)
-        results[name] = {**info, **result}
+        if identities is not None:
+            result["leakage"]["train"] = training.record()
+        not_reported = {**info.pop("not_reported", {}), **result.pop("not_reported", {})}
+        results[name] = {**info, **result, **({"not_reported": not_reported} if not_reported else {})}
         if task is not None:  # what the board's slices need, so it never rebuilds the task
             for log in logs[name]:
                 if log["id"] in by_id:

@@ -48,10 +48,16 @@ class ModelCard:
     params_total: int | None  # None where unknown (API models)
     params_active: int | None  # per token; equals params_total for dense models
     fingerprint: str  # changes whenever the weights or anything else that changes outputs changes
+    # A control's subject: the model (its card name) whose input this one withholds something from. The board
+    # shows that model's gap to it (`option_prior`: the protein withheld).
+    control_of: str | None = None
 
     def record(self) -> dict[str, Any]:
-        """The "model" section of a results file (docs/evaluation.md)."""
-        return asdict(self)
+        """The "model" section of a results file (docs/evaluation.md); `control_of` only for a control."""
+        record = asdict(self)
+        if record["control_of"] is None:
+            del record["control_of"]
+        return record
 
 
 class ProteinLLM(ABC):
