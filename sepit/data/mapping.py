@@ -122,8 +122,8 @@ class Rule:
                     raise MappingProblem("{options} is used, but the mapping gives no choices")
                 return option_lines(options)
             value = lookup(record, name)
-            if value is None:
-                raise MappingProblem(f"the template's field {name!r} is missing or null")
+            if value is None or value == "":
+                raise MappingProblem(f"the template's field {name!r} is missing or empty")
             return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
 
         return _PLACEHOLDER.sub(substitute, self.template)
@@ -372,7 +372,7 @@ class TaskMapping:
             reference = str(reference)
         instruction = required("instruction", read("instruction", choices), "an instruction")
         metadata = {name: value for name, path in self.metadata.items()
-                    if (value := lookup(record, path)) is not None}
+                    if (value := lookup(record, path)) not in (None, "")}
         return {"id": sample_id, "split": str(split),
                 "protein": {"id": protein_id, "sequence": sequence, "coords": read("protein.coords")},
                 "instruction": instruction, "reference": reference, "choices": list(choices) if choices else None,

@@ -33,11 +33,12 @@ def text_hash(text: str) -> str:
 
 def prediction_row(sample: InstructionSample, prediction: str, model: str, fingerprint: str,
                    generation_hash: str, extras: dict[str, Any] | None = None) -> dict[str, Any]:
-    row = {"task": sample.task, "id": sample.id, "prediction": prediction, "reference": sample.reference,
+    row = {"task": sample.task, "id": sample.id, "prediction": prediction, "reference": sample.reference or None,
            "kind": sample.kind, "choices": list(sample.choices) if sample.choices is not None else None,
            "model": model, "fingerprint": fingerprint, "generation_hash": generation_hash,
-           "prompt_hash": text_hash(sample.instruction), "protein_hash": text_hash(sample.protein.sequence),
-           "reference_hash": text_hash(sample.reference)}
+           "prompt_hash": text_hash(sample.instruction), "protein_hash": text_hash(sample.protein.sequence)}
+    if sample.reference:  # a question of a file without answers has none (null)
+        row["reference_hash"] = text_hash(sample.reference)
     row.update(extras or {})
     return row
 
@@ -45,7 +46,7 @@ def prediction_row(sample: InstructionSample, prediction: str, model: str, finge
 def mismatch(row: dict, sample: InstructionSample) -> str | None:
     """What differs between a saved row and the sample it claims to answer (None if nothing does): a row
     predicted for an older version of a task must not be scored against, or mixed with, the current one."""
-    if row["reference"] != sample.reference:
+    if (row["reference"] or "") != sample.reference:
         return f"its reference {row['reference']!r} is not the task's {sample.reference!r}"
     if (row.get("choices") is None) != (sample.choices is None) or (
             sample.choices is not None and list(row["choices"]) != list(sample.choices)):
@@ -58,9 +59,15 @@ def mismatch(row: dict, sample: InstructionSample) -> str | None:
 
 def check_row(row: dict, where: str) -> dict:
     """A row in the predictions format, or a DataError naming the place and the fix."""
-    for key in ("task", "id", "reference"):
+    for key in ("task", "id"):
         if not field(row, key, str, where):
             raise DataError(where, f"field {key!r} is empty", f"Give every row a non-empty {key!r}.")
+    # null: a question without a known answer (a benchmark file of questions only), predicted but never scored
+    fix = "Give every row its reference answer, or null for a question without one."
+    if "reference" not in row:
+        raise DataError(where, "missing field 'reference'", fix)
+    if row["reference"] is not None and not field(row, "reference", str, where, fix):
+        raise DataError(where, "field 'reference' is empty", fix)
     if not isinstance(row.get("prediction"), str):
         raise DataError(where, f"field 'prediction' must be a string, got {type(row.get('prediction')).__name__}",
                         "Write the model's answer as text (an empty string if it gave none).")

@@ -241,11 +241,7 @@ def score_rows(rows_by_task: Mapping[str, list[dict]], scoring: ScoringSettings 
             info = {"version": task.version, "split": split, "expected_n": len(expected), "missing": missing,
                     "unknown_ids": unknown, "complete": missing == 0 and unknown == 0,
                     "dataset_hash": sample_hash(expected) if missing == 0 and unknown == 0 else None}
-            if not task.has_references:
-                results[name] = {**info, "n": len(rows), "kind": task.kind, "metrics": {}, "not_scored": NO_REFERENCES}
-                logs[name] = [{"id": r["id"]} for r in sorted(rows, key=lambda r: r["id"])]
-                continue
-            if scoring.leakage and split == "test":
+            if scoring.leakage and task.has_references and split == "test":
                 training = named_training_set(scoring.train) if scoring.train else task_training_set(task)
                 if training is None:
                     info["not_reported"] = {"leakage": NO_TRAINING_SET}
@@ -254,6 +250,11 @@ def score_rows(rows_by_task: Mapping[str, list[dict]], scoring: ScoringSettings 
 
                     by_sample = max_train_identity(task, training)
                     identities = {sid: found[0] for sid, found in by_sample.items()}
+        if _without_references(name, rows, task):
+            results[name] = {**info, "n": len(rows), "kind": rows[0]["kind"] if rows else None, "metrics": {},
+                             "not_scored": NO_REFERENCES}
+            logs[name] = [{"id": r["id"]} for r in sorted(rows, key=lambda r: r["id"])]
+            continue
         grounding = None
         if scoring.entities != "off" and rows and rows[0]["kind"] == "open":
             grounding = task_grounding(name, rows, by_id, scoring.entities == "require")
@@ -276,6 +277,15 @@ def score_rows(rows_by_task: Mapping[str, list[dict]], scoring: ScoringSettings 
     if any("grounding" in result for result in results.values()):
         record["grounding"] = default_grounder().record()
     return results, logs, record
+
+
+def _without_references(name: str, rows: Sequence[dict], task: Task | None) -> bool:
+    """Whether a task's rows are questions without answers (predicted, never scored); a mix is an error."""
+    missing = sum(r["reference"] is None for r in rows)
+    if missing and missing < len(rows):
+        raise DataError(f"task {name!r}", f"{missing} of its {len(rows)} prediction rows have no reference",
+                        "Score rows of one task either all with references or all without.")
+    return (task is not None and not task.has_references) or bool(rows) and missing == len(rows)
 
 
 def task_grounding(task: str, rows: Sequence[dict], samples: Mapping[str, InstructionSample], required: bool):
