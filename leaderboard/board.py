@@ -57,7 +57,9 @@ def build_board(runs: list[Run], reference: str | None = None, profile: str | No
             row["vs_control"] = None if row["model"] == control else _versus(row["model"], control, tasks, values)
     else:
         notes.append(f"no question-only control ({control}) among the results: add `sepit bench --model "
-                     "question_majority` to show how much of each score the questions give away without the protein")
+                     "question_majority` to show how much of each score the questions give away without the protein "
+                     "(it needs a train split; for a benchmark without one, `--control random-option` compares "
+                     "with a chance floor)")
         control = None
     priors = {e.model["control_of"]: e.name for e in entries if e.model.get("control_of")}
     for row in rows:
