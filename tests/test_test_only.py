@@ -179,3 +179,23 @@ def test_a_file_without_answers_is_predicted_and_not_scored(tmp_path, capsys):
     board = build_board([load_run(tmp_path / "run" / "results.json")], n_resamples=50)
     assert board["tasks"] == [] and "evolla_questions: predicted without reference answers, so not on the board" \
         in board["notes"]
+
+
+def test_sepit_score_checks_rows_against_a_mapping_and_reports_leakage(benchmark, tmp_path):
+    from sepit.commands.score import score
+
+    bench("letters", [str(benchmark)], tmp_path / "run", scoring=ScoringSettings(n_resamples=50, leakage=False))
+    fasta = tmp_path / "train.fa"
+    fasta.write_text(f">TR1\n{SEQUENCE[:45]}\n")
+    score(tmp_path / "run/predictions", tmp_path / "rescored/results.json", tasks=[str(benchmark)],
+          scoring=ScoringSettings(n_resamples=50, train=str(fasta)))
+    before, after = results(tmp_path / "run"), results(tmp_path / "rescored")
+    assert after["metrics"] == before["metrics"] and after["dataset_hash"] == before["dataset_hash"] is not None
+    assert after["leakage"]["train"] == {"source": str(fasta), "proteins": 1}
+    rows = (tmp_path / "run/predictions/post2025.jsonl").read_text().splitlines()
+    edited = json.loads(rows[0])
+    edited["reference"] = edited["choices"][-1] if edited["reference"] != edited["choices"][-1] else edited["choices"][0]
+    (tmp_path / "run/predictions/post2025.jsonl").write_text("\n".join([json.dumps(edited), *rows[1:]]) + "\n")
+    with pytest.raises(DataError, match=r"task 'post2025' \(version 1/sha256:\w+\), sample 'q0': the prediction row "
+                                        r"does not match the task: its reference"):
+        score(tmp_path / "run/predictions", tmp_path / "again/results.json", tasks=[str(benchmark)])

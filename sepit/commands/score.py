@@ -13,10 +13,11 @@ from sepit.evaluation.predictions import read_predictions
 from sepit.evaluation.results import now, write_results
 from sepit.evaluation.scoring import ScoringSettings, summary_table
 from sepit.models.interface import ModelCard
+from sepit.tasks import resolve_tasks
 
 
 def score(predictions: Path, output: Path = Path("results.json"), scoring: ScoringSettings = ScoringSettings(),
-          split: str = "test") -> None:
+          split: str = "test", tasks: list[str] | None = None) -> None:
     """Score saved predictions into a results file.
 
     Args:
@@ -24,8 +25,11 @@ def score(predictions: Path, output: Path = Path("results.json"), scoring: Scori
         output: where results.json goes; per-sample logs go to `samples/` beside it.
         scoring: metric profile, tokens, closed-set methods, leakage report, bootstrap (`ScoringSettings`).
         split: the split registered tasks are checked against.
+        tasks: task files or YAML task mappings the rows answer (registered tasks are found by name): their rows
+            are checked against them and get a dataset hash and the leakage report, as in `sepit bench`.
     """
     started, clock = now(), time.perf_counter()
+    known = {task.name: task for task in resolve_tasks(tasks)} if tasks else None
     rows = read_predictions(predictions)
     fingerprints = sorted({str(r["fingerprint"]) for task in rows.values() for r in task if r.get("fingerprint")})
     names = sorted({str(r.get("model")) for task in rows.values() for r in task if r.get("model")})
@@ -33,6 +37,6 @@ def score(predictions: Path, output: Path = Path("results.json"), scoring: Scori
                       modality=None, params_total=None, params_active=None,
                       fingerprint=fingerprints[0] if len(fingerprints) == 1 else None).record()
     config = {"predictions": str(predictions), "split": split}
-    document = write_results(Path(output), rows, model, config, started, scoring, split)
+    document = write_results(Path(output), rows, model, config, started, scoring, split, known)
     print(summary_table(document["tasks"]))
     print(f"wrote {output} ({sum(len(r) for r in rows.values())} predictions, {time.perf_counter() - clock:.1f} s)")

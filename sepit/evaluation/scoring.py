@@ -218,7 +218,7 @@ def score_rows(rows_by_task: Mapping[str, list[dict]], scoring: ScoringSettings 
                split: str = "test", tasks: Mapping[str, Task] | None = None,
                samples: Mapping[str, Sequence[InstructionSample]] | None = None) -> tuple[dict, dict, dict]:
     """(results per task, per-sample logs per task, the metric profile's record). Tasks are looked up in
-    `tasks`, else in the registry; rows of an unknown task are scored from the rows alone. `samples`: each
+    `tasks`, then in the registry; rows of an unknown task are scored from the rows alone. `samples`: each
     task's samples of the split as the caller built them and already checked the rows against (`sepit bench`):
     neither built nor checked a second time."""
     from sepit.metrics.text import make_tokenizer
@@ -227,13 +227,14 @@ def score_rows(rows_by_task: Mapping[str, list[dict]], scoring: ScoringSettings 
     results, logs = {}, {}
     for name in sorted(rows_by_task):
         rows = rows_by_task[name]
-        task = tasks.get(name) if tasks is not None else _registered(name)
+        task = (tasks or {}).get(name) or _registered(name)
         identities, by_id = None, {}
         info: dict[str, Any] = {"version": None, "dataset_hash": None, "complete": None}
         if task is not None:
-            expected = samples[name] if samples is not None else task.samples(split)
+            checked = samples is not None and name in samples
+            expected = samples[name] if checked else task.samples(split)
             by_id = {s.id: s for s in expected}
-            if samples is None:
+            if not checked:
                 _check_rows(task, rows, by_id)
             ids = {r["id"] for r in rows}
             missing = sum(s.id not in ids for s in expected)
