@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from typing import Any, Literal, Sequence
+from typing import TYPE_CHECKING, Any, Literal, Sequence
 
 import torch
 
@@ -26,6 +26,9 @@ from sepit.data.sample import PROTEIN_PLACEHOLDER, InstructionSample
 from sepit.models.adapter import DTYPES
 from sepit.models.interface import GenerationConfig, ModelCard, ProteinLLM
 from sepit.models.tiny import resolve_model_path
+
+if TYPE_CHECKING:
+    from sepit.tasks import Task
 
 # Part of the fingerprint: bump when the prompt, the protein tokens or the decoding below change.
 CODE_VERSION = "evolla-1"
@@ -128,6 +131,14 @@ class EvollaModel(ProteinLLM):
         settings = json.dumps({"foldseek_field": foldseek_field, "max_residues": max_residues, "dtype": dtype,
                                "code": CODE_VERSION}, sort_keys=True)
         self.fingerprint = hashlib.sha256("\n".join([*sha256_folder(path), settings]).encode()).hexdigest()[:16]
+
+    def prepare(self, tasks: Sequence[Task]) -> None:
+        """Every sample's 3Di string checked before predicting: a bad one late in a file would otherwise stop a
+        long run after hours of predictions."""
+        for task in tasks:
+            for samples in task.splits().values():
+                for sample in samples:
+                    structure_string(sample, self.foldseek_field)
 
     def _ready(self) -> torch.device:
         """Move to this process's device on first use (Lightning has set the rank's GPU by then)."""

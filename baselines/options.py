@@ -4,7 +4,7 @@
 - `random_option` answers with an option drawn per sample from a seeded stream keyed by the task and sample id, so
   an answer never depends on batching, order or the number of processes. Its expected accuracy is chance.
 - `option_prior` wraps a model that scores choices by log-likelihood and withholds the protein: each question is
-  asked about one unknown residue ("X", no structure), the same input for every question. The option it prefers
+  asked about one unknown residue ("X", no structure, no metadata), the same input for every question. The option it prefers
   is what the question and the options alone give away to that model; the board shows the wrapped model's gap to
   it (`ModelCard.control_of`).
 
@@ -116,7 +116,8 @@ class OptionPriorModel(FirstOptionModel):
 
     def loglikelihood(self, samples: Sequence[InstructionSample]) -> list[list[float]]:
         self.inner.batch_size = self.batch_size
-        return self.inner.loglikelihood([dataclasses.replace(s, protein=WITHHELD) for s in samples])
+        # The metadata goes too: it may describe the protein (a 3Di string, an accession).
+        return self.inner.loglikelihood([dataclasses.replace(s, protein=WITHHELD, metadata={}) for s in samples])
 
     def choose(self, samples: Sequence[InstructionSample]) -> list[int]:
         return [max(range(len(scores)), key=scores.__getitem__) for scores in self.loglikelihood(samples)]

@@ -61,16 +61,24 @@ def build_board(runs: list[Run], reference: str | None = None, profile: str | No
                      "(it needs a train split; for a benchmark without one, `--control random-option` compares "
                      "with a chance floor)")
         control = None
-    priors = {e.model["control_of"]: e.name for e in entries if e.model.get("control_of")}
+    priors: dict[str, str] = {}
+    for entry in sorted(entries, key=lambda e: e.name):
+        subject = entry.model.get("control_of")
+        if subject and subject in priors:
+            notes.append(f"{entry.name} and {priors[subject]} are both controls of {subject}: its gap is to "
+                         f"{priors[subject]}")
+        elif subject:
+            priors[subject] = entry.name
     for row in rows:
         prior = priors.get(row["model"])
         row["prior"] = prior
-        row["vs_prior"] = _versus(row["model"], prior, tasks, values) if prior else None
+        # The prior answers closed questions only: its average gap is over the tasks it answers.
+        row["vs_prior"] = _versus(row["model"], prior, tasks, values, shared_only=True) if prior else None
     notes += _scope_notes(runs, entries)
     if not any(row["modality"] == "retrieval" for row in rows):
         notes.append("no retrieval baseline among the results: add `sepit bench --model retrieval` to show how far "
                      "copying the nearest training protein's answer goes")
-    board = {"metric_profile": runs[0].profile, "tasks": tasks, "reference": ref, "control": control, "alpha": alpha,
+    board = {"metric_profile": next((r.profile for r in runs if r.grounding_key), runs[0].profile), "tasks": tasks, "reference": ref, "control": control, "alpha": alpha,
              "bootstrap": {"method": "paired percentile", "resamples": n_resamples, "seed": seed},
              "rows": rows, "slices": _slices(entries, tasks, values), "notes": notes}
     if structure_pairs:
@@ -131,9 +139,15 @@ def _one_profile(runs: list[Run], profile: str | None) -> list[Run]:
         if not runs:
             raise DataError("--results", f"no results were scored with the metric profile {profile!r}",
                             "Choose a profile the results use, or re-score with `sepit score --scoring.profile`.")
+    # A run that grounded nothing (closed tasks only: a floor, an option prior) fits any grounding.
     keys = defaultdict(list)
     for run in runs:
-        keys[run.profile_key].append(str(run.path))
+        keys[run.base_profile_key].append(str(run.path))
+    if len(keys) == 1:
+        keys = defaultdict(list)
+        for run in runs:
+            if run.grounding_key:
+                keys[run.profile_key].append(str(run.path))
     if len(keys) > 1:
         listing = "; ".join(f"{key}: {', '.join(paths[:3])}" for key, paths in sorted(keys.items()))
         raise DataError("--results", f"the results use different metric profiles ({listing})",
@@ -292,13 +306,15 @@ def _versus_average(a: str, b: str, tasks, values: _SampleValues):
     return None if any(p is None for p in parts) else compare(parts)
 
 
-def _versus(model: str, ref: str, tasks, values: _SampleValues) -> dict:
-    """Difference to the reference (this model minus it) per task and on average, with p-values."""
+def _versus(model: str, ref: str, tasks, values: _SampleValues, shared_only: bool = False) -> dict:
+    """Difference to the reference (this model minus it) per task and on average, with p-values. The average
+    needs both on every task, or with `shared_only` on the tasks both answered."""
     out: dict[str, Any] = {}
     for task in tasks:
         draws = values.draws(model, ref, task["name"])
         out[task["name"]] = compare([draws]).as_dict() if draws else None
-    average = _versus_average(model, ref, tasks, values)
+    shared = [t for t in tasks if out[t["name"]] is not None] if shared_only else tasks
+    average = _versus_average(model, ref, shared, values) if shared else None
     out["average"] = average.as_dict() if average else None
     return out
 

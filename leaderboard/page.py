@@ -12,7 +12,7 @@ from pathlib import Path
 
 from sepit_leaderboard.board import SLICES
 from sepit_leaderboard.tables import HTML, MISSING, average_text, cell_marked, column_title, columns, comparisons, \
-    control_gap, control_text, legend, p_value, params, profile_label, score, text_metric_text
+    comparison_label, control_gap, control_text, legend, p_value, params, profile_label, score, text_metric_text
 
 STYLE = """
 body{font-family:system-ui,sans-serif;margin:2em;color:#222;max-width:1600px}
@@ -124,7 +124,8 @@ def _significance(board: dict) -> str:
             versus = row.get(key)
             if versus is None:
                 continue
-            cells = [_td(escape(row["model"]), row["model"], "text")]
+            label = comparison_label(row, key)
+            cells = [_td(escape(label), label, "text")]
             for name in ["average"] + [t["name"] for t in board["tasks"]]:
                 c = versus.get(name)
                 cells.append(_td(MISSING) if c is None else

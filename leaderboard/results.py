@@ -31,11 +31,19 @@ class Run:
     @property
     def profile_key(self) -> str:
         """The metric profile and the grounding (ontology release and fingerprint) the numbers were made with."""
-        key = f"{self.profile.get('name')} v{self.profile.get('version')}"
+        return self.base_profile_key + (f" + {self.grounding_key}" if self.grounding_key else "")
+
+    @property
+    def base_profile_key(self) -> str:
+        return f"{self.profile.get('name')} v{self.profile.get('version')}"
+
+    @property
+    def grounding_key(self) -> str | None:
+        """The grounding its open tasks were scored with; None for a run that grounded nothing (closed tasks only)."""
         grounding = self.profile.get("grounding")
-        if grounding:
-            key += f" + grounding v{grounding.get('version')} ({grounding.get('go')}, {grounding.get('go_fingerprint')})"
-        return key
+        if not grounding:
+            return None
+        return f"grounding v{grounding.get('version')} ({grounding.get('go')}, {grounding.get('go_fingerprint')})"
 
     def sample_log(self, task: str) -> list[dict] | None:
         """The rows of `samples/<task>.jsonl`, read once per run and task (the board reads values and facts from

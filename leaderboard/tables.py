@@ -10,6 +10,8 @@ import io
 from dataclasses import dataclass
 from typing import Any
 
+from sepit_leaderboard.board import CONTROL
+
 METRIC_NAMES = {"entity_f1": "entity F1", "go_hf1": "GO hF1", "location_accuracy": "location accuracy",
                 "rougeL": "ROUGE-L", "rouge1": "ROUGE-1", "rouge2": "ROUGE-2", "meteor": "METEOR",
                 "accuracy": "accuracy", "macro_f1": "macro F1", "bleu2": "BLEU-2", "bleu4": "BLEU-4",
@@ -93,7 +95,7 @@ def text_metric_text(cell: dict | None, marks: Marks = MARKDOWN) -> str:
 
 
 def control_gap(row: dict) -> dict | None:
-    """The row's paired difference to the question-only control on the average, or None."""
+    """The row's paired difference to the control (by default the question-only one) on the average, or None."""
     return (row.get("vs_control") or {}).get("average")
 
 
@@ -110,17 +112,28 @@ def comparisons(board: dict) -> list[tuple[str, str, str]]:
         out.append(("vs_reference", f"Paired significance against {board['reference']}",
                     "Difference (model minus reference) on the samples both answered, with its paired-bootstrap "
                     "p-value."))
-    if board.get("control"):
-        out.append(("vs_control", f"Gap to the question-only control, {board['control']}",
+    control = board.get("control")
+    if control and control == CONTROL:
+        out.append(("vs_control", f"Gap to the question-only control, {control}",
                     "Difference (model minus the control, which reads the question but not the protein) on the "
                     "samples both answered, with its paired-bootstrap p-value: what the model knows beyond what "
                     "the questions give away."))
+    elif control:
+        out.append(("vs_control", f"Gap to the control, {control}",
+                    f"Difference (model minus {control}) on the samples both answered, with its paired-bootstrap "
+                    "p-value."))
     if any(row.get("vs_prior") for row in board["rows"]):
         out.append(("vs_prior", "Gap to each model's option prior",
                     "Difference (model minus the same model choosing with the protein withheld: `sepit bench "
                     "--model option_prior`) on the samples both answered, with its paired-bootstrap p-value: what "
-                    "the protein adds to the model's choice."))
+                    "the protein adds to the model's choice. The average is over the tasks the prior answers "
+                    "(closed-set ones)."))
     return out
+
+
+def comparison_label(row: dict, key: str) -> str:
+    """A row's name in a comparison table; against its option prior, with the prior's name."""
+    return f"{row['model']} vs {row['prior']}" if key == "vs_prior" else row["model"]
 
 
 def columns(board: dict) -> list[tuple[dict, str]]:
@@ -146,8 +159,9 @@ def legend(board: dict) -> str:
             "words and does not rank. Bold: best; ≈: not significantly different "
             f"from the best (paired bootstrap, p ≥ {board['alpha']}); *(n/N): partial results, unranked. "
             "The average and rank need complete results on every task; the biology average is the mean of the "
-            "grounded headlines" + (f"; vs {control}: the paired difference of the average to the question-only "
-                                    "control (protein unread), with its 95 % CI" if control else "") + ".")
+            "grounded headlines" + (f"; vs {control}: the paired difference of the average to "
+                                    + ("the question-only control (protein unread)" if control == CONTROL
+                                       else "that control") + ", with its 95 % CI" if control else "") + ".")
 
 
 def markdown(board: dict) -> str:
@@ -172,7 +186,7 @@ def markdown(board: dict) -> str:
         for row in board["rows"]:
             if row.get(key) is not None:
                 versus = row[key]
-                lines.append(_md_row([row["model"], _diff(versus["average"])]
+                lines.append(_md_row([comparison_label(row, key), _diff(versus["average"])]
                                      + [_diff(versus.get(t["name"])) for t in tasks]))
     for ablation in board.get("structure_ablations", []):
         lines += ["", f"## Structure: {ablation['model']} vs {ablation['ablated']} on the proteins with coordinates", "",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Literal, Mapping, Sequence
@@ -19,6 +20,7 @@ from sepit.data.sample import CaptionPair, InstructionSample, is_yes_no
 from sepit.registry import TASKS, RegistryError, call_if_factory
 
 SPLITS = ("train", "valid", "test")
+_FILE_NAME = re.compile(r"[\w.-]+")  # a task names its predictions file
 
 
 @dataclass(frozen=True)
@@ -153,8 +155,16 @@ def _tasks(splits: Mapping[str, Sequence[InstructionSample]], version: str, desc
             by_task.setdefault(sample.task, {}).setdefault(split, []).append(sample)
     tasks = []
     for name, task_splits in sorted(by_task.items()):
+        if not _FILE_NAME.fullmatch(name):
+            raise DataError(f"task {name!r}", "its name is not a file name of letters, digits, '_', '-' or '.'",
+                            "Rename the task: it names its predictions file.")
         first = next(iter(task_splits.values()))[0]
         kind = first.kind
+        other = next((s for samples in task_splits.values() for s in samples if s.kind != kind), None)
+        if other is not None:
+            raise DataError(f"task {name!r}", f"mixes open and closed questions (sample {first.id!r} is {kind}, "
+                            f"sample {other.id!r} is {other.kind})", "Give every question of a task choices, or none; "
+                            "split the file into two tasks otherwise.")
         answer_format = "free_text" if kind == "open" else (
             "yes_no" if is_yes_no(first.choices) else "multiple_choice")
         tasks.append(Task(name, version, kind, description, answer_format,

@@ -217,3 +217,14 @@ def test_a_folder_of_another_model_is_refused(tmp_path):
 ])
 def test_placeholder_becomes_evollas_wording(instruction, question):
     assert evolla_question(instruction) == question
+
+
+def test_bad_3di_stops_the_run_before_predicting(evolla):
+    from sepit.tasks import Task
+
+    good = sample("good", "MKVLA", "What is <protein>?", foldseek="dvpqa")
+    bad = make_sample("late-bad", "t", make_protein("p2", "MKVLA"), "What is <protein>?", "x",
+                      metadata={"foldseek": "dvp"})
+    task = Task("t", "1", "open", "", "free_text", build=lambda: {"test": [good, bad]})
+    with pytest.raises(DataError, match="sample 'late-bad'.*3 3Di letters for a sequence of 5 residues"):
+        evolla.prepare([task])

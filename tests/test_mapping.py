@@ -1,5 +1,10 @@
 """Declarative task mappings (`sepit.data.mapping`): the shipped peer formats on rows of the peers' own shape, every
-way to map choices and answers, and errors that name the YAML key, the data file, the record and the field."""
+way to map choices and answers, and errors that name the YAML key, the data file, the record and the field.
+
+The peer rows (tests/data/peers/README.md): Evolla's first row is copied from its repository (MIT) and the
+Mol-Instructions texts from its README's examples (CC BY 4.0); the OPI, RAPM and Prot2Text rows, and Evolla's other
+two, are written by hand in exactly the released shape, since those releases' data licences (non-commercial, or
+stated two ways) do not let us copy them into an MIT repository."""
 
 import gzip
 import json
@@ -200,8 +205,8 @@ def test_record_errors_name_the_key_file_record_and_field(tmp_path):
     assert [p.problem for p in problems] == [
         "key 'reference': 'E' is not a letter among 2 options", "key 'protein.sequence': field 'seq' is missing or empty",
         "key 'instruction': the template's field 'question' is missing or empty",
-        "unknown residue letter(s) 'J' (first at position 4)"]
-    assert "mc.csv, line 8 (record 'q7'), protein" in str(problems[3])
+        "key 'protein.sequence' (field 'seq'): unknown residue letter(s) 'J' (first at position 4)"]
+    assert str(problems[3]).startswith("mc.yaml -> mc.csv, line 8 (record 'q7'): key 'protein.sequence'")
 
 
 def test_data_check_lists_every_problem_with_a_cap(tmp_path, capsys):
@@ -223,3 +228,90 @@ def test_tsv_keeps_quotes_and_csv_reads_them(tmp_path):
     path = mapping(tmp_path, "t", data="t.tsv", columns=["id", "seq", "q"], json_fields=["q"], id="id",
                    protein="seq", instruction={"template": "{q} <protein>"}, reference={"value": "x"})
     assert resolve_tasks([str(path)])[0].samples("test")[0].instruction == 'a "quoted" question <protein>'
+
+
+def test_a_sequence_found_by_regex_and_values_translated_by_map(tmp_path):
+    (tmp_path / "t.csv").write_text("id,text,label\n1,Seq=<MKVLA> is it soluble?,1\n2,Seq=<mkw>,0\n")
+    path = mapping(tmp_path, "t", data="t.csv", id="id", protein={"sequence": {"field": "text", "regex": "Seq=<(\\w+)>"}},
+                   instruction={"value": "Is <protein> soluble?"}, reference={"field": "label", "map": {1: "yes", 0: "no"}},
+                   choices={"value": ["yes", "no"]})
+    first, second = resolve_tasks([str(path)])[0].samples("test")
+    assert (first.protein.sequence, first.reference, second.protein.sequence, second.reference) == (
+        "MKVLA", "yes", "MKW", "no")
+    with pytest.raises(DataError, match=r"key 'reference': map sends 'Y' to True, not text\. Quote the value"):
+        TaskMapping(mapping(tmp_path, "t", data="t.csv", protein="text", instruction="text",
+                            reference={"field": "label", "map": {"Y": True}}))
+
+
+def test_answers_written_in_other_letter_and_number_forms(tmp_path):
+    answers = ["Answer: B", "(c) ATP", "d", "B. RNA"]
+    rows = [{"s": "MKV", "opts": ["DNA", "RNA", "ATP", "heme"], "ans": a} for a in answers]
+    (tmp_path / "a.json").write_text(json.dumps(rows))
+    path = mapping(tmp_path, "a", data="a.json", protein="s", instruction={"template": "<protein>\n{options}"},
+                   choices="opts", reference={"field": "ans", "letter": True})
+    assert [s.reference for s in resolve_tasks([str(path)])[0].samples("test")] == ["RNA", "ATP", "heme", "RNA"]
+    (tmp_path / "n.csv").write_text("s,a,b,ans\nMKV,x,y,2.0\n")
+    path = mapping(tmp_path, "n", data="n.csv", protein="s", instruction={"value": "<protein>?"}, choices=["a", "b"],
+                   reference={"field": "ans", "index": 1})
+    assert resolve_tasks([str(path)])[0].samples("test")[0].reference == "y"
+
+
+def test_ids_of_expanded_records_and_of_files_per_split_stay_unique(tmp_path):
+    seeds = [{"id": "seed0", "instruction": "EC?", "instances": [{"input": "MKV", "output": "1.1.1.1"},
+                                                                 {"input": "MKW", "output": "2.7.1.1"}]}]
+    (tmp_path / "test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in seeds))
+    (tmp_path / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in seeds))
+    path = mapping(tmp_path, "opi_ids", format="opi", data={"train": "train.jsonl", "test": "test.jsonl"}, id="id")
+    splits = resolve_tasks([str(path)])[0].splits()
+    assert [s.id for s in splits["test"]] == ["test/seed0.1", "test/seed0.2"]
+    assert [s.id for s in splits["train"]] == ["train/seed0.1", "train/seed0.2"]
+    (tmp_path / "empty.jsonl").write_text(json.dumps({**seeds[0], "instances": []}) + "\n")
+    with pytest.raises(DataError, match=r"key 'expand': field 'instances' is an empty list"):
+        resolve_tasks([str(mapping(tmp_path, "e", format="opi", data="empty.jsonl"))])
+
+
+def test_an_empty_id_or_a_question_without_options_is_an_error(tmp_path):
+    (tmp_path / "mc.csv").write_text(MC_CSV.replace("q2,", ",", 1))
+    spec = dict(data="mc.csv", id="qid", protein="seq", instruction={"template": "{question} <protein>"},
+                reference={"field": "answer", "letter": True}, choices=["a", "b", "c", "d"])
+    with pytest.raises(DataError, match=r"mc.csv, line 3: key 'id': field 'qid' is missing or empty"):
+        resolve_tasks([str(mapping(tmp_path, **spec))])
+    (tmp_path / "mc.csv").write_text(MC_CSV.replace("nucleus,cytoplasm,membrane,,(c)", ",,,,"))
+    with pytest.raises(DataError, match=r"\(record 'q2'\): key 'choices': the record has no options"):
+        resolve_tasks([str(mapping(tmp_path, **spec))])
+
+
+def test_the_version_does_not_depend_on_where_the_file_lies(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    for folder in ("a", "b"):
+        (tmp_path / folder / "mc.csv").write_text(MC_CSV)
+    spec = dict(protein="seq", instruction={"template": "{question} <protein>"}, reference={"field": "answer",
+                "letter": True}, choices=["a", "b", "c", "d"])
+    here = TaskMapping(mapping(tmp_path / "a", data="mc.csv", description="mine", **spec)).version
+    there = TaskMapping(mapping(tmp_path, data=str(tmp_path / "b" / "mc.csv"), **spec)).version
+    assert here == there
+
+
+def test_csv_gzipped_with_a_bom_and_a_long_field_and_bad_text(tmp_path):
+    long_answer = "kinase " * 30000
+    with gzip.open(tmp_path / "t.csv.gz", "wt", encoding="utf-8") as handle:
+        handle.write("\ufeffid,seq,answer\n1,MKV," + long_answer + "\n")
+    path = mapping(tmp_path, "t", data="t.csv.gz", id="id", protein="seq", instruction={"value": "<protein>?"},
+                   reference="answer")
+    assert resolve_tasks([str(path)])[0].samples("test")[0].reference == long_answer  # over csv's 131,072 default
+    (tmp_path / "bad.csv").write_bytes("id,seq,answer\n1,MKV,caf\xe9\n".encode("latin-1"))
+    with pytest.raises(DataError, match=r"bad.csv, after line \d+: not UTF-8 text"):
+        resolve_tasks([str(mapping(tmp_path, "bad", data="bad.csv", id="id", protein="seq",
+                                   instruction={"value": "<protein>?"}, reference="answer"))])
+
+
+def test_a_task_name_must_be_a_file_name_and_yaml_merge_keys_work(tmp_path):
+    (tmp_path / "mc.csv").write_text(MC_CSV)
+    with pytest.raises(DataError, match=r"task name 'peer/ec' is not a file name"):
+        TaskMapping(mapping(tmp_path, task="peer/ec", data="mc.csv", protein="seq", instruction="question"))
+    path = tmp_path / "merged.yaml"
+    path.write_text("common: &common {protein: seq, instruction: {template: '{question} <protein>'}}\n"
+                    "data: mc.csv\n<<: *common\nreference: {field: answer, letter: true}\nchoices: [a, b, c, d]\n")
+    with pytest.raises(DataError, match=r"unknown key\(s\) common"):  # merged keys arrive; the anchor's own is unknown
+        TaskMapping(path)

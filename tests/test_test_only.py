@@ -37,7 +37,7 @@ class LengthReader(ProteinLLM):
     protein, so withholding it changes its choice."""
 
     def generate(self, samples, config):
-        return [s.choices[len(s.protein) % len(s.choices)] for s in samples]
+        return [s.choices[len(s.protein) % len(s.choices)] if s.choices else "A protein." for s in samples]
 
     def loglikelihood(self, samples):
         return [[0.0 if i == len(s.protein) % len(s.choices) else -float(i + 1) for i in range(len(s.choices))]
@@ -134,13 +134,20 @@ def test_the_option_prior_withholds_the_protein_and_the_board_shows_the_gap(benc
     assert all(r["loglikelihoods"][1] == 0.0 for r in rows)
     prior = json.loads((tmp_path / "prior/results.json").read_text())["model"]
     assert (prior["name"], prior["control_of"], prior["modality"]) == ("reader-option-prior", "reader", "text-only")
-    board = build_board([load_run(tmp_path / name / "results.json") for name in ("reader", "prior")], n_resamples=50)
+    open_task = tmp_path / "describe.jsonl"  # an open task beside it, which the prior does not answer
+    open_task.write_text(json.dumps({"id": "d1", "protein": {"id": "P1", "sequence": "MKV"},
+                                     "instruction": "Describe <protein>.", "reference": "A protein."}) + "\n")
+    bench("reader", [str(open_task)], tmp_path / "reader-open", scoring=ScoringSettings(n_resamples=50))
+    runs = [load_run(tmp_path / name / "results.json") for name in ("reader", "reader-open", "prior")]
+    board = build_board(runs, n_resamples=50, control="random-option")
     reader = next(r for r in board["rows"] if r["model"] == "reader")
     reader_accuracy = reader["tasks"]["post2025"]["value"]
     prior_accuracy = next(r for r in board["rows"] if r["model"] == "reader-option-prior")["tasks"]["post2025"]["value"]
-    assert reader["prior"] == "reader-option-prior"
+    assert reader["prior"] == "reader-option-prior" and reader["vs_prior"]["describe"] is None
     assert reader["vs_prior"]["post2025"]["diff"] == pytest.approx(reader_accuracy - prior_accuracy)
-    assert "## Gap to each model's option prior" in markdown(board)
+    assert reader["vs_prior"]["average"]["diff"] == pytest.approx(reader_accuracy - prior_accuracy)
+    table = markdown(board)
+    assert "## Gap to each model's option prior" in table and "| reader vs reader-option-prior |" in table
 
 
 def test_floors_refuse_open_tasks_and_models_without_likelihoods(tmp_path):
@@ -199,3 +206,42 @@ def test_sepit_score_checks_rows_against_a_mapping_and_reports_leakage(benchmark
     with pytest.raises(DataError, match=r"task 'post2025' \(version 1/sha256:\w+\), sample 'q0': the prediction row "
                                         r"does not match the task: its reference"):
         score(tmp_path / "run/predictions", tmp_path / "again/results.json", tasks=[str(benchmark)])
+
+
+def test_the_option_prior_withholds_what_the_metadata_says_about_the_protein():
+    from sepit.data.protein import make_protein
+    from sepit.data.sample import make_sample
+    from sepit_baselines.options import OptionPriorModel
+
+    seen = []
+
+    class Recorder(LengthReader):
+        def loglikelihood(self, samples):
+            seen.extend((s.protein.sequence, dict(s.metadata)) for s in samples)
+            return super().loglikelihood(samples)
+
+    with MODELS.registered("recorder", Recorder, source="tests"):
+        prior = OptionPriorModel("recorder")
+    question = make_sample("q", "t", make_protein("P1", "MKVLA"), "Which? <protein>", "b", ["a", "b"],
+                           metadata={"foldseek": "dvpqa", "accession": "P1"})
+    assert prior.loglikelihood([question]) == [[-1.0, 0.0]] and seen == [("X", {})]
+
+
+def test_closed_only_runs_share_a_board_with_grounded_runs_but_two_groundings_do_not(benchmark, tmp_path):
+    bench("first_option", [str(benchmark)], tmp_path / "first", scoring=ScoringSettings(n_resamples=50))
+    open_task = tmp_path / "describe.jsonl"
+    open_task.write_text(json.dumps({"id": "d1", "protein": {"id": "P1", "sequence": "MKV"},
+                                     "instruction": "Describe <protein>.", "reference": "An ATP binding protein."})
+                         + "\n")
+    with MODELS.registered("echo", EchoModel, source="tests"):
+        bench("echo", [str(open_task)], tmp_path / "echo", scoring=ScoringSettings(n_resamples=50))
+    runs = [load_run(tmp_path / name / "results.json") for name in ("first", "echo")]
+    board = build_board(runs, n_resamples=50)
+    assert board["metric_profile"]["grounding"] == runs[1].profile["grounding"]
+    other = json.loads((tmp_path / "echo/results.json").read_text())
+    other["metric_profile"]["grounding"]["go_fingerprint"] = "another"
+    other["model"]["name"] = "echo2"
+    (tmp_path / "echo2").mkdir()
+    (tmp_path / "echo2/results.json").write_text(json.dumps(other))
+    with pytest.raises(DataError, match="the results use different metric profiles"):
+        build_board(runs + [load_run(tmp_path / "echo2/results.json")], n_resamples=50)

@@ -104,7 +104,8 @@ def bench(model: str, tasks: list[str] | str, output: Path, devices: int = 1, ba
     Args:
         model: a registered model name (an unknown name lists the known ones), a YAML file
             {model: NAME, args: {...}}, or a SEPIT checkpoint (.ckpt) from `sepit fit`.
-        tasks: task names, suite names (e.g. sp14) or generic JSONL task files; a list or comma-separated.
+        tasks: task names, suite names (e.g. sp14), generic JSONL task files or YAML task mappings of a benchmark's
+            released files (docs/data.md); a list or comma-separated.
         output: the run folder.
         devices: processes (GPUs, or CPU processes) predicting in parallel.
         batch_size: rows decoded together. Samples are sorted by length; a model that batches continuously

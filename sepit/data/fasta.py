@@ -37,6 +37,7 @@ def read_fasta(path: str | Path) -> dict[str, str]:
                 name = words[0].split("|")[1] if words[0].count("|") >= 2 else words[0]
                 header, parts = (number, name), []
             elif text:
+                text = text.rstrip("*")  # a translated sequence may end at its stop codon
                 if header is None:
                     raise DataError(f"{path}, line {number}", "sequence before the first '>' header",
                                     "Start every protein with a '>ID' line.")

@@ -35,13 +35,13 @@ def read_jsonl(path: str | Path, problems: list[DataError] | None = None,
 
 def open_binary(path: str | Path) -> IO[bytes]:
     """The file's bytes, decompressed when its name ends in .gz."""
-    return gzip.open(path, "rb") if str(path).endswith(".gz") else open(path, "rb")
+    return gzip.open(path, "rb") if str(path).lower().endswith(".gz") else open(path, "rb")
 
 
 def _parse(raw: bytes, where: str) -> dict | None:
     """One line -> its object (None if blank), or a DataError naming `where`."""
     try:
-        line = raw.decode("utf-8")
+        line = raw.decode("utf-8-sig")  # a byte-order mark, which some editors write first, is not text
     except UnicodeDecodeError as err:
         raise DataError(where, f"not UTF-8 text ({err.reason} at byte {err.start})", "Save the file as UTF-8.") from None
     if not line.strip():

@@ -38,15 +38,20 @@ from sepit.data.errors import DataError
 from sepit.data.generic import RecordChecker
 from sepit.data.jsonl import open_binary, read_jsonl
 from sepit.data.manifest import sha256_file
+from sepit.data.protein import make_protein
 from sepit.data.sample import OPTION_LETTERS, InstructionSample, option_lines
 
 FORMATS = Path(__file__).parent / "formats"
+csv.field_size_limit(2**31 - 1)  # a field may hold a whole protein, or a long answer
 FILE_TYPES = {".json": "json", ".jsonl": "jsonl", ".csv": "csv", ".tsv": "tsv"}
 TOP_KEYS = ("task", "version", "description", "format", "data", "file_type", "columns", "records", "expand",
             "json_fields", "id", "protein", "instruction", "reference", "choices", "split", "metadata")
 PROTEIN_KEYS = ("sequence", "id", "coords")
 RULE_KEYS = ("field", "template", "value", "fence", "regex", "map", "letter", "index")
-_FENCE = re.compile(r"```[^\n`]*\n?(.*?)```", re.DOTALL)
+_FENCE = re.compile(r"```(?:[^\n`]*\n)?(.*?)```", re.DOTALL)  # an optional language tag, then the block
+# An answer that names an option by letter: "B", "b", "(B)", "B.", "B)", "Answer: B", "(B) kinase", "B. kinase".
+_LETTER = re.compile(r"^(?:(?:answer|option)\s*(?:is\s*)?:?\s*)?\(?([A-Za-z])(?:\)|[.:]|\s|$)", re.IGNORECASE)
+_TASK_NAME = re.compile(r"[\w.-]+")
 _PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([^{}\s]+)\}")
 
 
@@ -56,7 +61,9 @@ class _UniqueKeyLoader(yaml.SafeLoader):
     def construct_mapping(self, node, deep=False):
         seen = set()
         for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
+            if key_node.tag == "tag:yaml.org,2002:merge" or not isinstance(key_node, yaml.ScalarNode):
+                continue  # `<<: *anchor` merges keys that the mapping's own may override
+            key = key_node.value
             if key in seen:
                 raise DataError(f"{node.start_mark.name}, line {key_node.start_mark.line + 1}",
                                 f"key {key!r} is written twice", "Keep one of them.")
@@ -109,7 +116,7 @@ class Rule:
         if self.fence or self.regex is not None:
             value = self._extract(value)
         if self.map is not None and isinstance(value, (str, int, float, bool)):
-            value = self.map.get(value, self.map.get(str(value), value))
+            value = self.map.get(str(value), value)  # keys as text: a CSV value is always text
         return value
 
     def _fill(self, record: dict, options: tuple[str, ...] | None) -> str:
@@ -177,6 +184,11 @@ def parse_rule(key: str, spec: Any, where: str) -> Rule:
             raise DataError(where, f"key {key!r}: {name} must be text", "")
     if "map" in spec and not isinstance(spec["map"], dict):
         raise DataError(where, f"key {key!r}: map must be an object {{from: to}}", "")
+    translations = {str(k): v for k, v in spec.get("map", {}).items()}
+    for source, target in translations.items():
+        if isinstance(target, bool) or target is None:
+            raise DataError(where, f"key {key!r}: map sends {source!r} to {target!r}, not text",
+                            "Quote the value: YAML reads yes, no, on, off and null unquoted as booleans and null.")
     if "index" in spec and spec["index"] not in (0, 1):
         raise DataError(where, f"key {key!r}: index must be 0 or 1 (the number of the first option)", "")
     try:
@@ -184,7 +196,7 @@ def parse_rule(key: str, spec: Any, where: str) -> Rule:
     except re.error as err:
         raise DataError(where, f"key {key!r}: the regex does not compile ({err})", "Fix the pattern.") from None
     return Rule(key, spec.get("field"), spec.get("template"), spec.get("value"), bool(spec.get("fence")), regex,
-                spec.get("map"), bool(spec.get("letter")), spec.get("index"))
+                translations if "map" in spec else None, bool(spec.get("letter")), spec.get("index"))
 
 
 class TaskMapping:
@@ -201,6 +213,9 @@ class TaskMapping:
             if required not in spec:
                 raise DataError(where, f"missing key {required!r}", "docs/data.md, 'Task mappings', has an example.")
         self.name = str(spec.get("task") or self.path.stem)
+        if not _TASK_NAME.fullmatch(self.name):
+            raise DataError(where, f"task name {self.name!r} is not a file name of letters, digits, '_', '-' or '.'",
+                            "Name the task with `task:` (it names the predictions file).")
         self.description = str(spec.get("description") or f"mapped by {self.path.name}")
         self.files = self._data_files(spec["data"], where)
         if isinstance(spec["data"], dict) and "split" in spec:
@@ -209,6 +224,8 @@ class TaskMapping:
         if self.file_type is not None and self.file_type not in set(FILE_TYPES.values()):
             raise DataError(where, f"unknown file_type {self.file_type!r}", f"Use {', '.join(FILE_TYPES.values())}.")
         self.records = spec.get("records")
+        if self.records is not None and not isinstance(self.records, str):
+            raise DataError(where, "key 'records' must be the dotted path of the array of records, e.g. data.items", "")
         self.columns = self._names(spec, "columns", where)
         self.json_fields = self._names(spec, "json_fields", where) or []
         self.expand = spec.get("expand")
@@ -279,8 +296,10 @@ class TaskMapping:
         raise DataError(where, "key 'metadata' must be a list of field names, or an object {name: field}", "")
 
     def _version(self, spec: dict) -> str:
-        """The user's label plus a hash of the resolved mapping and of every data file: any change shows."""
-        digest = hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode())
+        """The user's label plus a hash of the resolved mapping's rules and of every data file's bytes: any change
+        shows, and the same file and rules give the same version wherever the file lies."""
+        rules = {k: v for k, v in spec.items() if k not in ("data", "description")}
+        digest = hashlib.sha256(json.dumps(rules, sort_keys=True, default=str).encode())
         for split, path in sorted(self.files.items(), key=lambda item: str(item[0])):
             digest.update(f"{split}:{sha256_file(path)}".encode())
         label = spec.get("version")
@@ -294,10 +313,10 @@ class TaskMapping:
         splits: dict[str, list[InstructionSample]] = defaultdict(list)
         checker = RecordChecker(self.name, references=self.has_references)
         for file_split, path in self.files.items():
-            for number, place, record in self._expanded(self._records(path, problems)):
+            for number, place, record, element in self._expanded(self._records(path, problems)):
                 where = f"{self.path.name} -> {path.name}, {place}"
                 try:
-                    row = self.generic_record(self._decoded(record, where), number, file_split, where)
+                    row = self.generic_record(self._decoded(record, where), number, file_split, where, element)
                     where += f" (record {row['id']!r})"
                     split, sample = checker.sample(row, where, f"{path.name}, {place}")
                 except DataError as err:
@@ -308,17 +327,19 @@ class TaskMapping:
                 splits[split].append(sample)
         return dict(splits)
 
-    def _expanded(self, records: Iterator[tuple[Any, str, dict]]) -> Iterator[tuple[Any, str, dict]]:
+    def _expanded(self, records: Iterator[tuple[Any, str, dict]]) -> Iterator[tuple[Any, str, dict, int | None]]:
         """With `expand: FIELD`, one record per element of the record's list FIELD, the element's fields over the
-        record's (OPI's test files: one question, several {input, output} instances)."""
+        record's (OPI's test files: one question, several {input, output} instances), with the element's number
+        from 1; None for a record without the list, 0 for one whose list is empty (reported, not dropped)."""
         for number, place, record in records:
             items = record.get(self.expand) if self.expand else None
             if not isinstance(items, list):
-                yield number, place, record
-                continue
-            for k, item in enumerate(items, 1):
+                yield number, place, record, None
+            elif not items:
+                yield number, place, record, 0
+            for k, item in enumerate(items or (), 1):
                 extra = item if isinstance(item, dict) else {"value": item}
-                yield f"{number}.{k}", f"{place}, {self.expand} {k}", {**record, **extra}
+                yield f"{number}.{k}", f"{place}, {self.expand} {k}", {**record, **extra}, k
 
     def _decoded(self, record: dict, where: str) -> dict:
         """The record with its `json_fields` read as JSON literals (Evolla's TSV quotes each question)."""
@@ -334,8 +355,10 @@ class TaskMapping:
                                     f"Remove {name!r} from json_fields if it is plain text.") from None
         return record
 
-    def generic_record(self, record: dict, number: Any, file_split: str | None, where: str) -> dict:
-        """One data record as a generic task record (docs/data.md), which `RecordChecker` then validates."""
+    def generic_record(self, record: dict, number: Any, file_split: str | None, where: str,
+                       element: int | None = None) -> dict:
+        """One data record as a generic task record (docs/data.md), which `RecordChecker` then validates.
+        `element`: the number of an expanded record's element (`_expanded`)."""
         def read(key: str, options: tuple[str, ...] | None = None) -> Any:
             rule = self.rules.get(key)
             if rule is None:
@@ -352,20 +375,34 @@ class TaskMapping:
                 raise DataError(where, f"key {key!r}: {source} is missing or empty", f"Every record needs {what}.")
             return value
 
-        sample_id = read("id")
-        sample_id = str(sample_id) if sample_id is not None else (
-            f"{file_split}/{number}" if file_split and len(self.files) > 1 else str(number))
+        if element == 0:
+            raise DataError(where, f"key 'expand': field {self.expand!r} is an empty list, so the record asks nothing",
+                            "Remove the record, or give it its instances.")
+        if "id" in self.rules:
+            sample_id = str(required("id", read("id"), "its id"))
+            if element:  # the instances of one record share its id
+                sample_id += f".{element}"
+        else:
+            sample_id = str(number)
+        if file_split and len(self.files) > 1:  # files of different splits may reuse ids
+            sample_id = f"{file_split}/{sample_id}"
         where += f" (record {sample_id!r})"
         split = file_split or read("split") or "test"
         sequence = required("protein.sequence", read("protein.sequence"), "a protein sequence")
         if not isinstance(sequence, str):
             raise DataError(where, f"key 'protein.sequence': the sequence is {type(sequence).__name__}, not text", "")
         sequence = "".join(sequence.split())  # sequences wrapped over lines, as in FASTA blocks
+        try:
+            make_protein("checked", sequence)
+        except DataError as err:
+            rule = self.rules["protein.sequence"]
+            source = f" (field {rule.field!r})" if rule.field else ""
+            raise DataError(where, f"key 'protein.sequence'{source}: {err.problem}", err.fix) from None
         protein_id = read("protein.id")
         protein_id = str(protein_id) if protein_id is not None else \
             "seq-" + hashlib.sha256(sequence.upper().encode()).hexdigest()[:12]
         choices = self._choices(record, read, where)
-        reference = read("reference", choices) if self.has_references else None
+        reference = required("reference", read("reference", choices), "its answer") if self.has_references else None
         if reference is not None and (self.rules["reference"].letter or self.rules["reference"].index is not None):
             reference = self._option(reference, choices, where)
         if reference is not None and not isinstance(reference, str):
@@ -379,18 +416,22 @@ class TaskMapping:
                 "metadata": metadata}
 
     def _choices(self, record: dict, read, where: str) -> tuple[str, ...] | None:
+        """The record's options; None where the mapping has none. A mapped question whose options are all empty is an
+        error: one task holds closed questions only, or open ones only."""
         if self.choice_columns is not None:
             values = [lookup(record, column) for column in self.choice_columns]
-            values = [v for v in values if v not in (None, "")]  # a question with fewer options leaves cells empty
-        else:
+        elif "choices" in self.rules:
             values = read("choices")
-            if values is None:
-                return None
             if isinstance(values, dict):
                 values = self._lettered(values, where)
             elif isinstance(values, str):
                 raise DataError(where, "key 'choices': the field holds text, not a list of options",
                                 "Map a list field, an {A: ..., B: ...} field, or a list of columns.")
+        else:
+            return None
+        values = [v for v in values or () if v not in (None, "")]  # fewer options leave cells empty
+        if not values:
+            raise DataError(where, "key 'choices': the record has no options", "Give every question its options.")
         return tuple(str(v) for v in values)
 
     @staticmethod
@@ -405,16 +446,17 @@ class TaskMapping:
         return list(options.values())
 
     def _option(self, answer: Any, choices: tuple[str, ...] | None, where: str) -> str:
-        """The option a letter ("B", "(B)", "b.") or a number names."""
+        """The option a letter ("B", "(b)", "B.", "Answer: B", "(B) kinase") or a number ("2", "2.0") names."""
         if not choices:
             raise DataError(where, "key 'reference' names an option, but the record has no choices",
                             "Map the choices too.")
         rule = self.rules["reference"]
-        text = str(answer).strip().strip("().:").strip()
         if rule.letter:
-            position = OPTION_LETTERS.find(text.upper()) if len(text) == 1 else -1
+            found = _LETTER.match(str(answer).strip())
+            position = OPTION_LETTERS.find(found.group(1).upper()) if found else -1
         else:
-            position = int(text) - rule.index if text.lstrip("-").isdigit() else -1
+            number = float(answer) if re.fullmatch(r"\s*-?\d+(\.0*)?\s*", str(answer)) else None
+            position = int(number) - rule.index if number is not None else -1
         if not 0 <= position < len(choices):
             form = "a letter" if rule.letter else f"an option number from {rule.index}"
             raise DataError(where, f"key 'reference': {answer!r} is not {form} among {len(choices)} options",
@@ -432,14 +474,14 @@ class TaskMapping:
             for line, record in read_jsonl(path, problems):
                 yield line, f"line {line}", record
         elif file_type == "json":
-            yield from self._json_records(path)
+            yield from self._json_records(path, problems)
         else:
             with open_binary(path) as handle:
                 # TSV has no quoting (a value holds no tab), so quotes are kept as written; CSV values may be quoted.
                 dialect = {"delimiter": "\t", "quoting": csv.QUOTE_NONE} if file_type == "tsv" else {}
                 reader = csv.DictReader(io.TextIOWrapper(handle, encoding="utf-8-sig", newline=""),
                                         fieldnames=self.columns, **dialect)
-                for number, record in enumerate(reader, 1):
+                for number, record in enumerate(_guarded(reader, path), 1):
                     if None in record:
                         error = DataError(f"{path.name}, line {reader.line_num}",
                                           "more values than the header has columns",
@@ -450,7 +492,7 @@ class TaskMapping:
                         continue
                     yield number, f"line {reader.line_num}", record
 
-    def _json_records(self, path: Path) -> Iterator[tuple[int, str, dict]]:
+    def _json_records(self, path: Path, problems: list[DataError] | None) -> Iterator[tuple[int, str, dict]]:
         try:
             with open_binary(path) as handle:
                 document = json.load(handle)
@@ -461,10 +503,27 @@ class TaskMapping:
         records = lookup(document, self.records) if self.records else document
         if not isinstance(records, list):
             where = f"key 'records' ({self.records!r})" if self.records else "the top level"
-            raise DataError(str(path), f"{where} is {type(records).__name__}, not an array of records",
-                            "Set 'records' to the dotted path of the array in the mapping.")
+            found = "not found" if records is None else f"{type(records).__name__}, not an array of records"
+            raise DataError(str(path), f"{where} is {found}", "Set 'records' to the dotted path of the array in the "
+                            "mapping.")
         for number, record in enumerate(records, 1):
             if not isinstance(record, dict):
-                raise DataError(f"{path.name}, item {number}", f"a record must be an object, got "
-                                f"{type(record).__name__}", "")
+                error = DataError(f"{path.name}, item {number}", f"a record must be an object, got "
+                                  f"{type(record).__name__}", "Make every item of the array an object.")
+                if problems is None:
+                    raise error
+                problems.append(error)
+                continue
             yield number, f"item {number}", record
+
+
+def _guarded(reader: csv.DictReader, path: Path) -> Iterator[dict]:
+    """The reader's records; text that is not UTF-8, or a malformed row, is a DataError naming the line."""
+    try:
+        yield from reader
+    except UnicodeDecodeError as err:
+        raise DataError(f"{path.name}, after line {reader.line_num}", f"not UTF-8 text ({err.reason})",
+                        "Save the file as UTF-8.") from None
+    except csv.Error as err:
+        raise DataError(f"{path.name}, line {reader.line_num}", f"not a well-formed row ({err})",
+                        "Check its quotes and delimiters.") from None

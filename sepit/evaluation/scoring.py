@@ -45,7 +45,8 @@ class ScoringSettings:
         profile: metric profile (sepit_v1: the official SEPIT metric formulas; corpus_v1: corpus BLEU like ProtT3).
         vocab: a WordPiece vocab.txt (e.g. PubMedBERT's) for BLEU/METEOR tokens; default: word tokens.
         closed_methods: per task (or "*"): last_match, choice or loglikelihood; default from the task.
-        leakage: add the test-to-train identity report for registered tasks (test split only).
+        leakage: add the test-to-train identity report for known tasks (registered, or given as task files or
+            mappings; test split only).
         train: the proteins the model was trained on, for the leakage report of every task: a task or suite name
             (their train splits), a task file or mapping, or a FASTA file; default each task's own train split
             (a task without one gets no report, and a note saying why).

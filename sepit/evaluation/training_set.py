@@ -47,9 +47,16 @@ def task_training_set(task: Task) -> TrainingSet | None:
     return TrainingSet(f"{task.name} (train split)", {s.protein.id: s.protein.sequence for s in train})
 
 
-@lru_cache(maxsize=4)  # `sepit bench` reads it before predicting (to fail early) and again when scoring
 def named_training_set(spec: str) -> TrainingSet:
     """The training set `--scoring.train` names (see the module docstring)."""
+    path = Path(spec)
+    stamp = (path.stat().st_mtime_ns, path.stat().st_size) if path.is_file() else None
+    return _named_training_set(spec, stamp)
+
+
+@lru_cache(maxsize=4)  # `sepit bench` reads it before predicting (to fail early) and again when scoring
+def _named_training_set(spec: str, stamp: tuple[int, int] | None) -> TrainingSet:
+    """`named_training_set`, read once per file state (`stamp`: the file's mtime and size)."""
     if spec.lower().endswith(FASTA_SUFFIXES):
         from sepit.data.fasta import read_fasta
 
