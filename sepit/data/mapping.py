@@ -22,9 +22,7 @@ docs/data.md, "Task mappings", is the reference.
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
 import re
 from collections import defaultdict
@@ -36,14 +34,12 @@ import yaml
 
 from sepit.data.errors import DataError
 from sepit.data.generic import RecordChecker
-from sepit.data.jsonl import open_binary, read_jsonl
 from sepit.data.manifest import sha256_file
 from sepit.data.protein import make_protein
+from sepit.data.records import FILE_TYPES, lookup, read_records
 from sepit.data.sample import OPTION_LETTERS, InstructionSample, option_lines
 
 FORMATS = Path(__file__).parent / "formats"
-csv.field_size_limit(2**31 - 1)  # a field may hold a whole protein, or a long answer
-FILE_TYPES = {".json": "json", ".jsonl": "jsonl", ".csv": "csv", ".tsv": "tsv"}
 TOP_KEYS = ("task", "version", "description", "format", "data", "file_type", "columns", "records", "expand",
             "json_fields", "id", "protein", "instruction", "reference", "choices", "split", "metadata")
 PROTEIN_KEYS = ("sequence", "id", "coords")
@@ -152,16 +148,6 @@ class Rule:
 
 class MappingProblem(Exception):
     """A rule that cannot read a record; `TaskMapping` adds the YAML key, the data file and the record."""
-
-
-def lookup(record: dict, path: str) -> Any:
-    """record["a"]["b"] for the path "a.b"; None where any part is missing."""
-    value: Any = record
-    for part in path.split("."):
-        if not isinstance(value, dict) or part not in value:
-            return None
-        value = value[part]
-    return value
 
 
 def parse_rule(key: str, spec: Any, where: str) -> Rule:
@@ -313,7 +299,8 @@ class TaskMapping:
         splits: dict[str, list[InstructionSample]] = defaultdict(list)
         checker = RecordChecker(self.name, references=self.has_references)
         for file_split, path in self.files.items():
-            for number, place, record, element in self._expanded(self._records(path, problems)):
+            records = read_records(path, self.file_type, self.columns, self.records, problems)
+            for number, place, record, element in self._expanded(records):
                 where = f"{self.path.name} -> {path.name}, {place}"
                 try:
                     row = self.generic_record(self._decoded(record, where), number, file_split, where, element)
@@ -462,68 +449,3 @@ class TaskMapping:
             raise DataError(where, f"key 'reference': {answer!r} is not {form} among {len(choices)} options",
                             "Check the answer field.")
         return choices[position]
-
-    def _records(self, path: Path, problems: list[DataError] | None) -> Iterator[tuple[int, str, dict]]:
-        """(record number, its place in the file for messages, the record). The number: the line in JSONL, the
-        position from 1 in a JSON array or among a CSV/TSV file's data rows."""
-        file_type = self.file_type or FILE_TYPES.get(Path(path.name.removesuffix(".gz")).suffix.lower())
-        if file_type is None:
-            raise DataError(str(path), "unknown data file type",
-                            f"Name it .json, .jsonl, .csv or .tsv (optionally .gz), or set file_type in {self.path}.")
-        if file_type == "jsonl":
-            for line, record in read_jsonl(path, problems):
-                yield line, f"line {line}", record
-        elif file_type == "json":
-            yield from self._json_records(path, problems)
-        else:
-            with open_binary(path) as handle:
-                # TSV has no quoting (a value holds no tab), so quotes are kept as written; CSV values may be quoted.
-                dialect = {"delimiter": "\t", "quoting": csv.QUOTE_NONE} if file_type == "tsv" else {}
-                reader = csv.DictReader(io.TextIOWrapper(handle, encoding="utf-8-sig", newline=""),
-                                        fieldnames=self.columns, **dialect)
-                for number, record in enumerate(_guarded(reader, path), 1):
-                    if None in record:
-                        error = DataError(f"{path.name}, line {reader.line_num}",
-                                          "more values than the header has columns",
-                                          "Quote values that contain the delimiter.")
-                        if problems is None:
-                            raise error
-                        problems.append(error)
-                        continue
-                    yield number, f"line {reader.line_num}", record
-
-    def _json_records(self, path: Path, problems: list[DataError] | None) -> Iterator[tuple[int, str, dict]]:
-        try:
-            with open_binary(path) as handle:
-                document = json.load(handle)
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise DataError(str(path), f"not a JSON document ({err})",
-                            "A .json data file holds one array of records; use .jsonl for one record per line.") \
-                from None
-        records = lookup(document, self.records) if self.records else document
-        if not isinstance(records, list):
-            where = f"key 'records' ({self.records!r})" if self.records else "the top level"
-            found = "not found" if records is None else f"{type(records).__name__}, not an array of records"
-            raise DataError(str(path), f"{where} is {found}", "Set 'records' to the dotted path of the array in the "
-                            "mapping.")
-        for number, record in enumerate(records, 1):
-            if not isinstance(record, dict):
-                error = DataError(f"{path.name}, item {number}", f"a record must be an object, got "
-                                  f"{type(record).__name__}", "Make every item of the array an object.")
-                if problems is None:
-                    raise error
-                problems.append(error)
-                continue
-            yield number, f"item {number}", record
-
-
-def _guarded(reader: csv.DictReader, path: Path) -> Iterator[dict]:
-    """The reader's records; text that is not UTF-8, or a malformed row, is a DataError naming the line."""
-    try:
-        yield from reader
-    except UnicodeDecodeError as err:
-        raise DataError(f"{path.name}, after line {reader.line_num}", f"not UTF-8 text ({err.reason})",
-                        "Save the file as UTF-8.") from None
-    except csv.Error as err:
-        raise DataError(f"{path.name}, line {reader.line_num}", f"not a well-formed row ({err})",
-                        "Check its quotes and delimiters.") from None
