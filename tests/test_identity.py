@@ -1,7 +1,9 @@
 import json
 import math
+import os
 import random
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -188,8 +190,17 @@ def test_mmseqs_backend_without_the_binary_says_how_to_install(monkeypatch):
         IdentitySearch({"a": "MKT"}, backend="blast")
 
 
-@pytest.mark.skipif(shutil.which("mmseqs") is None, reason="MMseqs2 binary `mmseqs` not on PATH")
+def needs_mmseqs():
+    """Skip without the MMseqs2 binary, except where SEPIT_REQUIRE_MMSEQS=1 (as .ci/run sets) says it must run."""
+    if shutil.which("mmseqs") is None:
+        if os.environ.get("SEPIT_REQUIRE_MMSEQS") == "1":
+            pytest.fail("MMseqs2 binary `mmseqs` not on PATH, and SEPIT_REQUIRE_MMSEQS=1 says its tests must run: "
+                        "apt-get install mmseqs2", pytrace=False)
+        pytest.skip("MMseqs2 binary `mmseqs` not on PATH")
+
+
 def test_mmseqs_backend_finds_the_planted_homolog():
+    needs_mmseqs()
     query, targets = planted_targets()
     hits = IdentitySearch(targets, backend="mmseqs").search(query)
     assert hits[0].protein_id == "homolog"
@@ -215,3 +226,23 @@ def test_alignments_are_kept_on_disk_and_reused_by_the_next_process(tmp_path, mo
     search = IdentitySearch(targets, candidates=5)
     search._aligner = NoAligner()
     assert search.search(query) == first
+
+
+@pytest.mark.slow
+def test_mmseqs_and_biopython_agree_on_sp14_within_the_documented_tolerance(tmp_path, monkeypatch):
+    """docs/evaluation.md, "Leakage report": on all 499 SP14 test proteins 98 % fall in the same identity bin and
+    81 % within one point (bench/identity.py agreement). Here 80 of them, against all 3,906 training proteins."""
+    needs_mmseqs()
+    monkeypatch.setenv("SEPIT_CACHE", str(tmp_path))
+    rows = [json.loads(line) for line in open(Path(__file__).parents[1] / "benchmarks/sp14/data/proteins.jsonl")]
+    targets = {r["accession"]: r["sequence"] for r in rows if r["split"] == "train"}
+    queries = sorted({r["sequence"] for r in rows if r["split"] == "test"})[:80]
+    best = {}
+    for backend in ("biopython", "mmseqs"):
+        hits = IdentitySearch(targets, backend=backend).search_many({q: q for q in queries})
+        best[backend] = {q: h[0].identity if h else 0.0 for q, h in hits.items()}
+    bins = (30, 50, 70, 90)
+    same_bin = sum(sum(best["biopython"][q] >= b for b in bins) == sum(best["mmseqs"][q] >= b for b in bins)
+                   for q in queries)
+    close = sum(abs(best["biopython"][q] - best["mmseqs"][q]) <= 1.0 for q in queries)
+    assert same_bin >= 0.9 * len(queries) and close >= 0.7 * len(queries), (same_bin, close)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import time
 from dataclasses import asdict
@@ -23,6 +24,7 @@ from sepit.data.sample import InstructionSample
 from sepit.evaluation.predictions import PredictionStore, mismatch
 from sepit.evaluation.results import now
 from sepit.evaluation.scoring import ScoringSettings, summary_table, task_grounding
+from sepit.evaluation.shards import Shard, finish_lock, shard_of
 from sepit.models.interface import GenerationConfig, ProteinLLM
 from sepit.registry import MODELS
 from sepit.tasks import Task, resolve_tasks
@@ -95,11 +97,12 @@ def build_model(spec: str, model_args: dict[str, Any] | None = None) -> ProteinL
 def bench(model: str, tasks: list[str] | str, output: Path, devices: int = 1, batch_size: int = 8,
           model_args: dict[str, Any] | None = None, generation: GenerationConfig = GenerationConfig(),
           scoring: ScoringSettings = ScoringSettings(), split: str = "test", limit: int | None = None,
-          accelerator: str = "auto", strategy: str = "auto", fresh: bool = False) -> None:
+          accelerator: str = "auto", strategy: str = "auto", fresh: bool = False, num_nodes: int = 1,
+          shard: str | None = None) -> None:
     """Predict the tasks' samples with a model, then score them into <output>/results.json.
 
     Re-running the same command resumes: samples already in <output> are not predicted again, whatever the
-    number of devices.
+    number of devices, nodes or shards (docs/guides.md has SLURM and torchrun examples).
 
     Args:
         model: a registered model name (an unknown name lists the known ones), a YAML file
@@ -118,14 +121,23 @@ def bench(model: str, tasks: list[str] | str, output: Path, devices: int = 1, ba
         accelerator: auto, cpu or gpu.
         strategy: auto (ddp on GPUs, ddp_fork on CPU when devices > 1) or any Lightning strategy name.
         fresh: discard earlier predictions in <output> and start over.
+        num_nodes: machines the run spans (Lightning's multi-node DDP; SLURM's or torchrun's environment says
+            which node this is). Every process must see <output>.
+        shard: K/N: predict only share K of N of the samples, an independent job of a scheduler array writing
+            into the same <output>. The job that finds every row present scores; the others say what is missing
+            and exit 0.
     """
-    from sepit.evaluation.results import write_results
     from sepit.evaluation.predict import run_predict
+    from sepit.evaluation.results import write_results
 
     started, clock = now(), time.perf_counter()
     output = Path(output)
     if limit is not None and limit < 0:
         raise DataError("--limit", f"must be 0 or more, got {limit}", "Leave it out to predict every sample.")
+    share = Shard.parse(shard) if shard else None
+    if share and fresh:
+        raise DataError("--fresh", "would discard the rows of the other shards too", "Leave it out of a shard "
+                        "job; clear the folder once, before the array starts.")
     chosen = resolve_tasks(tasks.split(",") if isinstance(tasks, str) else tasks)
     llm = build_model(model, model_args)
     card = llm.describe()
@@ -142,31 +154,46 @@ def bench(model: str, tasks: list[str] | str, output: Path, devices: int = 1, ba
     _check_references(chosen, samples, scoring, split)
     done = store.done()
     check_reusable(done, samples, likelihood_tasks, generation.logprobs)
-    pending = [s for task_samples in samples.values() for s in task_samples if (s.task, s.id) not in done]
+    everything = [s for task_samples in samples.values() for s in task_samples]
+    pending = [s for s in everything if (s.task, s.id) not in done and (share is None or share.owns(s))]
     total = sum(map(len, samples.values()))
-    print(f"{card.name}: {total} samples in {len(chosen)} tasks, {total - len(pending)} already predicted, "
-          f"{len(pending)} to go on {devices} device(s)")
-    if pending:
+    print(f"{card.name}: {total} samples in {len(chosen)} tasks, {total - len(done)} without a prediction, "
+          f"{len(pending)} to go here" + (f" (shard {share.index} of {share.count})" if share else "")
+          + f" on {devices} device(s) x {num_nodes} node(s)")
+    # Processes launched by a scheduler all enter the collective run, even one that found nothing pending:
+    # rank 0's list decides (`PendingSamples`).
+    if pending or num_nodes > 1 or int(os.environ.get("WORLD_SIZE", "1")) > 1:
         llm.prepare(chosen)
         if not run_predict(llm, pending, store, generation, batch_size, devices, accelerator, strategy,
-                           likelihood_tasks):
+                           likelihood_tasks, num_nodes, everything, share.label if share else ""):
             return  # not global rank 0 (ddp launched this process): rank 0 scores
         done = store.done()
-    lost = [f"{s.task}/{s.id}" for task_samples in samples.values() for s in task_samples
-            if (s.task, s.id) not in done]
+    lost = [s for s in everything if (s.task, s.id) not in done]
+    if lost and share:
+        owing = sorted({shard_of(s.task, s.id, share.count) for s in lost})
+        print(f"{len(lost)} of {total} samples still have no prediction, owed by shard(s) "
+              f"{', '.join(map(str, owing))} of {share.count}: the shard that finishes last scores "
+              f"(or run `sepit bench` on {output} without --shard once they are done)")
+        return
     if lost:
-        raise DataError(str(output), f"{len(lost)} samples have no prediction after predicting (e.g. {lost[:3]})",
-                        "Re-run the same command to predict them.")
-    store.finish(done.values())
-    rows = {name: [done[name, s.id] for s in task_samples] for name, task_samples in samples.items()}
-    config = {"generation": asdict(generation), "generation_hash": store.generation_hash, "split": split,
-              "limit": limit, "batch_size": batch_size, "devices": devices,
-              "model_args": redact(model_args or {}), "tasks": [t.name for t in chosen]}
-    # The rows were checked against these samples before predicting (check_reusable) or made from them.
-    document = write_results(output / "results.json", rows, card.record(), config, started, scoring, split,
-                             {t.name: t for t in chosen}, split_samples)
-    print(summary_table(document["tasks"]))
-    print(f"wrote {output / 'results.json'} in {time.perf_counter() - clock:.1f} s")
+        raise DataError(str(output), f"{len(lost)} samples have no prediction after predicting (e.g. "
+                        f"{[f'{s.task}/{s.id}' for s in lost[:3]]})", "Re-run the same command to predict them.")
+    with finish_lock(output) as holder:  # one job merges and scores; any other stops here
+        if holder is not None:
+            print(f"every sample has its prediction; {holder} is merging and scoring {output}")
+            return
+        done = store.done()
+        store.finish(done.values())
+        rows = {name: [done[name, s.id] for s in task_samples] for name, task_samples in samples.items()}
+        config = {"generation": asdict(generation), "generation_hash": store.generation_hash, "split": split,
+                  "limit": limit, "batch_size": batch_size, "devices": devices, "num_nodes": num_nodes,
+                  "shards": share.count if share else None,
+                  "model_args": redact(model_args or {}), "tasks": [t.name for t in chosen]}
+        # The rows were checked against these samples before predicting (check_reusable) or made from them.
+        document = write_results(output / "results.json", rows, card.record(), config, started, scoring, split,
+                                 {t.name: t for t in chosen}, split_samples)
+        print(summary_table(document["tasks"]))
+        print(f"wrote {output / 'results.json'} in {time.perf_counter() - clock:.1f} s")
 
 
 def _check_references(tasks: list[Task], samples: dict[str, list], scoring: ScoringSettings, split: str) -> None:

@@ -23,7 +23,7 @@ def read_jsonl(path: str | Path, problems: list[DataError] | None = None,
     with open_binary(path) as handle:
         for number, raw in enumerate(handle, 1):
             try:
-                row = _parse(raw, location(source, number))
+                row = parse_line(raw, location(source, number))
             except DataError as err:
                 if problems is None:
                     raise
@@ -38,7 +38,7 @@ def open_binary(path: str | Path) -> IO[bytes]:
     return gzip.open(path, "rb") if str(path).lower().endswith(".gz") else open(path, "rb")
 
 
-def _parse(raw: bytes, where: str) -> dict | None:
+def parse_line(raw: bytes, where: str) -> dict | None:
     """One line -> its object (None if blank), or a DataError naming `where`."""
     try:
         line = raw.decode("utf-8-sig")  # a byte-order mark, which some editors write first, is not text

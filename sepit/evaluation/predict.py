@@ -33,21 +33,30 @@ def _as_is(batch: list[InstructionSample]) -> list[InstructionSample]:
 
 
 class PendingSamples(L.LightningDataModule):
-    """Length-sorted calls of `samples_per_call` samples (the unit that is journalled, and so resumed)."""
+    """Length-sorted calls of `samples_per_call` samples (the unit that is journalled, and so resumed).
 
-    def __init__(self, samples: Sequence[InstructionSample], samples_per_call: int):
+    Processes started separately (other nodes, torchrun, SLURM) each read the output folder at their own moment,
+    so their lists of pending samples may differ: global rank 0's list is broadcast and every process shards that
+    one. `known` is every sample a process can look up by (task, id)."""
+
+    def __init__(self, samples: Sequence[InstructionSample], samples_per_call: int,
+                 known: Sequence[InstructionSample] | None = None):
         super().__init__()
-        self.batches = length_sorted_batches(samples, samples_per_call)
+        self.pending = [(s.task, s.id) for s in samples]
+        self.known = {(s.task, s.id): s for s in (known if known is not None else samples)}
+        self.samples_per_call = samples_per_call
 
     def transfer_batch_to_device(self, batch, device, dataloader_idx):
         return batch  # samples are plain data; the model moves its own tensors
 
     def predict_dataloader(self) -> torch.utils.data.DataLoader:
         rank, world = self.trainer.global_rank, self.trainer.world_size
-        shard = self.batches[rank::world]
+        pending = self.trainer.strategy.broadcast(self.pending, src=0) if world > 1 else self.pending
+        batches = length_sorted_batches([self.known[key] for key in pending], self.samples_per_call)
+        shard = batches[rank::world]
         # Every process runs the same number of steps (Lightning refuses an empty loader): short shards get
         # empty batches, which predict nothing.
-        shard += [[]] * (-(-len(self.batches) // world) - len(shard))
+        shard += [[]] * (max(1, -(-len(batches) // world)) - len(shard))
         # A list is a map-style dataset: DataLoader needs only len() and indexing.
         return torch.utils.data.DataLoader(shard, batch_size=None, collate_fn=_as_is)
 
@@ -84,13 +93,13 @@ class Predictor(L.LightningModule):
 class JournalWriter(BasePredictionWriter):
     """Appends each batch's rows to this process's journal before the next batch starts."""
 
-    def __init__(self, store: PredictionStore):
+    def __init__(self, store: PredictionStore, shard: str = ""):
         super().__init__(write_interval="batch")
-        self.store = store
+        self.store, self.shard = store, shard
         self.journal: Journal | None = None
 
     def setup(self, trainer, pl_module, stage: str) -> None:
-        self.journal = self.store.journal(trainer.global_rank)
+        self.journal = self.store.journal(trainer.global_rank, self.shard)
 
     def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx,
                            dataloader_idx) -> None:
@@ -117,21 +126,26 @@ class SamplesPerSecond(TQDMProgressBar):
 
 def run_predict(model: ProteinLLM, samples: Sequence[InstructionSample], store: PredictionStore,
                 generation: GenerationConfig, batch_size: int, devices: int, accelerator: str, strategy: str,
-                loglikelihood_tasks: Sequence[str] = ()) -> bool:
-    """Predict `samples` into the store's journals; True in the process that should go on (global rank 0)."""
+                loglikelihood_tasks: Sequence[str] = (), num_nodes: int = 1,
+                known: Sequence[InstructionSample] | None = None, shard: str = "") -> bool:
+    """Predict `samples` into the store's journals; True in the process that should go on (global rank 0).
+    `known`: every sample of the run (another process's pending list may name one this process has done)."""
     if accelerator == "auto":
         accelerator = "gpu" if torch.cuda.is_available() else "cpu"
     if strategy == "auto":
-        strategy = "auto" if devices == 1 else ("ddp" if accelerator == "gpu" else "ddp_fork")
+        # ddp_fork forks this process's workers; processes launched by torchrun or SLURM, or on other nodes, are
+        # joined by plain ddp (Lightning reads their environment).
+        strategy = "auto" if devices * num_nodes == 1 else (
+            "ddp" if accelerator == "gpu" or num_nodes > 1 else "ddp_fork")
     # Batches come whole from the dataset, so Lightning cannot (and need not) infer sample indices.
     warnings.filterwarnings("ignore", message="Couldn't infer the batch indices")
     warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\)")
     logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)  # no banner and tips
-    trainer = L.Trainer(accelerator=accelerator, devices=devices, strategy=strategy, logger=False,
+    trainer = L.Trainer(accelerator=accelerator, devices=devices, num_nodes=num_nodes, strategy=strategy, logger=False,
                         enable_checkpointing=False, enable_model_summary=False, use_distributed_sampler=False,
-                        callbacks=[JournalWriter(store), SamplesPerSecond()])
+                        callbacks=[JournalWriter(store, shard), SamplesPerSecond()])
     predictor = Predictor(model, generation, store.generation_hash, loglikelihood_tasks)
     model.batch_size = batch_size
     samples_per_call = batch_size * max(1, model.batches_per_call)
-    trainer.predict(predictor, datamodule=PendingSamples(samples, samples_per_call), return_predictions=False)
+    trainer.predict(predictor, datamodule=PendingSamples(samples, samples_per_call, known), return_predictions=False)
     return trainer.is_global_zero

@@ -16,12 +16,14 @@ import hashlib
 import json
 import math
 import os
+import re
+import socket
 import time
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 from sepit.data.errors import DataError, location
-from sepit.data.jsonl import field, read_jsonl, write_jsonl_atomic
+from sepit.data.jsonl import field, parse_line, read_jsonl, write_jsonl_atomic
 from sepit.data.sample import InstructionSample, check_choices
 
 KINDS = ("open", "closed")
@@ -141,8 +143,12 @@ class PredictionStore:
                 rows.setdefault((row["task"], row["id"]), row)
         return rows
 
-    def journal(self, rank: int) -> "Journal":
-        return Journal(self.journals / f"rank{rank}-{os.getpid()}-{time.time_ns()}.jsonl")
+    def journal(self, rank: int, shard: str = "") -> "Journal":
+        """A new journal file of this process, named after the host, the shard and the global rank that write it
+        (`node1-shard2of3-rank0-<pid>-<ns>.jsonl`): concurrent jobs never share a file."""
+        host = re.sub(r"[^\w.-]", "_", socket.gethostname()) or "host"
+        return Journal(self.journals / f"{host}-{shard + '-' if shard else ''}rank{rank}-{os.getpid()}-"
+                                       f"{time.time_ns()}.jsonl")
 
     def finish(self, rows: Iterable[dict]) -> dict[str, Path]:
         """Write one sorted file per task atomically, then drop the journals (their rows are in `rows`)."""
@@ -181,12 +187,12 @@ class Journal:
             self._handle = None
 
 
-def _read_tolerating_torn_tail(path: Path):
-    """Rows of a journal; a last line cut short by a kill (no newline at the end) is dropped, not an error."""
+def _read_tolerating_torn_tail(path: Path) -> Iterator[tuple[int, dict]]:
+    """(line, row) of a journal up to its last whole line: a line cut short by a kill, or one another job is
+    writing right now (a shard on another node), is left out. The file is never changed: its writer may be alive."""
     data = path.read_bytes()
-    if data and not data.endswith(b"\n"):
-        cut = data.rfind(b"\n") + 1
-        tmp = path.with_name(path.name + ".repaired")
-        tmp.write_bytes(data[:cut])
-        os.replace(tmp, path)
-    yield from read_jsonl(path)
+    whole = data[:data.rfind(b"\n") + 1]
+    for number, raw in enumerate(whole.splitlines(), 1):
+        row = parse_line(raw, location(path, number))
+        if row is not None:
+            yield number, row

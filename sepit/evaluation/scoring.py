@@ -47,6 +47,8 @@ class ScoringSettings:
         closed_methods: per task (or "*"): last_match, choice or loglikelihood; default from the task.
         leakage: add the test-to-train identity report for known tasks (registered, or given as task files or
             mappings; test split only).
+        identity_backend: the leakage report's search: "auto" (MMseqs2 where `mmseqs` is installed, else
+            Biopython), "mmseqs" or "biopython" (docs/evaluation.md, "Leakage report", has how they differ).
         train: the proteins the model was trained on, for the leakage report of every task: a task or suite name
             (their train splits), a task file or mapping, or a FASTA file; default each task's own train split
             (a task without one gets no report, and a note saying why).
@@ -62,6 +64,7 @@ class ScoringSettings:
     closed_methods: dict[str, str] | None = None
     leakage: bool = True
     train: str | None = None
+    identity_backend: Literal["auto", "mmseqs", "biopython"] = "auto"
     entities: Literal["auto", "require", "off"] = "auto"
     n_resamples: int = 1000
     seed: int = 0
@@ -72,6 +75,9 @@ class ScoringSettings:
         return methods.get(task, methods.get("*"))
 
     def __post_init__(self) -> None:
+        if self.identity_backend not in ("auto", "mmseqs", "biopython"):
+            raise DataError("--scoring.identity_backend", f"unknown backend {self.identity_backend!r}",
+                            "Use auto, mmseqs or biopython.")
         if self.entities not in ("auto", "require", "off"):
             raise DataError("--scoring.entities", f"unknown setting {self.entities!r}", "Use auto, require or off.")
         for task, method in (self.closed_methods or {}).items():
@@ -248,9 +254,10 @@ def score_rows(rows_by_task: Mapping[str, list[dict]], scoring: ScoringSettings 
                 if training is None:
                     info["not_reported"] = {"leakage": NO_TRAINING_SET}
                 else:
-                    from sepit.identity import max_train_identity
+                    from sepit.identity import max_train_identity, resolve_backend
 
-                    by_sample = max_train_identity(task, training)
+                    backend = resolve_backend(scoring.identity_backend)
+                    by_sample = max_train_identity(task, training, backend=backend)
                     identities = {sid: found[0] for sid, found in by_sample.items()}
         if _without_references(name, rows, task):
             results[name] = {**info, "n": len(rows), "kind": rows[0]["kind"] if rows else None, "metrics": {},
@@ -264,7 +271,7 @@ def score_rows(rows_by_task: Mapping[str, list[dict]], scoring: ScoringSettings 
                                         task.answer_format if task else None, identities, scoring.n_resamples,
                                         scoring.seed, grounding)
         if identities is not None:
-            result["leakage"]["train"] = training.record()
+            result["leakage"].update(train=training.record(), backend=backend)
         not_reported = {**info.pop("not_reported", {}), **result.pop("not_reported", {})}
         results[name] = {**info, **result, **({"not_reported": not_reported} if not_reported else {})}
         if task is not None:  # what the board's slices need, so it never rebuilds the task
