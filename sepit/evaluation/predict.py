@@ -9,6 +9,7 @@ killed run resumable at any device count (the output folder must be on a filesys
 from __future__ import annotations
 
 import logging
+import socket
 import time
 import warnings
 from typing import Sequence
@@ -54,6 +55,9 @@ class PendingSamples(L.LightningDataModule):
         pending = self.trainer.strategy.broadcast(self.pending, src=0) if world > 1 else self.pending
         batches = length_sorted_batches([self.known[key] for key in pending], self.samples_per_call)
         shard = batches[rank::world]
+        if world > 1:  # which node and rank predicts what, in each process's own log
+            print(f"{socket.gethostname()} rank {rank} of {world}: {sum(map(len, shard))} samples in {len(shard)} "
+                  "calls", flush=True)
         # Every process runs the same number of steps (Lightning refuses an empty loader): short shards get
         # empty batches, which predict nothing.
         shard += [[]] * (max(1, -(-len(batches) // world)) - len(shard))
