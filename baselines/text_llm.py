@@ -26,7 +26,7 @@ from sepit.data.errors import DataError
 from sepit.data.manifest import sha256_folder
 from sepit.data.protein import ESM2_WINDOW
 from sepit.models.lora import PROMPT_FILE, is_lora
-from sepit.models.adapter import SepitModel, load_checkpoint
+from sepit.models.adapter import DTYPES, SepitModel, load_checkpoint
 from sepit.models.network import ProteinLanguageModel
 from sepit.models.tiny import resolve_model_path
 
@@ -47,10 +47,10 @@ def prompt_settings(adapter_dir: Path | None, sequence_format: str | None, max_r
             max_residues or trained.get("max_residues") or ESM2_WINDOW)
 
 
-def load_pretrained(llm: str, adapter: str | None, sequence_format: str | None, max_residues: int | None
-                    ) -> tuple[ProteinLanguageModel, list[str]]:
-    """A released causal LM (and LoRA adapter) from local folders, reading sequences as text; and the SHA-256
-    of every file read, with the prompt settings."""
+def load_pretrained(llm: str, adapter: str | None, sequence_format: str | None, max_residues: int | None,
+                    dtype: str | None = None) -> tuple[ProteinLanguageModel, list[str]]:
+    """A released causal LM (and LoRA adapter) from local folders, reading sequences as text, in `dtype` (default:
+    the dtype its config names); and the SHA-256 of every file read, with the prompt settings."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     llm_dir = resolve_model_path(llm)
@@ -58,7 +58,7 @@ def load_pretrained(llm: str, adapter: str | None, sequence_format: str | None, 
     sequence_format, max_residues = prompt_settings(adapter_dir, sequence_format, max_residues)
     tokenizer = AutoTokenizer.from_pretrained(llm_dir, local_files_only=True, trust_remote_code=False)
     language_model = AutoModelForCausalLM.from_pretrained(llm_dir, local_files_only=True, trust_remote_code=False,
-                                                          dtype=torch.float32)
+                                                          dtype=DTYPES[dtype] if dtype else "auto")
     model = ProteinLanguageModel(None, language_model, tokenizer, sequence_format=sequence_format,
                                  max_residues=max_residues)
     files = sha256_folder(llm_dir)
@@ -77,7 +77,7 @@ class TextLLMModel(SepitModel):
 
     def __init__(self, checkpoint: str | None = None, llm: str | None = None, adapter: str | None = None,
                  sequence_format: str | None = None, max_residues: int | None = None, name: str | None = None,
-                 dtype: Literal["float32", "bfloat16", "float16"] = "float32", device: str = "auto",
+                 dtype: Literal["float32", "bfloat16", "float16"] | None = None, device: str = "auto",
                  loglikelihood_batch_size: int = 16):
         """
         Args:
@@ -90,7 +90,7 @@ class TextLLMModel(SepitModel):
                 adapter's, else galactica; galactica_split for the released Galactica models).
             max_residues: with llm, residues written into the prompt (default: the adapter's, else 1022).
             name: the model's name in results and on the leaderboard (default text-llm, or text-llm-lora).
-            dtype: weights and activations.
+            dtype: weights and activations; default the dtype the checkpoint or the model folder was saved in.
             device: auto, cpu, cuda or cuda:N.
             loglikelihood_batch_size: (sample, choice) pairs per forward pass when scoring choices.
         """
@@ -103,9 +103,9 @@ class TextLLMModel(SepitModel):
             if extra:
                 raise ValueError(f"{', '.join(extra)} go(es) with llm; a checkpoint records its own LoRA weights "
                                  "and prompt settings")
-            model, files = load_checkpoint(checkpoint, check=self.check_record)
+            model, files = load_checkpoint(checkpoint, check=self.check_record, dtype=dtype)
         else:
-            model, files = load_pretrained(llm, adapter, sequence_format, max_residues)
+            model, files = load_pretrained(llm, adapter, sequence_format, max_residues, dtype)
         if name is None:
             name = "text-llm-lora" if is_lora(model.llm) else "text-llm"
         self._set_model(model, name, dtype, device, loglikelihood_batch_size, files)

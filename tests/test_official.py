@@ -261,3 +261,29 @@ def test_choices_are_scored_as_the_official_training_writes_an_answer(model):
     assert ids[answer].tolist() == written[-int(answer.sum()):] and ids[-1] == model.tokenizer.eos_token_id
     scores = model.answer_log_likelihoods([dataclasses.replace(sample(protein), reference=r) for r in ("yes", "no")])
     assert scores.shape == (2,) and bool(torch.isfinite(scores).all()) and scores[0] != scores[1]
+
+
+def test_lean_loading_equals_building_in_float32_then_loading(converted):
+    """`load_checkpoint` builds on the meta device and takes the checkpoint's tensors as they are: the same
+    weights, the same greedy answers as the float32 build it replaced; `dtype` loads straight into bfloat16."""
+    from transformers import AutoTokenizer
+
+    from sepit.models.checkpoint import TOKENIZER_DIR, build_from_record, load_into, read_stage_checkpoint
+
+    lean, _ = load_checkpoint(converted)
+    record, state = read_stage_checkpoint(converted, (1, 2))
+    tokenizer = AutoTokenizer.from_pretrained(converted.parent / TOKENIZER_DIR)
+    built = build_from_record(record, tokenizer)
+    load_into(built, state, "model.", converted)
+    ours, theirs = lean.state_dict(), built.state_dict()
+    assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
+    assert not any(p.is_meta for p in lean.parameters()) and {p.dtype for p in lean.parameters()} == {torch.float32}
+    samples = [sample(p) for p in PROTEINS]
+    config = GenerationConfig(max_new_tokens=8)
+    with torch.no_grad():
+        assert [ids.tolist() for ids, _ in lean.eval().generate_tokens(samples, config, 2)] == \
+            [ids.tolist() for ids, _ in built.eval().generate_tokens(samples, config, 2)]
+    half, _ = load_checkpoint(converted, dtype="bfloat16")
+    assert {p.dtype for p in half.parameters()} == {torch.bfloat16}
+    assert all(torch.equal(t, ours[k].to(torch.bfloat16)) for k, t in half.state_dict().items()
+               if t.is_floating_point() and k in ours and ours[k].dtype == torch.float32 and "inv_freq" not in k)

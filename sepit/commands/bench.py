@@ -15,7 +15,7 @@ import shutil
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
@@ -30,6 +30,7 @@ from sepit.registry import MODELS
 from sepit.tasks import Task, resolve_tasks
 
 
+PRECISIONS = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
 SECRET_WORDS = ("key", "secret", "password", "passwd", "auth", "credential")
 
 
@@ -87,7 +88,13 @@ def build_model(spec: str, model_args: dict[str, Any] | None = None) -> ProteinL
         spec, args = config["model"], dict(config.get("args") or {})
     args.update(model_args or {})
     factory = MODELS.get(spec)
-    model = factory(**args)
+    try:
+        model = factory(**args)
+    except TypeError as err:
+        if "dtype" in args and "dtype" in str(err):
+            raise DataError(f"model {spec!r}", "has no precision setting (no `dtype` argument)",
+                            "Leave out --precision for this model.") from None
+        raise
     if not isinstance(model, ProteinLLM):
         raise DataError(f"model {spec!r}", f"built a {type(model).__name__}, not a ProteinLLM",
                         "A model plug-in must implement sepit.models.interface.ProteinLLM.")
@@ -98,7 +105,7 @@ def bench(model: str, tasks: list[str] | str, output: Path, devices: int = 1, ba
           model_args: dict[str, Any] | None = None, generation: GenerationConfig = GenerationConfig(),
           scoring: ScoringSettings = ScoringSettings(), split: str = "test", limit: int | None = None,
           accelerator: str = "auto", strategy: str = "auto", fresh: bool = False, num_nodes: int = 1,
-          shard: str | None = None) -> None:
+          shard: str | None = None, precision: Literal["bf16", "fp16", "fp32"] | None = None) -> None:
     """Predict the tasks' samples with a model, then score them into <output>/results.json.
 
     Re-running the same command resumes: samples already in <output> are not predicted again, whatever the
@@ -123,6 +130,8 @@ def bench(model: str, tasks: list[str] | str, output: Path, devices: int = 1, ba
         fresh: discard earlier predictions in <output> and start over.
         num_nodes: machines the run spans (Lightning's multi-node DDP; SLURM's or torchrun's environment says
             which node this is). Every process must see <output>.
+        precision: the weights' dtype (the model's `dtype` argument); default the dtype they were saved in.
+            A checkpoint is loaded straight into it, never first in float32.
         shard: K/N: predict only share K of N of the samples, an independent job of a scheduler array writing
             into the same <output>. The job that finds every row present scores; the others say what is missing
             and exit 0.
@@ -139,6 +148,10 @@ def bench(model: str, tasks: list[str] | str, output: Path, devices: int = 1, ba
         raise DataError("--fresh", "would discard the rows of the other shards too", "Leave it out of a shard "
                         "job; clear the folder once, before the array starts.")
     chosen = resolve_tasks(tasks.split(",") if isinstance(tasks, str) else tasks)
+    if precision is not None:
+        if precision not in PRECISIONS:
+            raise DataError("--precision", f"unknown precision {precision!r}", f"Use {', '.join(PRECISIONS)}.")
+        model_args = {**(model_args or {}), "dtype": PRECISIONS[precision]}
     llm = build_model(model, model_args)
     card = llm.describe()
     likelihood_tasks = _likelihood_tasks(llm, card.name, chosen, scoring, generation)

@@ -26,13 +26,18 @@ from sepit.models.moe import count_parameters
 from sepit.models.network import ProteinLanguageModel
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+DTYPE_NAMES = {dtype: name for name, dtype in DTYPES.items()}
 
 
 def load_checkpoint(checkpoint: str | Path, sequence_only: bool = False,
-                    check: Callable[[dict[str, Any], Path], None] | None = None
+                    check: Callable[[dict[str, Any], Path], None] | None = None, dtype: str | None = None
                     ) -> tuple[ProteinLanguageModel, list[str]]:
     """The model a stage-1/2 (or trainable-baseline) checkpoint holds, and the SHA-256 of every file it was
-    read from (the checkpoint and its tokenizer). `check(record, path)` may refuse the record first."""
+    read from (the checkpoint and its tokenizer). `check(record, path)` may refuse the record first.
+
+    The model is built with its parameters on the meta device and the checkpoint's tensors, memory-mapped, take
+    their place in `dtype` (default: the dtype they were saved in, used without a copy): the weights are in
+    memory once, never first in float32 and then cast (BENCHMARKS.md, "Loading a checkpoint")."""
     from transformers import AutoTokenizer
 
     path = Path(checkpoint)
@@ -45,11 +50,13 @@ def load_checkpoint(checkpoint: str | Path, sequence_only: bool = False,
                         "Keep the checkpoint in its folder: `sepit fit` writes tokenizer/ next to it.")
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir, local_files_only=True, trust_remote_code=False)
     try:
-        model = build_from_record(record, tokenizer, sequence_only)
+        model = build_from_record(record, tokenizer, sequence_only, empty=True)
     except (KeyError, TypeError, ValueError) as err:
         raise DataError(str(path), f"has an architecture record this version cannot build ({type(err).__name__}: "
                         f"{err})", "Evaluate it with the sepit-bench version that wrote it.") from None
-    load_into(model, state, "model.", path)
+    saved = next((t.dtype for name, t in state.items() if name.startswith("model.") and t.is_floating_point()),
+                 torch.float32)
+    load_into(model, state, "model.", path, DTYPES[dtype] if dtype else DTYPES.get(DTYPE_NAMES.get(saved), torch.float32))
     files = [sha256_file(path)] + sha256_folder(tokenizer_dir)
     return model, files
 
@@ -62,7 +69,7 @@ class SepitModel(ProteinLLM):
     official_name = "sepit-official"  # ... for a checkpoint converted from the official release
 
     def __init__(self, checkpoint: str, name: str | None = None, sequence_only: bool = False,
-                 dtype: Literal["float32", "bfloat16", "float16"] = "float32", device: str = "auto",
+                 dtype: Literal["float32", "bfloat16", "float16"] | None = None, device: str = "auto",
                  loglikelihood_batch_size: int = 16):
         """
         Args:
@@ -70,11 +77,12 @@ class SepitModel(ProteinLLM):
             name: the model's name in results and on the leaderboard (default: `default_name`, or
                 `official_name` for a converted official checkpoint).
             sequence_only: ignore coordinates (an ablation of the same weights).
-            dtype: weights and activations (bfloat16 halves GPU memory).
+            dtype: weights and activations (bfloat16 halves GPU memory); default the dtype the checkpoint was
+                saved in (`sepit bench --precision`).
             device: auto (this process's GPU if there is one, else CPU), cpu, cuda or cuda:N.
             loglikelihood_batch_size: (sample, choice) pairs per forward pass when scoring choices.
         """
-        model, files = load_checkpoint(checkpoint, sequence_only, self.check_record)
+        model, files = load_checkpoint(checkpoint, sequence_only, self.check_record, dtype)
         name = name or (self.official_name if model.official is not None else self.default_name)
         self._set_model(model, name, dtype, device, loglikelihood_batch_size, files)
 
@@ -85,8 +93,10 @@ class SepitModel(ProteinLLM):
             raise DataError(str(path), f"holds a {holds} model, not {self.registered_name}",
                             f"Evaluate it with `--model {holds}`, or give the .ckpt path alone as --model.")
 
-    def _set_model(self, model: ProteinLanguageModel, name: str, dtype: str, device: str,
+    def _set_model(self, model: ProteinLanguageModel, name: str, dtype: str | None, device: str,
                    loglikelihood_batch_size: int, files: list[str]) -> None:
+        """`dtype` None: the dtype the weights were loaded in (buffers follow it)."""
+        dtype = dtype or DTYPE_NAMES.get(next(model.parameters()).dtype, "float32")
         self.model = model.eval().requires_grad_(False).to(DTYPES[dtype])
         self.name, self.device_spec = name, device
         self.sequence_only = model.encoder is None or model.encoder.sequence_only

@@ -21,10 +21,15 @@ file; a LoRA run also writes its peft adapter in `adapter/`. Everything loads wi
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import dataclasses
 import json
+import mmap
+import sys
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 from esm.model.esm2 import ESM2
@@ -102,14 +107,82 @@ def registered_model_for(record: dict[str, Any]) -> str:
     return "plm_projector" if record["encoder"]["sequence_only"] else "sepit"
 
 
-def load_into(module: nn.Module, state: dict[str, torch.Tensor], prefix: str, path: str | Path) -> None:
-    """Load the entries of `state` under `prefix` into `module`, strictly, with an error that says what to fix."""
+def load_into(module: nn.Module, state: dict[str, torch.Tensor], prefix: str, path: str | Path,
+              dtype: torch.dtype | None = None) -> None:
+    """Load the entries of `state` under `prefix` into `module`, strictly, with an error that says what to fix.
+    With `dtype`, the tensors are cast to it and take the place of the module's own (a module built with
+    `parameters_on_meta`): the weights exist once, in the target dtype."""
     picked = {name[len(prefix):]: tensor for name, tensor in state.items() if name.startswith(prefix)}
+    if dtype is not None:
+        picked = cast_state(picked, dtype)
     try:
-        module.load_state_dict(picked, strict=True)
+        module.load_state_dict(picked, strict=True, assign=dtype is not None)
     except RuntimeError as err:
         raise DataError(str(path), f"does not fit this model: {' '.join(str(err).split())[:300]}",
                         "Use the same esm, llm, num_kernels and projector as the run that wrote it.") from None
+
+
+@contextmanager
+def parameters_on_meta() -> Iterator[None]:
+    """Modules built inside get their parameters on the meta device: no memory and no initialisation, the
+    checkpoint's tensors take their place (`load_into(..., dtype=...)`). Buffers stay real: some are in no state
+    dict (rotary frequencies), and they are small."""
+    register = nn.Module.register_parameter
+
+    def on_meta(module: nn.Module, name: str, param: nn.Parameter | None) -> None:
+        register(module, name, param)
+        if param is not None and param.device.type != "meta":
+            module._parameters[name] = nn.Parameter(param.to("meta"), requires_grad=param.requires_grad)
+
+    nn.Module.register_parameter = on_meta
+    try:
+        yield
+    finally:
+        nn.Module.register_parameter = register
+
+
+def cast_state(state: dict[str, torch.Tensor], dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    """The floating-point tensors in `dtype` (others as they are), each source read once: tensors that share
+    storage (tied embeddings) stay shared, and a tensor already in `dtype` is used as it is (from a memory-mapped
+    file, not copied). The pages of a cast tensor's source are released as soon as it is copied, so reading a
+    float32 file into bfloat16 does not hold both."""
+    out: dict[str, torch.Tensor] = {}
+    done: dict[tuple, torch.Tensor] = {}
+    for name, tensor in state.items():
+        if not tensor.is_floating_point() or tensor.dtype == dtype:
+            out[name] = tensor
+            continue
+        key = (tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape), tensor.stride())
+        if key not in done:
+            done[key] = tensor.to(dtype)
+            release_pages(tensor)
+        out[name] = done[key]
+    return out
+
+
+def release_pages(tensor: torch.Tensor) -> None:
+    """Drop a memory-mapped tensor's pages from this process (they are re-read from the file if touched again):
+    madvise(MADV_DONTNEED) on the whole pages it spans. A no-op where that is not available."""
+    if _LIBC is None or tensor.device.type != "cpu":
+        return
+    start = tensor.data_ptr()
+    end = start + tensor.numel() * tensor.element_size()
+    first, last = -(-start // _PAGE) * _PAGE, end // _PAGE * _PAGE  # only pages wholly inside the tensor
+    if last > first:
+        _LIBC.madvise(ctypes.c_void_p(first), ctypes.c_size_t(last - first), 4)  # MADV_DONTNEED
+
+
+def _libc():
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+        return libc if sys.platform.startswith("linux") else None
+    except (OSError, AttributeError):
+        return None
+
+
+_LIBC = _libc()
+_PAGE = mmap.PAGESIZE
 
 
 def save_tokenizer(tokenizer: Any, directory: Path) -> None:
@@ -118,8 +191,15 @@ def save_tokenizer(tokenizer: Any, directory: Path) -> None:
         tokenizer.save_pretrained(staging)
 
 
-def build_from_record(record: dict[str, Any], tokenizer: Any, sequence_only: bool = False) -> ProteinLanguageModel:
-    """The stage-1/2 model (or baseline) the record describes, randomly initialised (load the state dict next)."""
+def build_from_record(record: dict[str, Any], tokenizer: Any, sequence_only: bool = False,
+                      empty: bool = False) -> ProteinLanguageModel:
+    """The stage-1/2 model (or baseline) the record describes, randomly initialised (load the state dict next);
+    with `empty`, its parameters on the meta device (`parameters_on_meta`: load with a dtype)."""
+    with parameters_on_meta() if empty else nullcontext():
+        return _build(record, tokenizer, sequence_only)
+
+
+def _build(record: dict[str, Any], tokenizer: Any, sequence_only: bool) -> ProteinLanguageModel:
     from transformers import AutoModelForCausalLM
     from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
