@@ -29,18 +29,18 @@ import torch.nn.functional as F
 import yaml
 
 from sepit.cache import cache_dir
+from sepit.configs import shipped_root
 from sepit.data.errors import DataError
 
-RECIPES = Path(__file__).resolve().parents[2] / "configs" / "pretrain" / "tiny.yaml"
+RECIPES = shipped_root() / "pretrain" / "tiny.yaml"  # configs/pretrain/tiny.yaml, installed with the package
 PARTS = ("esm2", "llm")
 RECORD = "pretraining.json"
 
 
 def recipe(name: str) -> dict[str, Any]:
-    if not RECIPES.is_file():  # the configs live in the repository, beside the package, not inside it
+    if not RECIPES.is_file():
         raise DataError(str(RECIPES), "the recipes of the pretrained tiny parts are missing",
-                        "They come with a clone of the repository: install it from there (`pip install -e .`), "
-                        "as the README's quick start does.")
+                        "Reinstall sepit-bench: they are package data (sepit_configs).")
     recipes = yaml.safe_load(RECIPES.read_text())
     if name not in recipes:
         raise DataError(str(RECIPES), f"has no recipe for {name!r}", f"Name one of {', '.join(recipes)}.")

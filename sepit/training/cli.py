@@ -9,6 +9,8 @@ import warnings
 import lightning as L
 from lightning.pytorch.cli import LightningCLI
 
+from sepit.configs import rewrite_config_arguments
+
 
 def run(argv: list[str]) -> None:
     # Frozen parts (the stage-0 caption encoder) stay in eval mode on purpose.
@@ -20,4 +22,4 @@ def run(argv: list[str]) -> None:
     LightningCLI(L.LightningModule, L.LightningDataModule, subclass_mode_model=True, subclass_mode_data=True,
                  auto_configure_optimizers=False,  # each stage owns its optimizer (groups, warm-up, schedule)
                  save_config_kwargs={"overwrite": True},  # a resumed run rewrites its config.yaml
-                 args=argv, parser_kwargs={"prog": "sepit"})
+                 args=rewrite_config_arguments(argv), parser_kwargs={"prog": "sepit"})
