@@ -194,21 +194,25 @@ class IdentitySearch:
         self.ids = sorted(targets)  # index order is id order, so ties break towards the smaller id
         self._index = {pid: i for i, pid in enumerate(self.ids)}
         self._sequences = [targets[pid].upper() for pid in self.ids]
-        self._alignable = [_alignable(s) for s in self._sequences]
-        self._digits = [_digits(s) for s in self._alignable]
         self._lengths = np.array([len(s) for s in self._sequences], dtype=np.int64)
         self._by_sequence: dict[str, list[int]] = {}
         for i, sequence in enumerate(self._sequences):
             self._by_sequence.setdefault(sequence, []).append(i)
+        self._profiles: OrderedDict[str, _Profile] = OrderedDict()  # the last 1024 queries
+        self._mmseqs_hits: dict[tuple[frozenset | None, str], list[Hit]] = {}  # (database, query) -> hits
+        self._aligner = _aligner()
+        if self.backend == "biopython":  # MMseqs2 indexes the targets itself: no 3-mer index of millions here
+            self._build_index()
+
+    def _build_index(self) -> None:
+        self._alignable = [_alignable(s) for s in self._sequences]
+        self._digits = [_digits(s) for s in self._alignable]
         kmers = [_kmers(d) for d in self._digits]
         codes = np.concatenate([np.zeros(0, np.int64)] + kmers)
         order = np.argsort(codes, kind="stable")  # an inverted index: k-mer -> (target, position)
         self._kmer = codes[order]
         self._kmer_target = np.repeat(np.arange(len(kmers)), [len(k) for k in kmers])[order]
         self._kmer_position = np.concatenate([np.zeros(0, np.int64)] + [np.arange(len(k)) for k in kmers])[order]
-        self._profiles: OrderedDict[str, _Profile] = OrderedDict()  # the last 1024 queries
-        self._mmseqs_hits: dict[tuple[frozenset | None, str], list[Hit]] = {}  # (database, query) -> hits
-        self._aligner = _aligner()
 
     def search(self, query: str, allowed: Iterable[str] | None = None) -> list[Hit]:
         """Significant hits among `allowed` (default all targets), most identical first, ties by smaller id."""

@@ -169,8 +169,9 @@ def bench(model: str, tasks: list[str] | str, output: Path, devices: int = 1, ba
     check_reusable(done, samples, likelihood_tasks, generation.logprobs)
     everything = [s for task_samples in samples.values() for s in task_samples]
     pending = [s for s in everything if (s.task, s.id) not in done and (share is None or share.owns(s))]
-    total = sum(map(len, samples.values()))
-    print(f"{card.name}: {total} samples in {len(chosen)} tasks, {total - len(done)} without a prediction, "
+    total = len(everything)
+    missing = sum((s.task, s.id) not in done for s in everything)
+    print(f"{card.name}: {total} samples in {len(chosen)} tasks, {missing} without a prediction, "
           f"{len(pending)} to go here" + (f" (shard {share.index} of {share.count})" if share else "")
           + f" on {devices} device(s) x {num_nodes} node(s)")
     # Processes launched by a scheduler all enter the collective run, even one that found nothing pending:
