@@ -24,11 +24,14 @@ def shipped_names() -> list[str]:
     return sorted(str(p.relative_to(root).with_suffix("")) for p in root.rglob("*.yaml"))
 
 
-def resolve_config(spec: str) -> Path:
+def resolve_config(spec: str) -> Path | str:
     """A config file: `spec` itself where it exists, else the shipped config it names (with or without
-    `configs/` and `.yaml`). An unknown name lists the shipped ones."""
+    `configs/` and `.yaml`). An unknown name lists the shipped ones; YAML text (`--config 'trainer: {...}'`, which
+    LightningCLI takes too) is passed on as it is."""
     if Path(spec).is_file():
         return Path(spec)
+    if ":" in spec or "\n" in spec or spec.lstrip().startswith("{"):
+        return spec
     name = spec[len(PREFIX):] if spec.startswith(PREFIX) else spec
     name = name[:-len(".yaml")] if name.endswith(".yaml") else name
     path = shipped_root() / f"{name}.yaml"

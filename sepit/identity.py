@@ -382,7 +382,8 @@ def max_train_identity(task: Task, training: TrainingSet | None = None, *, candi
         raise ValueError(f"task {task.name!r} has no training samples to compare its test proteins with")
     test = task.samples("test")
     backend = resolve_backend(backend)
-    method = f"{METHOD_VERSION}/{backend}/k{K_MER}/pool{POOL}/c{candidates}/e{max_evalue:g}"
+    method = f"{METHOD_VERSION}/{backend}/k{K_MER}/pool{POOL}/c{candidates}/e{max_evalue:g}" + (
+        f"/max-seqs{MMSEQS_MAX_SEQS}" if backend == "mmseqs" else "")
     key = hashlib.sha256(json.dumps([method, training.key(), sample_hash(test)]).encode()).hexdigest()
     path = cache_dir() / "identity" / f"{key}.jsonl"
     cached = _read_cache(path, {s.id for s in test})

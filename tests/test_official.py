@@ -283,7 +283,12 @@ def test_lean_loading_equals_building_in_float32_then_loading(converted):
     with torch.no_grad():
         assert [ids.tolist() for ids, _ in lean.eval().generate_tokens(samples, config, 2)] == \
             [ids.tolist() for ids, _ in built.eval().generate_tokens(samples, config, 2)]
+    from sepit.models.moe import count_parameters
+
+    assert count_parameters(lean) == count_parameters(built)  # tied parameters stay tied
     half, _ = load_checkpoint(converted, dtype="bfloat16")
     assert {p.dtype for p in half.parameters()} == {torch.bfloat16}
+    rotary = {name: b for name, b in half.named_buffers() if name.endswith("inv_freq")}
+    assert rotary and all(b.dtype == torch.float32 for b in rotary.values())  # positions past 256 stay distinct
     assert all(torch.equal(t, ours[k].to(torch.bfloat16)) for k, t in half.state_dict().items()
                if t.is_floating_point() and k in ours and ours[k].dtype == torch.float32 and "inv_freq" not in k)

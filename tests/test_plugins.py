@@ -89,7 +89,7 @@ def test_every_package_folder_installs_under_its_unambiguous_name():
     root = Path(__file__).resolve().parents[1]
     setuptools = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]
     installed_as = {folder: name for name, folder in setuptools["package-dir"].items()}
-    assert set(installed_as) == {"baselines", "benchmarks", "leaderboard"}
+    assert set(installed_as) == {"baselines", "benchmarks", "leaderboard", "configs"}
     assert all(name == f"sepit_{folder}" for folder, name in installed_as.items())
     folders = {init.parent.relative_to(root).parts for init in root.glob("*/**/__init__.py")}
     expected = {".".join((installed_as.get(parts[0], parts[0]), *parts[1:])) for parts in folders

@@ -37,8 +37,16 @@ def test_parts_are_built_once_per_recipe_and_load_like_the_random_ones(cache, mo
 
 
 def test_an_install_without_the_recipes_says_where_they_come_from(tmp_path, monkeypatch):
-    monkeypatch.setattr(pretrained, "RECIPES", tmp_path / "configs" / "pretrain" / "tiny.yaml")
-    with pytest.raises(pretrained.DataError, match="tiny.yaml: the recipes .*pip install -e"):
+    monkeypatch.setattr(pretrained, "RECIPE_NAME", "pretrain/missing.yaml")
+    with pytest.raises(pretrained.DataError, match="missing.yaml: the recipes .*package data"):
+        resolve_model_path("pretrained:esm2")
+
+    def not_installed():
+        raise ModuleNotFoundError("No module named 'sepit_configs'")
+
+    monkeypatch.setattr(pretrained, "shipped_root", not_installed)  # a clone pulled without re-installing
+    with pytest.raises(pretrained.DataError, match="sepit_configs: the shipped configs are not installed.*pip "
+                                                   "install -e"):
         resolve_model_path("pretrained:esm2")
 
 

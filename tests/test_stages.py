@@ -45,7 +45,10 @@ def test_the_pretraining_recipes_parse():
     """configs/pretrain/*.yaml are recipes for sepit.models.pretrained, not LightningCLI configs."""
     import yaml
 
-    from sepit.models.pretrained import PARTS, RECIPES
+    from sepit.configs import shipped_root
+    from sepit.models.pretrained import PARTS, RECIPE_NAME
+
+    RECIPES = shipped_root() / RECIPE_NAME
 
     assert sorted(CONFIGS.glob("pretrain/*.yaml")) == [RECIPES]
     recipes = yaml.safe_load(RECIPES.read_text())

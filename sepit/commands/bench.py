@@ -9,8 +9,8 @@
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
-import os
 import shutil
 import time
 from dataclasses import asdict
@@ -24,7 +24,7 @@ from sepit.data.sample import InstructionSample
 from sepit.evaluation.predictions import PredictionStore, mismatch
 from sepit.evaluation.results import now
 from sepit.evaluation.scoring import ScoringSettings, summary_table, task_grounding
-from sepit.evaluation.shards import Shard, finish_lock, shard_of
+from sepit.evaluation.shards import Shard, finish_lock, launched_as_one_of_many, shard_of
 from sepit.models.interface import GenerationConfig, ProteinLLM
 from sepit.registry import MODELS
 from sepit.tasks import Task, resolve_tasks
@@ -88,17 +88,23 @@ def build_model(spec: str, model_args: dict[str, Any] | None = None) -> ProteinL
         spec, args = config["model"], dict(config.get("args") or {})
     args.update(model_args or {})
     factory = MODELS.get(spec)
-    try:
-        model = factory(**args)
-    except TypeError as err:
-        if "dtype" in args and "dtype" in str(err):
-            raise DataError(f"model {spec!r}", "has no precision setting (no `dtype` argument)",
-                            "Leave out --precision for this model.") from None
-        raise
+    if "dtype" in args and not _takes(factory, "dtype"):
+        raise DataError(f"model {spec!r}", "has no precision setting (no `dtype` argument)",
+                        "Leave out --precision for this model.")
+    model = factory(**args)
     if not isinstance(model, ProteinLLM):
         raise DataError(f"model {spec!r}", f"built a {type(model).__name__}, not a ProteinLLM",
                         "A model plug-in must implement sepit.models.interface.ProteinLLM.")
     return model
+
+
+def _takes(factory: Any, name: str) -> bool:
+    """Whether a model's constructor takes the keyword `name` (or any keyword)."""
+    try:
+        parameters = inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        return True  # cannot tell: let the call say
+    return name in parameters or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
 
 
 def bench(model: str, tasks: list[str] | str, output: Path, devices: int = 1, batch_size: int = 8,
@@ -176,13 +182,16 @@ def bench(model: str, tasks: list[str] | str, output: Path, devices: int = 1, ba
           + f" on {devices} device(s) x {num_nodes} node(s)")
     # Processes launched by a scheduler all enter the collective run, even one that found nothing pending:
     # rank 0's list decides (`PendingSamples`).
-    if pending or num_nodes > 1 or int(os.environ.get("WORLD_SIZE", "1")) > 1:
+    if pending or num_nodes > 1 or launched_as_one_of_many():
         llm.prepare(chosen)
         if not run_predict(llm, pending, store, generation, batch_size, devices, accelerator, strategy,
                            likelihood_tasks, num_nodes, everything, share.label if share else ""):
             return  # not global rank 0 (ddp launched this process): rank 0 scores
         done = store.done()
     lost = [s for s in everything if (s.task, s.id) not in done]
+    if share and any(share.owns(s) for s in lost):
+        raise DataError(str(output), f"shard {share.index} of {share.count} still owes "
+                        f"{sum(share.owns(s) for s in lost)} samples after predicting", "Re-run the same command.")
     if lost and share:
         owing = sorted({shard_of(s.task, s.id, share.count) for s in lost})
         print(f"{len(lost)} of {total} samples still have no prediction, owed by shard(s) "
@@ -197,6 +206,9 @@ def bench(model: str, tasks: list[str] | str, output: Path, devices: int = 1, ba
             print(f"every sample has its prediction; {holder} is merging and scoring {output}")
             return
         done = store.done()
+        if share and not store.journals_read and (output / "results.json").is_file():
+            print(f"every sample has its prediction; another shard has merged and scored {output}")
+            return
         store.finish(done.values())
         rows = {name: [done[name, s.id] for s in task_samples] for name, task_samples in samples.items()}
         config = {"generation": asdict(generation), "generation_hash": store.generation_hash, "split": split,

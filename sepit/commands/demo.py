@@ -22,9 +22,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from sepit.configs import shipped_root
 from sepit.data.errors import DataError
 
-ROOT = Path(__file__).resolve().parents[2]
 FITS = (("sepit-stage0", "configs/sepit/tiny/stage0.yaml", "runs/tiny/stage0"),
         ("sepit-stage1", "configs/sepit/tiny/stage1.yaml", "runs/tiny/stage1"),
         ("sepit-stage2", "configs/sepit/tiny/stage2.yaml", "runs/tiny/stage2"),
@@ -48,7 +48,9 @@ def steps(tasks: str, batch_size: int, max_new_tokens: int, limit: int | None) -
     out = [Step("benchmark card", ("data", "info"), "card.done"),
            Step("pretrained tiny parts", ("pretrain",), "pretrain.done")]
     for name, config, folder in FITS:
-        out.append(Step(f"fit {name}", ("fit", "--config", str(ROOT / config), "--ckpt_path", "last"),
+        # The shipped copy (the clone's configs/ in an editable install), wherever the demo runs.
+        shipped = shipped_root() / config.removeprefix("configs/")
+        out.append(Step(f"fit {name}", ("fit", "--config", str(shipped), "--ckpt_path", "last"),
                         f"{folder}/fit.done"))
     stage2 = f"{FITS[2][2]}/checkpoints/last.ckpt"
     models = [("sepit", (stage2,)),

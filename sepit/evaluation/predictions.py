@@ -12,6 +12,7 @@ journals are merged into one sorted file per task, written atomically, and remov
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import math
@@ -124,24 +125,38 @@ class PredictionStore:
         self.folder = Path(output) / "predictions"
         self.journals = Path(output) / "journal"
         self.fingerprint, self.generation_hash = fingerprint, generation_hash
+        self.journals_read: dict[Path, int] = {}  # by the last done(): journal -> bytes read
 
     def done(self) -> dict[tuple[str, str], dict]:
         """Rows already predicted, final or journalled, by (task, id). Rows of another model or other
-        generation settings are an error: mixing them would score two systems as one."""
+        generation settings are an error: mixing them would score two systems as one.
+
+        Another job may be merging meanwhile (`finish` writes the final files, then removes the journals it
+        merged): the journals are read first, a vanished one skipped, and the final files after them, so every
+        row is seen in one or the other."""
         rows: dict[tuple[str, str], dict] = {}
-        finals = sorted(self.folder.glob("*.jsonl")) if self.folder.is_dir() else []
-        journals = sorted(self.journals.glob("*.jsonl")) if self.journals.is_dir() else []
-        for file in finals + journals:
-            for number, row in _read_tolerating_torn_tail(file):
-                where = location(file, number)
-                check_row(row, where)
-                if (row.get("fingerprint"), row.get("generation_hash")) != (self.fingerprint, self.generation_hash):
-                    raise DataError(where, "holds predictions of another model or other generation settings "
-                                    f"(fingerprint {row.get('fingerprint')}, generation {row.get('generation_hash')}; "
-                                    f"this run: {self.fingerprint}, {self.generation_hash})",
-                                    "Use another --output directory, or pass --fresh to discard them.")
-                rows.setdefault((row["task"], row["id"]), row)
+        self.journals_read = {}
+        for file in sorted(self.journals.glob("*.jsonl")) if self.journals.is_dir() else []:
+            try:
+                data = file.read_bytes()
+            except FileNotFoundError:
+                continue
+            self.journals_read[file] = len(data)
+            for number, row in _whole_lines(data, file):
+                rows.setdefault(self._checked(row, location(file, number)), row)
+        for file in sorted(self.folder.glob("*.jsonl")) if self.folder.is_dir() else []:
+            for number, row in read_jsonl(file):
+                rows[self._checked(row, location(file, number))] = row  # a final row stands over a journalled one
         return rows
+
+    def _checked(self, row: dict, where: str) -> tuple[str, str]:
+        check_row(row, where)
+        if (row.get("fingerprint"), row.get("generation_hash")) != (self.fingerprint, self.generation_hash):
+            raise DataError(where, "holds predictions of another model or other generation settings "
+                            f"(fingerprint {row.get('fingerprint')}, generation {row.get('generation_hash')}; "
+                            f"this run: {self.fingerprint}, {self.generation_hash})",
+                            "Use another --output directory, or pass --fresh to discard them.")
+        return row["task"], row["id"]
 
     def journal(self, rank: int, shard: str = "") -> "Journal":
         """A new journal file of this process, named after the host, the shard and the global rank that write it
@@ -151,7 +166,8 @@ class PredictionStore:
                                        f"{time.time_ns()}.jsonl")
 
     def finish(self, rows: Iterable[dict]) -> dict[str, Path]:
-        """Write one sorted file per task atomically, then drop the journals (their rows are in `rows`)."""
+        """Write one sorted file per task atomically, then drop the journals the last `done()` read whole (their
+        rows are in `rows`). A journal another job started since, or is still appending to, is left alone."""
         by_task: dict[str, list[dict]] = {}
         for row in rows:
             by_task.setdefault(row["task"], []).append(row)
@@ -159,13 +175,31 @@ class PredictionStore:
         for task, task_rows in by_task.items():
             paths[task] = self.folder / f"{task}.jsonl"
             write_jsonl_atomic(paths[task], sorted(task_rows, key=lambda r: r["id"]))
-        for journal in self.journals.glob("*.jsonl") if self.journals.is_dir() else []:
-            journal.unlink()
+        for journal, size in self.journals_read.items():
+            _remove_if_finished(journal, size)
         return paths
 
 
+def _remove_if_finished(journal: Path, size: int) -> None:
+    """Remove a merged journal unless its writer is alive (it holds the file's flock while it writes) or it grew
+    since it was read. Where the filesystem has no flock, the size alone decides."""
+    try:
+        with open(journal, "rb") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return  # a live job's journal: the next merge takes it
+            except OSError:
+                pass
+            if os.fstat(handle.fileno()).st_size == size:
+                journal.unlink()
+    except FileNotFoundError:
+        pass  # another job merged it too
+
+
 class Journal:
-    """Append-only rows of one process; each batch is one write, flushed and synced before returning."""
+    """Append-only rows of one process; each batch is one write, flushed and synced before returning. The
+    process holds the file's flock while it writes, so a merging job leaves a live journal alone."""
 
     def __init__(self, path: Path):
         self.path = path
@@ -177,6 +211,10 @@ class Journal:
         if self._handle is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._handle = open(self.path, "a", encoding="utf-8")
+            try:
+                fcntl.flock(self._handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                pass  # a filesystem without flock: merging falls back to the file's size
         self._handle.write("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
         self._handle.flush()
         os.fsync(self._handle.fileno())
@@ -187,10 +225,9 @@ class Journal:
             self._handle = None
 
 
-def _read_tolerating_torn_tail(path: Path) -> Iterator[tuple[int, dict]]:
-    """(line, row) of a journal up to its last whole line: a line cut short by a kill, or one another job is
+def _whole_lines(data: bytes, path: Path) -> Iterator[tuple[int, dict]]:
+    """(line, row) of a journal's bytes up to its last whole line: a line cut short by a kill, or one another job is
     writing right now (a shard on another node), is left out. The file is never changed: its writer may be alive."""
-    data = path.read_bytes()
     whole = data[:data.rfind(b"\n") + 1]
     for number, raw in enumerate(whole.splitlines(), 1):
         row = parse_line(raw, location(path, number))

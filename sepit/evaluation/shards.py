@@ -4,7 +4,9 @@
 disjoint, and the same whatever has been predicted already, so a killed shard re-run predicts only what it
 still owes. Each job writes its own journal files (named after its host, shard and rank), so concurrent jobs
 never write the same file. Whichever job finds every row present merges and scores, under an exclusive lock on
-`<output>/.finish.lock` (released by the kernel if that job dies), so two jobs never merge at once.
+`<output>/.finish.lock` (released by the kernel if that job dies), so two jobs never merge at once; merging
+leaves alone the journals of jobs still writing (each holds its journal's lock). On a filesystem whose locks are
+local to a node (Lustre `localflock`, NFS `nolock`) two nodes may both merge: the result is the same rows.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import hashlib
 import os
 import socket
 import time
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +47,14 @@ class Shard:
         return shard_of(sample.task, sample.id, self.count) == self.index
 
 
+def launched_as_one_of_many() -> bool:
+    """Whether a launcher (torchrun, SLURM's srun, Lightning's own for ranks > 0) started this process as one
+    of several that form one run: then every process must join the collective run, even with nothing to do."""
+    ntasks = os.environ.get("SLURM_NTASKS", "1")
+    return any(os.environ.get(name) for name in ("LOCAL_RANK", "RANK")) or \
+        int(os.environ.get("WORLD_SIZE", "1")) > 1 or (ntasks.isdigit() and int(ntasks) > 1)
+
+
 def shard_of(task: str, sample_id: str, count: int) -> int:
     """The 1-based share a sample belongs to: a hash, so shares are even and fixed."""
     digest = hashlib.sha256(f"{task}\0{sample_id}".encode()).digest()
@@ -61,6 +72,10 @@ def finish_lock(output: Path) -> Iterator[str | None]:
         except BlockingIOError:
             handle.seek(0)
             yield handle.read().strip() or "another job"
+            return
+        except OSError as err:  # a filesystem without flock (Lustre -o noflock, NFS without lockd)
+            warnings.warn(f"{path}: no file lock on this filesystem ({err.strerror}); merging without one")
+            yield None
             return
         try:
             handle.seek(0)

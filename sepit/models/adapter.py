@@ -19,8 +19,8 @@ import torch
 from sepit.data.errors import DataError
 from sepit.data.manifest import sha256_file, sha256_folder
 from sepit.data.sample import InstructionSample
-from sepit.models.checkpoint import (TOKENIZER_DIR, build_from_record, load_into, read_stage_checkpoint,
-                                    registered_model_for)
+from sepit.models.checkpoint import (TOKENIZER_DIR, build_from_record, cast_module, load_into,
+                                    read_stage_checkpoint, registered_model_for)
 from sepit.models.interface import GenerationConfig, ModelCard, ProteinLLM
 from sepit.models.moe import count_parameters
 from sepit.models.network import ProteinLanguageModel
@@ -56,7 +56,8 @@ def load_checkpoint(checkpoint: str | Path, sequence_only: bool = False,
                         f"{err})", "Evaluate it with the sepit-bench version that wrote it.") from None
     saved = next((t.dtype for name, t in state.items() if name.startswith("model.") and t.is_floating_point()),
                  torch.float32)
-    load_into(model, state, "model.", path, DTYPES[dtype] if dtype else DTYPES.get(DTYPE_NAMES.get(saved), torch.float32))
+    load_into(model, state, "model.", path, DTYPES[dtype] if dtype else DTYPES.get(DTYPE_NAMES.get(saved), torch.float32),
+              mapped=True)
     files = [sha256_file(path)] + sha256_folder(tokenizer_dir)
     return model, files
 
@@ -97,12 +98,15 @@ class SepitModel(ProteinLLM):
                    loglikelihood_batch_size: int, files: list[str]) -> None:
         """`dtype` None: the dtype the weights were loaded in (buffers follow it)."""
         dtype = dtype or DTYPE_NAMES.get(next(model.parameters()).dtype, "float32")
-        self.model = model.eval().requires_grad_(False).to(DTYPES[dtype])
+        self.model = cast_module(model.eval().requires_grad_(False), DTYPES[dtype])
         self.name, self.device_spec = name, device
         self.sequence_only = model.encoder is None or model.encoder.sequence_only
         self.loglikelihood_batch_size = loglikelihood_batch_size
         self._tokens: dict[tuple[str, str], tuple[Any, Any]] = {}  # (task, id) -> ids, logprobs of the last generate
-        options = json.dumps({"sequence_only": self.sequence_only, "dtype": dtype})
+        settings = {"sequence_only": self.sequence_only, "dtype": dtype}
+        if dtype != "float32":
+            settings["rotary"] = "float32"  # since rotary frequencies stay float32 (`cast_module`)
+        options = json.dumps(settings)
         self.fingerprint = hashlib.sha256("\n".join([*files, options]).encode()).hexdigest()[:16]
 
     def _ready(self) -> None:

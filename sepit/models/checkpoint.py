@@ -44,6 +44,7 @@ from sepit.models.network import OfficialLayout, ProteinLanguageModel
 from sepit.models.qformer import QFormerSettings
 
 CHECKPOINT_FORMAT = 1
+FLOAT32_BUFFERS = ("inv_freq",)  # rotary frequencies: kept in float32 whatever the weights' dtype
 TOKENIZER_DIR = "tokenizer"
 
 
@@ -108,18 +109,33 @@ def registered_model_for(record: dict[str, Any]) -> str:
 
 
 def load_into(module: nn.Module, state: dict[str, torch.Tensor], prefix: str, path: str | Path,
-              dtype: torch.dtype | None = None) -> None:
+              dtype: torch.dtype | None = None, mapped: bool = False) -> None:
     """Load the entries of `state` under `prefix` into `module`, strictly, with an error that says what to fix.
     With `dtype`, the tensors are cast to it and take the place of the module's own (a module built with
-    `parameters_on_meta`): the weights exist once, in the target dtype."""
+    `parameters_on_meta`): the weights exist once, in the target dtype, and tied parameters stay tied. `mapped`:
+    `state` is memory-mapped from a file, whose pages may be released once cast."""
     picked = {name[len(prefix):]: tensor for name, tensor in state.items() if name.startswith(prefix)}
     if dtype is not None:
-        picked = cast_state(picked, dtype)
+        picked = cast_state(picked, dtype, release=mapped)
+    ties = _tied_parameters(module) if dtype is not None else []
     try:
         module.load_state_dict(picked, strict=True, assign=dtype is not None)
     except RuntimeError as err:
         raise DataError(str(path), f"does not fit this model: {' '.join(str(err).split())[:300]}",
                         "Use the same esm, llm, num_kernels and projector as the run that wrote it.") from None
+    for names in ties:  # assign=True gives every name its own Parameter: tie them again
+        first = module.get_parameter(names[0])
+        for name in names[1:]:
+            owner, _, attribute = name.rpartition(".")
+            setattr(module.get_submodule(owner) if owner else module, attribute, first)
+
+
+def _tied_parameters(module: nn.Module) -> list[list[str]]:
+    """Names that share one Parameter (tied embeddings), in groups."""
+    groups: dict[int, list[str]] = {}
+    for name, param in module.named_parameters(remove_duplicate=False):
+        groups.setdefault(id(param), []).append(name)
+    return [names for names in groups.values() if len(names) > 1]
 
 
 @contextmanager
@@ -141,23 +157,36 @@ def parameters_on_meta() -> Iterator[None]:
         nn.Module.register_parameter = register
 
 
-def cast_state(state: dict[str, torch.Tensor], dtype: torch.dtype) -> dict[str, torch.Tensor]:
-    """The floating-point tensors in `dtype` (others as they are), each source read once: tensors that share
+def cast_state(state: dict[str, torch.Tensor], dtype: torch.dtype, release: bool = False
+               ) -> dict[str, torch.Tensor]:
+    """The floating-point tensors in `dtype` (others as they are; rotary frequencies stay float32, as Hugging
+    Face keeps them: in bfloat16, positions past 256 would collide), each source read once: tensors that share
     storage (tied embeddings) stay shared, and a tensor already in `dtype` is used as it is (from a memory-mapped
-    file, not copied). The pages of a cast tensor's source are released as soon as it is copied, so reading a
-    float32 file into bfloat16 does not hold both."""
+    file, not copied). With `release` (a memory-mapped `state`), the pages of a cast tensor's source are released
+    as soon as it is copied, so reading a float32 file into bfloat16 does not hold both."""
     out: dict[str, torch.Tensor] = {}
     done: dict[tuple, torch.Tensor] = {}
     for name, tensor in state.items():
-        if not tensor.is_floating_point() or tensor.dtype == dtype:
+        if not tensor.is_floating_point() or tensor.dtype == dtype or name.endswith(FLOAT32_BUFFERS):
             out[name] = tensor
             continue
         key = (tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape), tensor.stride())
         if key not in done:
             done[key] = tensor.to(dtype)
-            release_pages(tensor)
+            if release:
+                release_pages(tensor)
         out[name] = done[key]
     return out
+
+
+def cast_module(module: nn.Module, dtype: torch.dtype) -> nn.Module:
+    """`module.to(dtype)`, but rotary frequencies stay float32 (`cast_state`); tied parameters stay tied."""
+    keep = {name: buffer for name, buffer in module.named_buffers() if name.endswith(FLOAT32_BUFFERS)}
+    module.to(dtype)
+    for name, buffer in keep.items():
+        owner, _, attribute = name.rpartition(".")
+        (module.get_submodule(owner) if owner else module)._buffers[attribute] = buffer
+    return module
 
 
 def release_pages(tensor: torch.Tensor) -> None:
@@ -169,7 +198,7 @@ def release_pages(tensor: torch.Tensor) -> None:
     end = start + tensor.numel() * tensor.element_size()
     first, last = -(-start // _PAGE) * _PAGE, end // _PAGE * _PAGE  # only pages wholly inside the tensor
     if last > first:
-        _LIBC.madvise(ctypes.c_void_p(first), ctypes.c_size_t(last - first), 4)  # MADV_DONTNEED
+        _LIBC.madvise(ctypes.c_void_p(first), ctypes.c_size_t(last - first), mmap.MADV_DONTNEED)
 
 
 def _libc():

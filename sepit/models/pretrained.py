@@ -32,18 +32,23 @@ from sepit.cache import cache_dir
 from sepit.configs import shipped_root
 from sepit.data.errors import DataError
 
-RECIPES = shipped_root() / "pretrain" / "tiny.yaml"  # configs/pretrain/tiny.yaml, installed with the package
+RECIPE_NAME = "pretrain/tiny.yaml"  # configs/pretrain/tiny.yaml, installed with the package (sepit_configs)
 PARTS = ("esm2", "llm")
 RECORD = "pretraining.json"
 
 
 def recipe(name: str) -> dict[str, Any]:
-    if not RECIPES.is_file():
-        raise DataError(str(RECIPES), "the recipes of the pretrained tiny parts are missing",
+    try:
+        path = shipped_root() / RECIPE_NAME
+    except ModuleNotFoundError:  # a clone updated without re-installing
+        raise DataError("sepit_configs", "the shipped configs are not installed",
+                        "Re-run `pip install -e .` (or `make env`) in the clone.") from None
+    if not path.is_file():
+        raise DataError(str(path), "the recipes of the pretrained tiny parts are missing",
                         "Reinstall sepit-bench: they are package data (sepit_configs).")
-    recipes = yaml.safe_load(RECIPES.read_text())
+    recipes = yaml.safe_load(path.read_text())
     if name not in recipes:
-        raise DataError(str(RECIPES), f"has no recipe for {name!r}", f"Name one of {', '.join(recipes)}.")
+        raise DataError(str(path), f"has no recipe for {name!r}", f"Name one of {', '.join(recipes)}.")
     return recipes[name]
 
 
