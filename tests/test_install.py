@@ -67,3 +67,9 @@ def test_config_names_and_paths_resolve_to_the_shipped_copy_from_anywhere(tmp_pa
         resolve_config("sepit/tiny/stage9")
     with pytest.raises(DataError, match="no shipped config"):
         resolve_config("../pyproject")
+
+
+def test_inline_yaml_for_config_passes_through():
+    from sepit.configs import rewrite_config_arguments
+
+    assert rewrite_config_arguments(["--config", "trainer: {max_steps: 1}"]) == ["--config", "trainer: {max_steps: 1}"]

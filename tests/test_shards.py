@@ -106,3 +106,45 @@ def test_reading_journals_never_rewrites_a_file_another_job_is_writing(tmp_path)
     before = journal.read_bytes()
     assert list(store.done()) == [("t", "a")]
     assert journal.read_bytes() == before
+
+
+def _row(sample_id):
+    return {"task": "t", "id": sample_id, "prediction": "x", "reference": "y", "kind": "open", "choices": None,
+            "fingerprint": "fp", "generation_hash": "gen"}
+
+
+def test_a_merge_leaves_a_journal_whose_writer_is_alive(tmp_path):
+    from sepit.evaluation.predictions import Journal
+
+    store = PredictionStore(tmp_path, "fp", "gen")
+    live = Journal(store.journals / "node1-shard1of2-rank0-1-1.jsonl")
+    live.append([_row("a")])  # an open journal: its writer holds the lock
+    dead = store.journals / "node2-shard2of2-rank0-2-2.jsonl"
+    dead.write_text(json.dumps(_row("b")) + "\n")
+    store.finish(store.done().values())
+    assert live.path.exists() and not dead.exists()
+    assert json.loads((tmp_path / "predictions/t.jsonl").read_text().splitlines()[1])["id"] == "b"
+    live.append([_row("c")])  # the live job goes on; the next merge takes its rows
+    live.close()
+    rows = store.done()
+    assert sorted(key[1] for key in rows) == ["a", "b", "c"]
+    store.finish(rows.values())
+    assert not live.path.exists()
+
+
+def test_a_journal_removed_by_another_merge_while_reading_is_skipped(tmp_path, monkeypatch):
+    store = PredictionStore(tmp_path, "fp", "gen")
+    store.journals.mkdir(parents=True)
+    (store.journals / "gone.jsonl").write_text(json.dumps(_row("a")) + "\n")
+    other = PredictionStore(tmp_path, "fp", "gen")
+    other.finish(other.done().values())  # the other job merges and removes it ...
+    (store.journals / "gone.jsonl").write_text("")  # ... (listed here before it went)
+    original = Path.read_bytes
+
+    def vanishing(path):
+        if path.name == "gone.jsonl":
+            raise FileNotFoundError(path)
+        return original(path)
+
+    monkeypatch.setattr(Path, "read_bytes", vanishing)
+    assert list(store.done()) == [("t", "a")]  # its row is in the final file, read after the journals
