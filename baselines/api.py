@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import Sequence
 
 from sepit.cache import cache_dir as default_cache_dir
-from sepit.data.jsonl import atomic_open
+from sepit.data.files import atomic_open
 from sepit.data.protein import ESM2_WINDOW
 from sepit.data.sample import InstructionSample
-from sepit.models.formatters import FORMATTERS, sequence_prompt
+from sepit.models.formatters import check_format, sequence_prompt
 from sepit.models.interface import GenerationConfig, ModelCard, ProteinLLM
 
 DEFAULT_SYSTEM_PROMPT = ("You are an expert in protein biology. Answer the question about the given protein "
@@ -67,8 +67,7 @@ class ApiModel(ProteinLLM):
         self.interval = 60.0 / requests_per_minute
         self.cache = Path(cache_dir) if cache_dir else default_cache_dir() / "api"
         self._next_request = 0.0
-        if sequence_format not in FORMATTERS:
-            raise ValueError(f"unknown sequence_format {sequence_format!r}; choose one of {', '.join(sorted(FORMATTERS))}")
+        check_format(sequence_format)
         identity = json.dumps([self.url, model, sequence_format, system_prompt, max_residues])
         self.card = ModelCard(name or f"api:{model}", "api", None, None,
                               hashlib.sha256(identity.encode()).hexdigest()[:16])

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from sepit.data.errors import DataError
-from sepit.data.jsonl import atomic_folder, atomic_open
+from sepit.data.files import atomic_folder, atomic_open
 from sepit.evaluation.results import now, write_json_atomic
 from sepit.models.interface import ModelCard
 from sepit_leaderboard import submission as sub_format

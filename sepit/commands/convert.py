@@ -14,13 +14,13 @@ and saved as `tokenizer/` beside OUT.ckpt. The checkpoint records the official i
 
 from __future__ import annotations
 
-import os
 import tempfile
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from sepit.data.errors import DataError
+from sepit.data.files import atomic_path
 from sepit.data.manifest import sha256_folder
 
 
@@ -195,20 +195,10 @@ def _summary(src: Path, state: dict[str, Any], dropped: dict[str, str], supersed
 
 def _save(checkpoint: dict[str, Any], out: Path) -> None:
     """torch.save to a temporary file beside `out`, renamed over it once complete."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    os.close(handle)
     import torch
 
-    try:
+    with atomic_path(out) as temporary:
         torch.save(checkpoint, temporary)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temporary, 0o666 & ~umask)  # temporary files are private; the result is not
-        os.replace(temporary, out)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def _report(summary: dict[str, Any], out: Path) -> str:

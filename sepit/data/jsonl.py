@@ -1,17 +1,14 @@
-"""JSON Lines in and out: reading with line numbers in every error, writing atomically."""
+"""JSON Lines in and out: reading with line numbers in every error, writing atomically (`sepit.data.files`)."""
 
 from __future__ import annotations
 
 import gzip
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
-from contextlib import contextmanager
 from typing import IO, Any, Iterable, Iterator
 
 from sepit.data.errors import DataError, location
+from sepit.data.files import atomic_open
 
 
 def read_jsonl(path: str | Path, problems: list[DataError] | None = None,
@@ -66,49 +63,6 @@ def field(row: dict, key: str, kind: type | tuple[type, ...], where: str, fix: s
         names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
         raise DataError(where, f"field {key!r} must be {names}, got {type(value).__name__}", fix)
     return value
-
-
-@contextmanager
-def atomic_open(path: str | Path) -> Iterator[IO[str]]:
-    """A text handle on a temporary file beside `path`, renamed over it only once everything is written:
-    readers never see half a file, and a crash leaves the old file as it was."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle = tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=path.parent, prefix=f".{path.name}.",
-                                         suffix=".tmp", delete=False)
-    try:
-        with handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(handle.name, 0o666 & ~umask)  # temporary files are private; the result is not
-        os.replace(handle.name, path)
-    except BaseException:
-        Path(handle.name).unlink(missing_ok=True)
-        raise
-
-
-@contextmanager
-def atomic_folder(directory: str | Path) -> Iterator[Path]:
-    """A fresh folder beside `directory` to write into, put in its place only once everything is written:
-    readers never see half a tokenizer or adapter, and a crash leaves the old folder as it was."""
-    directory = Path(directory)
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}-", dir=directory.parent))
-    try:
-        yield staging
-        old = None
-        if directory.exists():  # moved aside first, so the name is never missing for long
-            old = Path(tempfile.mkdtemp(prefix=f".{directory.name}-old-", dir=directory.parent))
-            directory.rename(old / directory.name)
-        staging.rename(directory)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
 
 
 def write_jsonl_atomic(path: str | Path, rows: Iterable[dict]) -> None:

@@ -21,6 +21,7 @@ from lightning.pytorch.callbacks import BasePredictionWriter, TQDMProgressBar
 from sepit.data.sample import InstructionSample
 from sepit.evaluation.predictions import Journal, PredictionStore, prediction_row
 from sepit.models.interface import GenerationConfig, ProteinLLM
+from sepit.quiet import quiet_lightning
 
 
 def length_sorted_batches(samples: Sequence[InstructionSample], batch_size: int) -> list[list[InstructionSample]]:
@@ -69,10 +70,10 @@ class Predictor(L.LightningModule):
     """Wraps any ProteinLLM for `trainer.predict`; one prediction row per sample."""
 
     def __init__(self, model: ProteinLLM, generation: GenerationConfig, generation_hash: str,
-                 loglikelihood_tasks: Sequence[str] = ()):
+                 likelihood_tasks: Sequence[str] = ()):
         super().__init__()
         self.model, self.generation, self.generation_hash = model, generation, generation_hash
-        self.loglikelihood_tasks = set(loglikelihood_tasks)
+        self.likelihood_tasks = set(likelihood_tasks)
         card = model.describe()
         self.name, self.fingerprint = card.name, card.fingerprint
 
@@ -82,7 +83,7 @@ class Predictor(L.LightningModule):
         start = time.perf_counter()
         texts = self.model.generate(batch, self.generation)
         details = self.model.details(batch)
-        scored = [i for i, s in enumerate(batch) if s.task in self.loglikelihood_tasks and s.choices is not None]
+        scored = [i for i, s in enumerate(batch) if s.task in self.likelihood_tasks and s.choices is not None]
         likelihoods = dict(zip(scored, self.model.loglikelihood([batch[i] for i in scored]))) if scored else {}
         seconds = (time.perf_counter() - start) / len(batch)
         rows = []
@@ -130,7 +131,7 @@ class SamplesPerSecond(TQDMProgressBar):
 
 def run_predict(model: ProteinLLM, samples: Sequence[InstructionSample], store: PredictionStore,
                 generation: GenerationConfig, batch_size: int, devices: int, accelerator: str, strategy: str,
-                loglikelihood_tasks: Sequence[str] = (), num_nodes: int = 1,
+                likelihood_tasks: Sequence[str] = (), num_nodes: int = 1,
                 known: Sequence[InstructionSample] | None = None, shard: str = "") -> bool:
     """Predict `samples` into the store's journals; True in the process that should go on (global rank 0).
     `known`: every sample of the run (another process's pending list may name one this process has done)."""
@@ -143,12 +144,12 @@ def run_predict(model: ProteinLLM, samples: Sequence[InstructionSample], store: 
             "ddp" if accelerator == "gpu" or num_nodes > 1 else "ddp_fork")
     # Batches come whole from the dataset, so Lightning cannot (and need not) infer sample indices.
     warnings.filterwarnings("ignore", message="Couldn't infer the batch indices")
-    warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\)")
+    quiet_lightning()
     logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)  # no banner and tips
     trainer = L.Trainer(accelerator=accelerator, devices=devices, num_nodes=num_nodes, strategy=strategy, logger=False,
                         enable_checkpointing=False, enable_model_summary=False, use_distributed_sampler=False,
                         callbacks=[JournalWriter(store, shard), SamplesPerSecond()])
-    predictor = Predictor(model, generation, store.generation_hash, loglikelihood_tasks)
+    predictor = Predictor(model, generation, store.generation_hash, likelihood_tasks)
     model.batch_size = batch_size
     samples_per_call = batch_size * max(1, model.batches_per_call)
     trainer.predict(predictor, datamodule=PendingSamples(samples, samples_per_call, known), return_predictions=False)

@@ -13,7 +13,8 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from sepit.data.jsonl import atomic_open, write_jsonl_atomic
+from sepit.data.files import atomic_open
+from sepit.data.jsonl import write_jsonl_atomic
 from sepit.data.sample import InstructionSample
 from sepit.evaluation.scoring import ScoringSettings, score_rows
 from sepit.tasks import Task

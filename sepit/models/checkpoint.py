@@ -36,7 +36,7 @@ from esm.model.esm2 import ESM2
 from torch import nn
 
 from sepit.data.errors import DataError
-from sepit.data.jsonl import atomic_folder
+from sepit.data.files import atomic_folder
 from sepit.models.encoder import StructureAwareESM
 from sepit.models.lora import LoraSettings, add_lora, is_lora
 from sepit.models.moe import MOE_CONFIG_KEY, ExpertSettings, upcycle_to_moe

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from sepit.data.jsonl import atomic_folder
+from sepit.data.files import atomic_folder
 
 
 ADAPTER_DIR = "adapter"  # beside the checkpoints, like tokenizer/

@@ -10,15 +10,14 @@ import lightning as L
 from lightning.pytorch.cli import LightningCLI
 
 from sepit.configs import rewrite_config_arguments
+from sepit.quiet import quiet_lightning
 
 
 def run(argv: list[str]) -> None:
     # Frozen parts (the stage-0 caption encoder) stay in eval mode on purpose.
     warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
-    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")  # inside Lightning
     warnings.filterwarnings("ignore", message="LightningCLI's args parameter")  # argv is the command line
-    # Lightning's own use of deprecated jsonargparse calls: nothing a user can act on.
-    warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"lightning\.pytorch\.cli")
+    quiet_lightning()
     LightningCLI(L.LightningModule, L.LightningDataModule, subclass_mode_model=True, subclass_mode_data=True,
                  auto_configure_optimizers=False,  # each stage owns its optimizer (groups, warm-up, schedule)
                  save_config_kwargs={"overwrite": True},  # a resumed run rewrites its config.yaml
