@@ -1,3 +1,6 @@
+import hashlib
+import json
+
 import pytest
 
 from sepit.data import make_protein, make_sample
@@ -29,4 +32,7 @@ def test_loglikelihood_is_optional_and_advertised():
 def test_generation_config_hash_changes_with_any_setting():
     assert GenerationConfig().hash() == GenerationConfig().hash()
     assert GenerationConfig().hash() != GenerationConfig(max_new_tokens=128).hash()
-    assert len(GenerationConfig().hash()) == 16
+    # By hand: the SHA-256 of the settings but logprobs (it changes no answer), as sorted JSON, first 16 hex digits.
+    settings = {"max_new_tokens": 256, "do_sample": False, "temperature": 1.0, "top_p": 1.0, "seed": 0}
+    expected = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+    assert GenerationConfig().hash() == GenerationConfig(logprobs=True).hash() == expected
