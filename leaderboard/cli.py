@@ -140,7 +140,7 @@ def add(submission: Path, results: Path, board: Path | None = None, split: str =
         split: the task split the predictions answer.
         replace: replace an earlier submission of the same name.
     """
-    from sepit.evaluation.results import write_results
+    from sepit.evaluation.results import score_and_write
     from sepit.evaluation.scoring import ScoringSettings
 
     started = now()
@@ -156,9 +156,9 @@ def add(submission: Path, results: Path, board: Path | None = None, split: str =
         model = {**card.record(),
                  "submission": {k: meta[k] for k in ("description", "training_data", "licence", "contact")}}
         with atomic_folder(target) as staging:
-            document = write_results(staging / "results.json", _rows(sub), model,
-                                     {"submission": Path(submission).name, "split": split}, started,
-                                     ScoringSettings(profile=meta["metric_profile"]), split, tasks)
+            document = score_and_write(staging / "results.json", _rows(sub), model,
+                                       {"submission": Path(submission).name, "split": split}, started,
+                                       ScoringSettings(profile=meta["metric_profile"]), split, tasks)
             _claims(submission, sub, document["tasks"])
             # Its own results.json is kept as claimed-results.json: the board reads every results.json it finds.
             shutil.copytree(folder, staging / "submission", ignore=shutil.ignore_patterns(sub_format.CLAIMS))

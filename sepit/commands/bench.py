@@ -143,7 +143,7 @@ def bench(model: str, tasks: list[str] | str, output: Path, devices: int = 1, ba
             and exit 0.
     """
     from sepit.evaluation.predict import run_predict
-    from sepit.evaluation.results import write_results
+    from sepit.evaluation.results import score_and_write
 
     started, clock = now(), time.perf_counter()
     output = Path(output)
@@ -216,8 +216,8 @@ def bench(model: str, tasks: list[str] | str, output: Path, devices: int = 1, ba
                   "shards": share.count if share else None,
                   "model_args": redact(model_args or {}), "tasks": [t.name for t in chosen]}
         # The rows were checked against these samples before predicting (check_reusable) or made from them.
-        document = write_results(output / "results.json", rows, card.record(), config, started, scoring, split,
-                                 {t.name: t for t in chosen}, split_samples)
+        document = score_and_write(output / "results.json", rows, card.record(), config, started, scoring, split,
+                                   {t.name: t for t in chosen}, split_samples, rows_checked=True)
         print(summary_table(document["tasks"]))
         print(f"wrote {output / 'results.json'} in {time.perf_counter() - clock:.1f} s")
 

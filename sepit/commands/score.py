@@ -1,6 +1,6 @@
 """`sepit score`: saved predictions -> results.json (+ per-sample logs). No model, no deep-learning import.
 
-The scoring itself (`score_rows`, `write_results`) lives in sepit.evaluation, shared with `sepit bench` and the
+The scoring itself (`score_rows`, `score_and_write`) lives in sepit.evaluation, shared with `sepit bench` and the
 leaderboard, so all of them write the same numbers from the same rows.
 """
 
@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from sepit.evaluation.predictions import read_predictions
-from sepit.evaluation.results import now, write_results
+from sepit.evaluation.results import now, score_and_write
 from sepit.evaluation.scoring import ScoringSettings, summary_table
 from sepit.models.interface import ModelCard
 from sepit.tasks import resolve_tasks
@@ -37,6 +37,6 @@ def score(predictions: Path, output: Path = Path("results.json"), scoring: Scori
                       modality=None, params_total=None, params_active=None,
                       fingerprint=fingerprints[0] if len(fingerprints) == 1 else None).record()
     config = {"predictions": str(predictions), "split": split}
-    document = write_results(Path(output), rows, model, config, started, scoring, split, known)
+    document = score_and_write(Path(output), rows, model, config, started, scoring, split, known)
     print(summary_table(document["tasks"]))
     print(f"wrote {output} ({sum(len(r) for r in rows.values())} predictions, {time.perf_counter() - clock:.1f} s)")

@@ -67,13 +67,14 @@ def write_json_atomic(path: str | Path, document: Any) -> None:
         handle.write("\n")
 
 
-def write_results(output: Path, rows_by_task: Mapping[str, list[dict]], model: dict, config: dict,
-                  started: str, scoring: ScoringSettings = ScoringSettings(), split: str = "test",
-                  tasks: Mapping[str, Task] | None = None,
-                  samples: Mapping[str, Sequence[InstructionSample]] | None = None) -> dict:
+def score_and_write(output: Path, rows_by_task: Mapping[str, list[dict]], model: dict, config: dict,
+                    started: str, scoring: ScoringSettings = ScoringSettings(), split: str = "test",
+                    tasks: Mapping[str, Task] | None = None,
+                    samples: Mapping[str, Sequence[InstructionSample]] | None = None,
+                    rows_checked: bool = False) -> dict:
     """Score (`score_rows`), then write results.json and `samples/<task>.jsonl` beside it; returns the results
     document."""
-    results, logs, record = score_rows(rows_by_task, scoring, split, tasks, samples)
+    results, logs, record = score_rows(rows_by_task, scoring, split, tasks, samples, rows_checked)
     for name, task_logs in logs.items():
         write_jsonl_atomic(output.parent / "samples" / f"{name}.jsonl", task_logs)
     document = results_document(model, record, results, config, started)

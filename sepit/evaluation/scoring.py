@@ -1,7 +1,8 @@
 """Scoring: prediction rows -> per-task metrics, bootstrap CIs, leakage report and per-sample logs.
 
-A pure function of the rows (no model, no deep-learning import), so predictions made anywhere score the same
-way. Every metric is computed from per-sample statistics and a weight matrix W (B, n): the point estimate is
+A function of the rows and of the tasks they answer (no model, no deep-learning import), so predictions made
+anywhere score the same way. Its only other input is the leakage report's identity search, cached on disk by what
+it compares. Every metric is computed from per-sample statistics and a weight matrix W (B, n): the point estimate is
 W = ones, a bootstrap resample is a row of multinomial counts, an identity bin is a 0/1 row. One code path
 therefore gives the value, its confidence interval and its value per leakage bin.
 """
@@ -223,11 +224,12 @@ def summary_table(tasks: Mapping[str, dict]) -> str:
 
 def score_rows(rows_by_task: Mapping[str, list[dict]], scoring: ScoringSettings = ScoringSettings(),
                split: str = "test", tasks: Mapping[str, Task] | None = None,
-               samples: Mapping[str, Sequence[InstructionSample]] | None = None) -> tuple[dict, dict, dict]:
+               samples: Mapping[str, Sequence[InstructionSample]] | None = None,
+               rows_checked: bool = False) -> tuple[dict, dict, dict]:
     """(results per task, per-sample logs per task, the metric profile's record). Tasks are looked up in
     `tasks`, then in the registry; rows of an unknown task are scored from the rows alone. `samples`: each
-    task's samples of the split as the caller built them and already checked the rows against (`sepit bench`):
-    neither built nor checked a second time."""
+    task's samples of the split as the caller built them (`sepit bench`), not built a second time; `rows_checked`:
+    the caller has checked the rows against them already (`check_reusable`), so they are not checked again."""
     from sepit.metrics.text import make_tokenizer
 
     metric_profile, tokenizer = get_profile(scoring.profile), make_tokenizer(scoring.vocab)
@@ -238,10 +240,10 @@ def score_rows(rows_by_task: Mapping[str, list[dict]], scoring: ScoringSettings 
         identities, by_id = None, {}
         info: dict[str, Any] = {"version": None, "dataset_hash": None, "complete": None}
         if task is not None:
-            checked = samples is not None and name in samples
-            expected = samples[name] if checked else task.samples(split)
+            given = samples is not None and name in samples
+            expected = samples[name] if given else task.samples(split)
             by_id = {s.id: s for s in expected}
-            if not checked:
+            if not (given and rows_checked):
                 _check_rows(task, rows, by_id)
             ids = {r["id"] for r in rows}
             missing = sum(s.id not in ids for s in expected)

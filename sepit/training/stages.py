@@ -68,6 +68,12 @@ class _Stage(L.LightningModule):
 
     stage: int
 
+    def __init__(self) -> None:
+        super().__init__()
+        # What this run has trained so far (over resumes): optimizer steps, items, wall seconds in `fit`.
+        self._trained = {"steps": 0, "items": 0, "seconds": 0.0}
+        self._clock: float | None = None  # when this process's `fit` started
+
     def parameter_groups(self) -> list[tuple[list[nn.Parameter], float]]:
         """(parameters, learning-rate scale) pairs; frozen parameters and scale-0 groups are left out."""
         raise NotImplementedError
@@ -102,11 +108,7 @@ class _Stage(L.LightningModule):
             return
         super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
 
-    # What this run has trained so far (over resumes): optimizer steps, items, wall seconds in `fit`.
-    _trained = {"steps": 0, "items": 0, "seconds": 0.0}
-
     def on_train_start(self) -> None:
-        self._trained = dict(self._trained)
         self._clock = time.perf_counter()
 
     def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
@@ -114,7 +116,7 @@ class _Stage(L.LightningModule):
 
     def training_record(self) -> dict[str, Any]:
         """Steps, items and wall time of training, and where the pretrained parts came from (the demo's card)."""
-        seconds = self._trained["seconds"] + (time.perf_counter() - self._clock if hasattr(self, "_clock") else 0)
+        seconds = self._trained["seconds"] + (time.perf_counter() - self._clock if self._clock is not None else 0)
         parts = {name: str(getattr(self.hparams, name)) for name in ("esm", "llm", "text_encoder", "init_from")
                  if getattr(self.hparams, name, None)}
         return {**self._trained, "steps": int(self.global_step), "seconds": round(seconds, 1), "parts": parts}
