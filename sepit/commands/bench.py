@@ -170,7 +170,7 @@ def bench(model: str, tasks: list[str] | str, output: Path, devices: int = 1, ba
 
     split_samples = {t.name: t.samples(split) for t in chosen}  # built once; the task's order is its hash's
     samples = {name: sorted(task_samples, key=lambda s: s.id)[:limit] for name, task_samples in split_samples.items()}
-    _check_references(chosen, samples, scoring, split)
+    _check_scoring_inputs(chosen, samples, scoring, split)
     done = store.done()
     check_reusable(done, samples, likelihood_tasks, generation.logprobs)
     everything = [s for task_samples in samples.values() for s in task_samples]
@@ -222,7 +222,7 @@ def bench(model: str, tasks: list[str] | str, output: Path, devices: int = 1, ba
         print(f"wrote {output / 'results.json'} in {time.perf_counter() - clock:.1f} s")
 
 
-def _check_references(tasks: list[Task], samples: dict[str, list], scoring: ScoringSettings, split: str) -> None:
+def _check_scoring_inputs(tasks: list[Task], samples: dict[str, list], scoring: ScoringSettings, split: str) -> None:
     """What scoring will read, checked before predicting: the training set `--scoring.train` names, and the open
     tasks' references grounded (bad annotations, or `--scoring.entities require` on a task whose references name
     nothing). A problem stops here rather than after hours of predictions."""

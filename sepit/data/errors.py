@@ -11,6 +11,13 @@ class DataError(ValueError):
         super().__init__(f"{where}: {problem}" + (f". {fix}" if fix else ""))
 
 
+def raise_or_collect(error: DataError, problems: list[DataError] | None) -> None:
+    """Raise `error`, or, given a `problems` list (a checker reporting every bad record), add it there."""
+    if problems is None:
+        raise error
+    problems.append(error)
+
+
 def location(source: object = None, line: int | None = None, record: str | None = None) -> str:
     """'file, line 12 (record P12345)' with whatever parts are known."""
     parts = [str(source) if source is not None else "<input>"]

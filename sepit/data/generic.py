@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections import defaultdict
 from pathlib import Path
 
-from sepit.data.errors import DataError, location
+from sepit.data.errors import DataError, location, raise_or_collect
 from sepit.data.jsonl import field, read_jsonl
 from sepit.data.protein import Protein, make_protein
 from sepit.data.sample import InstructionSample, make_sample
@@ -33,9 +33,7 @@ def read_task_file(path: str | Path, problems: list[DataError] | None = None) ->
         try:
             split, sample = checker.sample(row, location(path, line, row.get("id")), f"line {line}")
         except DataError as err:
-            if problems is None:
-                raise
-            problems.append(err)
+            raise_or_collect(err, problems)
             continue
         splits[split].append(sample)
     return dict(splits)

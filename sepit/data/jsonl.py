@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import IO, Any, Iterable, Iterator
 
-from sepit.data.errors import DataError, location
+from sepit.data.errors import DataError, location, raise_or_collect
 from sepit.data.files import atomic_open
 
 
@@ -22,9 +22,7 @@ def read_jsonl(path: str | Path, problems: list[DataError] | None = None,
             try:
                 row = parse_line(raw, location(source, number))
             except DataError as err:
-                if problems is None:
-                    raise
-                problems.append(err)
+                raise_or_collect(err, problems)
                 continue
             if row is not None:
                 yield number, row

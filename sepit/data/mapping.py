@@ -32,7 +32,7 @@ from typing import Any, Iterator
 
 import yaml
 
-from sepit.data.errors import DataError
+from sepit.data.errors import DataError, raise_or_collect
 from sepit.data.generic import RecordChecker
 from sepit.data.manifest import sha256_file
 from sepit.data.protein import make_protein
@@ -307,9 +307,7 @@ class TaskMapping:
                     where += f" (record {row['id']!r})"
                     split, sample = checker.sample(row, where, f"{path.name}, {place}")
                 except DataError as err:
-                    if problems is None:
-                        raise
-                    problems.append(err)
+                    raise_or_collect(err, problems)
                     continue
                 splits[split].append(sample)
         return dict(splits)

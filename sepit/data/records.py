@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 from typing import Any, Iterator
 
-from sepit.data.errors import DataError
+from sepit.data.errors import DataError, raise_or_collect
 from sepit.data.jsonl import open_binary, read_jsonl
 
 FILE_TYPES = {".json": "json", ".jsonl": "jsonl", ".csv": "csv", ".tsv": "tsv"}
@@ -55,8 +55,8 @@ def _table_records(path: Path, tsv: bool, columns: list[str] | None, problems: l
                                 **dialect)
         for number, record in enumerate(_guarded(reader, path), 1):
             if None in record:
-                _problem(DataError(f"{path.name}, line {reader.line_num}", "more values than the header has "
-                                   "columns", "Quote values that contain the delimiter."), problems)
+                raise_or_collect(DataError(f"{path.name}, line {reader.line_num}", "more values than the header "
+                                           "has columns", "Quote values that contain the delimiter."), problems)
                 continue
             yield number, f"line {reader.line_num}", record
 
@@ -77,16 +77,11 @@ def _json_records(path: Path, records: str | None, problems: list[DataError] | N
                         "mapping.")
     for number, record in enumerate(found, 1):
         if not isinstance(record, dict):
-            _problem(DataError(f"{path.name}, item {number}", f"a record must be an object, got "
-                               f"{type(record).__name__}", "Make every item of the array an object."), problems)
+            raise_or_collect(DataError(f"{path.name}, item {number}", f"a record must be an object, got "
+                                       f"{type(record).__name__}", "Make every item of the array an object."),
+                             problems)
             continue
         yield number, f"item {number}", record
-
-
-def _problem(error: DataError, problems: list[DataError] | None) -> None:
-    if problems is None:
-        raise error
-    problems.append(error)
 
 
 def _guarded(reader: csv.DictReader, path: Path) -> Iterator[dict]:
