@@ -98,6 +98,7 @@ class OptionPriorModel(FirstOptionModel):
         from sepit.commands.bench import build_model
 
         self.inner = build_model(model, args)
+        self._last: dict[tuple[str, str], list[float]] = {}  # (task, id) -> scores of the latest call
         self.inner_card = self.inner.describe()
         if not self.inner.supports_loglikelihood:
             raise DataError(f"model {self.inner_card.name!r}", "cannot score choices by log-likelihood, which the "
@@ -115,9 +116,17 @@ class OptionPriorModel(FirstOptionModel):
         self.inner.prepare(tasks)
 
     def loglikelihood(self, samples: Sequence[InstructionSample]) -> list[list[float]]:
+        """The wrapped model's scores with the protein withheld. `sepit bench` asks for the answers (`generate`)
+        and then, for a task scored by likelihood, the scores of the same samples: the last call's scores are
+        kept, so the wrapped model scores each batch once."""
+        keys = [(s.task, s.id) for s in samples]
+        if all(key in self._last for key in keys):
+            return [self._last[key] for key in keys]
         self.inner.batch_size = self.batch_size
         # The metadata goes too: it may describe the protein (a 3Di string, an accession).
-        return self.inner.loglikelihood([dataclasses.replace(s, protein=WITHHELD, metadata={}) for s in samples])
+        scores = self.inner.loglikelihood([dataclasses.replace(s, protein=WITHHELD, metadata={}) for s in samples])
+        self._last = dict(zip(keys, scores))
+        return scores
 
     def choose(self, samples: Sequence[InstructionSample]) -> list[int]:
         return [max(range(len(scores)), key=scores.__getitem__) for scores in self.loglikelihood(samples)]

@@ -245,3 +245,17 @@ def test_closed_only_runs_share_a_board_with_grounded_runs_but_two_groundings_do
     (tmp_path / "echo2/results.json").write_text(json.dumps(other))
     with pytest.raises(DataError, match="the results use different metric profiles"):
         build_board(runs + [load_run(tmp_path / "echo2/results.json")], n_resamples=50)
+
+
+def test_the_option_prior_scores_each_batch_once(benchmark, tmp_path):
+    calls = []
+
+    class Counting(LengthReader):
+        def loglikelihood(self, samples):
+            calls.append(len(samples))
+            return super().loglikelihood(samples)
+
+    with MODELS.registered("counting", Counting, source="tests"):
+        bench("option_prior", [str(benchmark)], tmp_path / "prior", model_args={"model": "counting"}, batch_size=4,
+              scoring=ScoringSettings(n_resamples=50, closed_methods={"*": "loglikelihood"}))
+    assert sum(calls) == 12  # the answers and the likelihood scores of a batch come from one call
