@@ -25,7 +25,7 @@ from sepit.data.files import atomic_open
 from sepit.data.protein import ESM2_WINDOW
 from sepit.data.sample import InstructionSample
 from sepit.models.formatters import check_format, sequence_prompt
-from sepit.models.interface import GenerationConfig, ModelCard, ProteinLLM
+from sepit.interface import GenerationConfig, ModelCard, ProteinLLM
 
 DEFAULT_SYSTEM_PROMPT = ("You are an expert in protein biology. Answer the question about the given protein "
                          "sequence concisely.")

@@ -23,9 +23,9 @@ from sepit.data.errors import DataError
 from sepit.data.manifest import sha256_folder
 from sepit.data.protein import ESM2_WINDOW, STANDARD_RESIDUES, crop_to_window
 from sepit.data.sample import PROTEIN_PLACEHOLDER, InstructionSample
-from sepit.models.adapter import DTYPES
-from sepit.models.interface import GenerationConfig, ModelCard, ProteinLLM
-from sepit.models.tiny import resolve_model_path
+from sepit.checkpoints.model import DTYPES
+from sepit.interface import GenerationConfig, ModelCard, ProteinLLM
+from sepit.model_paths import resolve_model_path
 
 if TYPE_CHECKING:
     from sepit.tasks import Task

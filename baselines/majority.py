@@ -23,7 +23,7 @@ from collections import Counter
 from typing import TYPE_CHECKING, Sequence
 
 from sepit.data.sample import InstructionSample
-from sepit.models.interface import GenerationConfig, ModelCard, ProteinLLM
+from sepit.interface import GenerationConfig, ModelCard, ProteinLLM
 from sepit.tasks import training_samples
 
 if TYPE_CHECKING:

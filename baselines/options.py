@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 from sepit.data.errors import DataError
 from sepit.data.protein import Protein
 from sepit.data.sample import InstructionSample
-from sepit.models.interface import GenerationConfig, ModelCard, ProteinLLM
+from sepit.interface import GenerationConfig, ModelCard, ProteinLLM
 
 if TYPE_CHECKING:
     from sepit.tasks import Task

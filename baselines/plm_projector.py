@@ -7,7 +7,7 @@ features into an LLM. Trained with `sepit fit --config configs/baselines/tiny/pl
 
 from __future__ import annotations
 
-from sepit.models.adapter import SepitModel
+from sepit.checkpoints.model import SepitModel
 
 
 class PlmProjectorModel(SepitModel):

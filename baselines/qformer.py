@@ -7,7 +7,7 @@ features and give the LLM N soft tokens per protein (`sepit.models.qformer`). Tr
 
 from __future__ import annotations
 
-from sepit.models.adapter import SepitModel
+from sepit.checkpoints.model import SepitModel
 
 
 class QFormerModel(SepitModel):

@@ -19,7 +19,7 @@ from typing import Sequence
 from sepit.data.errors import DataError
 from sepit.data.sample import InstructionSample
 from sepit.evaluation.predictions import mismatch, read_predictions
-from sepit.models.interface import GenerationConfig, ModelCard, Modality, ProteinLLM
+from sepit.interface import GenerationConfig, ModelCard, Modality, ProteinLLM
 
 
 def _fingerprint(path: Path) -> str:

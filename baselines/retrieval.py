@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from sepit.data.sample import InstructionSample
 from sepit.identity import DEFAULT_CANDIDATES, METHOD_VERSION, IdentitySearch, resolve_backend
-from sepit.models.interface import GenerationConfig, ModelCard, ProteinLLM
+from sepit.interface import GenerationConfig, ModelCard, ProteinLLM
 from sepit.tasks import training_samples
 
 if TYPE_CHECKING:

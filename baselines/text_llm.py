@@ -26,9 +26,9 @@ from sepit.data.errors import DataError
 from sepit.data.manifest import sha256_folder
 from sepit.data.protein import ESM2_WINDOW
 from sepit.models.lora import PROMPT_FILE, is_lora
-from sepit.models.adapter import DTYPES, SepitModel, load_checkpoint
+from sepit.checkpoints.model import DTYPES, SepitModel, load_checkpoint
 from sepit.models.network import ProteinLanguageModel
-from sepit.models.tiny import resolve_model_path
+from sepit.model_paths import resolve_model_path
 
 
 def prompt_settings(adapter_dir: Path | None, sequence_format: str | None, max_residues: int | None

@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     from transformers import AutoModelForCausalLM
 
     from sepit.models.decoding import _cache_keyword
-    from sepit.models.tiny import resolve_model_path
+    from sepit.model_paths import resolve_model_path
 
     torch.set_num_threads(args.threads)
     inductor.cpp_wrapper = args.cpp_wrapper

@@ -46,7 +46,7 @@ def tiny_sepit(seed: int = 0):
     from sepit.models.encoder import StructureAwareESM, esm2_from_checkpoint
     from sepit.models.moe import ExpertSettings, upcycle_to_moe
     from sepit.models.network import ProteinLanguageModel
-    from sepit.models.tiny import resolve_model_path
+    from sepit.model_paths import resolve_model_path
 
     llm_path = resolve_model_path("tiny:llm")
     tokenizer = AutoTokenizer.from_pretrained(llm_path, local_files_only=True)
@@ -139,13 +139,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from sepit.allocator import keep_freed_memory
-    from sepit.models.interface import GenerationConfig
+    from sepit.interface import GenerationConfig
 
     torch.set_num_threads(args.threads)
     keep_freed_memory()  # as every `sepit` command does (sepit/allocator.py), for all three paths
     models = {"random weights": lambda: tiny_sepit(args.seed)}
     if args.checkpoint:
-        from sepit.models.adapter import load_checkpoint
+        from sepit.checkpoints.model import load_checkpoint
 
         models["trained"] = lambda: load_checkpoint(args.checkpoint)[0].eval()
     if args.official:

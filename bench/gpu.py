@@ -47,7 +47,7 @@ def build(shapes: dict, device: str):
 
     from sepit.models.encoder import StructureAwareESM, esm2_tiny
     from sepit.models.network import ProteinLanguageModel
-    from sepit.models.tiny import resolve_model_path
+    from sepit.model_paths import resolve_model_path
 
     tokenizer = AutoTokenizer.from_pretrained(resolve_model_path("tiny:llm"), local_files_only=True)
     torch.manual_seed(0)
@@ -65,10 +65,10 @@ def synthetic_samples(n: int, prompt_tokens: int, residues: int, tokenizer, seed
     random proteins of `residues` residues."""
     from sepit.data.protein import STANDARD_RESIDUES, make_protein
     from sepit.data.sample import make_sample
-    from sepit.models.tiny import sp14_training_samples
+    from sepit.tiny.corpus import training_samples
 
     rng = random.Random(seed)
-    texts = [s.reference for s in sp14_training_samples()]
+    texts = [s.reference for s in training_samples()]
     out = []
     for i in range(n):
         words: list[str] = []
@@ -97,7 +97,7 @@ def peak_memory_gib(device: str) -> float | None:
 
 def generation(model, samples, new_tokens: int, batch_sizes: list[int], device: str) -> list[dict]:
     from bench.generation import hf_batched, ours
-    from sepit.models.interface import GenerationConfig
+    from sepit.interface import GenerationConfig
 
     config = GenerationConfig(max_new_tokens=new_tokens)
     rows = []

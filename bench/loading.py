@@ -30,8 +30,8 @@ CHILD = """
 import json, sys
 import torch
 from transformers import AutoTokenizer
-from sepit.models.adapter import DTYPES, load_checkpoint
-from sepit.models.checkpoint import TOKENIZER_DIR, build_from_record, load_into, read_stage_checkpoint
+from sepit.checkpoints.model import DTYPES, load_checkpoint
+from sepit.checkpoints.stage import TOKENIZER_DIR, build_from_record, load_into, read_stage_checkpoint
 path, way, dtype = sys.argv[1], sys.argv[2], sys.argv[3]
 def status(key):
     return next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith(key + ":"))
@@ -59,7 +59,7 @@ def write_checkpoint(folder: Path, hidden: int, layers: int) -> Path:
     from transformers import AutoTokenizer
 
     from sepit.commands.convert import official
-    from sepit.models.checkpoint import TOKENIZER_DIR, build_from_record, read_stage_checkpoint
+    from sepit.checkpoints.stage import TOKENIZER_DIR, build_from_record, read_stage_checkpoint
 
     small = folder / "golden" / "sepit.ckpt"
     official(REPO / "tests/data/official_golden/model", small)

@@ -24,7 +24,7 @@ import yaml
 
 from sepit.commands.bench import bench
 from sepit.evaluation.scoring import ScoringSettings
-from sepit.models.interface import GenerationConfig
+from sepit.interface import GenerationConfig
 from sepit.tasks import get_task
 from sepit_leaderboard.board import build_board
 from sepit_leaderboard.results import find_results, load_run

@@ -15,7 +15,7 @@ from typing import Any
 from sepit.data.errors import DataError
 from sepit.data.files import atomic_folder, atomic_open
 from sepit.evaluation.results import now, write_json_atomic
-from sepit.models.interface import ModelCard
+from sepit.interface import ModelCard
 from sepit_leaderboard import submission as sub_format
 from sepit_leaderboard import tables
 from sepit_leaderboard.board import CONTROL, HEADLINE, build_board

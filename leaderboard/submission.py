@@ -21,7 +21,7 @@ from typing import Any, Iterator, get_args
 from sepit.data.errors import DataError, location
 from sepit.data.jsonl import read_jsonl
 from sepit.evaluation.predictions import check_row, mismatch
-from sepit.models.interface import Modality
+from sepit.interface import Modality
 from sepit.registry import METRICS, RegistryError
 from sepit_leaderboard.archive import is_archive, refuse_links, unpack
 

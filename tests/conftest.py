@@ -15,7 +15,7 @@ import pytest
 def quick_pretraining():
     """The pretrained tiny parts (`pretrained:esm2`, `pretrained:llm`) take the demo a minute each to build;
     tests build them with the same recipe cut to a few steps (tests/test_pretrained.py checks the real path)."""
-    from sepit.models import pretrained
+    from sepit.tiny import pretrained
 
     original = pretrained.recipe
     with pytest.MonkeyPatch.context() as patch:

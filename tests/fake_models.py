@@ -6,7 +6,7 @@ import hashlib
 import os
 import signal
 
-from sepit.models.interface import ModelCard, ProteinLLM
+from sepit.interface import ModelCard, ProteinLLM
 
 
 def _coin(sample_id: str) -> bool:

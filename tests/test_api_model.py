@@ -11,7 +11,7 @@ from sepit.cli import main
 from sepit.data.protein import make_protein
 from sepit.data.sample import make_sample
 from sepit.models.formatters import sequence_prompt
-from sepit.models.interface import GenerationConfig
+from sepit.interface import GenerationConfig
 
 KEY = "sk-test-do-not-log-4242"
 

@@ -8,7 +8,7 @@ from sepit_baselines.retrieval import RetrievalModel
 from sepit.data.protein import STANDARD_RESIDUES, make_protein
 from sepit.data.sample import make_sample
 from sepit.identity import sequence_identity
-from sepit.models.interface import GenerationConfig
+from sepit.interface import GenerationConfig
 from sepit.tasks import Task, get_task
 
 CONFIG = GenerationConfig()

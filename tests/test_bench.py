@@ -179,7 +179,7 @@ def test_loglikelihood_scoring_needs_a_model_that_supports_it(task_file, tmp_pat
 
 def test_per_token_logprobs_need_a_model_that_reports_them(task_file, tmp_path):
     from sepit.data.errors import DataError
-    from sepit.models.interface import GenerationConfig
+    from sepit.interface import GenerationConfig
 
     with pytest.raises(DataError, match="cannot report per-token log-probabilities"):
         bench("coin", [str(task_file)], tmp_path / "x", generation=GenerationConfig(logprobs=True))

@@ -12,7 +12,7 @@ import torch
 from sepit.data.protein import make_protein
 from sepit.data.sample import make_sample
 from sepit.models import decoding
-from sepit.models.interface import GenerationConfig
+from sepit.interface import GenerationConfig
 from sepit.models.moe import ExpertSettings, MoEFeedForward, upcycle_to_moe
 from test_network import CORPUS, _coords, _model, llm_dir  # noqa: F401  (llm_dir is a fixture)
 

@@ -11,7 +11,7 @@ from esm.pretrained import load_model_and_alphabet_core
 import sepit.models.encoder as encoder
 from sepit.data.protein import make_protein
 from sepit.models.encoder import ESM2_SIZES, StructureAwareESM, esm2_from_checkpoint, esm2_tiny
-from sepit.models.tiny import save_esm2_checkpoint
+from sepit.tiny.builders import save_esm2_checkpoint
 
 LAYERS = 3
 

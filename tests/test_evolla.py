@@ -13,8 +13,8 @@ from sepit.commands.bench import build_model
 from sepit.data.errors import DataError
 from sepit.data.protein import make_protein
 from sepit.data.sample import make_sample
-from sepit.models.interface import GenerationConfig
-from sepit.models.tiny import build_tiny_tokenizer
+from sepit.interface import GenerationConfig
+from sepit.tiny.builders import build_tiny_tokenizer
 from sepit_baselines.evolla import SYSTEM_PROMPT, evolla_question
 
 # SaProt's vocabulary: five specials, then every amino acid (and '#') paired with every 3Di state (and '#').
@@ -200,7 +200,7 @@ def test_fingerprint_follows_weights_and_settings(tmp_path):
 
 
 def test_a_folder_of_another_model_is_refused(tmp_path):
-    from sepit.models.tiny import build_tiny_llm
+    from sepit.tiny.builders import build_tiny_llm
 
     llm = build_tiny_llm(tmp_path / "llm", corpus=CORPUS)
     with pytest.raises(DataError, match="holds a llama model, not Evolla"):

@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parents[1]
 RUN = """
 import sepit, sepit_configs
 assert "{venv}" in sepit.__file__ and "{venv}" in sepit_configs.__file__, (sepit.__file__, sepit_configs.__file__)
-from sepit.models import pretrained
+from sepit.tiny import pretrained
 original = pretrained.recipe
 pretrained.recipe = lambda name: {{**original(name), "steps": 2}}
 from sepit.cli import main

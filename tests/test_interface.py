@@ -4,7 +4,7 @@ import json
 import pytest
 
 from sepit.data import make_protein, make_sample
-from sepit.models.interface import GenerationConfig, ModelCard, ProteinLLM
+from sepit.interface import GenerationConfig, ModelCard, ProteinLLM
 
 
 class Echo(ProteinLLM):

@@ -13,11 +13,11 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, Llama
 from sepit.data.protein import make_protein
 from sepit.data.sample import make_sample
 from sepit.models.encoder import StructureAwareESM, esm2_tiny
-from sepit.models.interface import GenerationConfig
+from sepit.interface import GenerationConfig
 from sepit.models.network import (IGNORE_INDEX, ProteinLanguageModel, Projector, add_protein_tokens,
                                  build_prompt, position_ids_from_mask, splice_embeddings)
 from sepit.models.qformer import QFormerSettings
-from sepit.models.tiny import build_tiny_llm
+from sepit.tiny.builders import build_tiny_llm
 
 CORPUS = [
     "what does this protein do",

@@ -22,10 +22,10 @@ from sepit.commands.convert import official
 from sepit.data.errors import DataError
 from sepit.data.protein import make_protein
 from sepit.data.sample import make_sample
-from sepit.models.interface import GenerationConfig
-from sepit.models.llama_tokenizer import fast_tokenizer_from_sentencepiece
+from sepit.interface import GenerationConfig
+from sepit.checkpoints.llama_tokenizer import fast_tokenizer_from_sentencepiece
 from sepit.models.moe import MoEFeedForward
-from sepit.models.adapter import load_checkpoint
+from sepit.checkpoints.model import load_checkpoint
 from sepit.models.network import position_ids_from_mask
 
 GOLDEN = Path(__file__).parent / "data" / "official_golden"
@@ -268,7 +268,7 @@ def test_lean_loading_equals_building_in_float32_then_loading(converted):
     weights, the same greedy answers as the float32 build it replaced; `dtype` loads straight into bfloat16."""
     from transformers import AutoTokenizer
 
-    from sepit.models.checkpoint import TOKENIZER_DIR, build_from_record, load_into, read_stage_checkpoint
+    from sepit.checkpoints.stage import TOKENIZER_DIR, build_from_record, load_into, read_stage_checkpoint
 
     lean, _ = load_checkpoint(converted)
     record, state = read_stage_checkpoint(converted, (1, 2))

@@ -14,7 +14,7 @@ import dataclasses
 from sepit.data.protein import make_protein
 from sepit.data.sample import make_sample
 from sepit.metrics.profiles import SEPIT_V1
-from sepit.models.interface import ModelCard, ProteinLLM
+from sepit.interface import ModelCard, ProteinLLM
 from sepit.tasks import Task
 
 

@@ -1,4 +1,4 @@
-"""The pretrained tiny parts (sepit/models/pretrained.py): built once from the committed recipe, loadable
+"""The pretrained tiny parts (sepit/tiny/pretrained.py): built once from the committed recipe, loadable
 where the random tiny models load, and trained (the loss falls)."""
 
 import json
@@ -6,9 +6,9 @@ import json
 import pytest
 import torch
 
-from sepit.models import pretrained
+from sepit.tiny import corpus, pretrained
 from sepit.models.encoder import esm2_from_checkpoint
-from sepit.models.tiny import resolve_model_path
+from sepit.model_paths import resolve_model_path
 
 
 @pytest.fixture
@@ -37,14 +37,14 @@ def test_parts_are_built_once_per_recipe_and_load_like_the_random_ones(cache, mo
 
 
 def test_an_install_without_the_recipes_says_where_they_come_from(tmp_path, monkeypatch):
-    monkeypatch.setattr(pretrained, "RECIPE_NAME", "pretrain/missing.yaml")
+    monkeypatch.setattr(corpus, "RECIPE_NAME", "pretrain/missing.yaml")
     with pytest.raises(pretrained.DataError, match="missing.yaml: the recipes .*package data"):
         resolve_model_path("pretrained:esm2")
 
     def not_installed():
         raise ModuleNotFoundError("No module named 'sepit_configs'")
 
-    monkeypatch.setattr(pretrained, "shipped_root", not_installed)  # a clone pulled without re-installing
+    monkeypatch.setattr(corpus, "shipped_root", not_installed)  # a clone pulled without re-installing
     with pytest.raises(pretrained.DataError, match="sepit_configs: the shipped configs are not installed.*pip "
                                                    "install -e"):
         resolve_model_path("pretrained:esm2")

@@ -7,7 +7,7 @@ import pytest
 from sepit_baselines.replay import ReplayModel
 from sepit.cli import main
 from sepit.data.errors import DataError
-from sepit.models.interface import GenerationConfig
+from sepit.interface import GenerationConfig
 from sepit.tasks import get_task
 
 TASKS = "sp14_membrane,sp14_location"

@@ -14,7 +14,7 @@ from sepit.data.errors import DataError
 from sepit.evaluation.predictions import PredictionStore
 from sepit.evaluation.scoring import ScoringSettings
 from sepit.evaluation.shards import Shard, finish_lock, shard_of
-from sepit.models.interface import GenerationConfig
+from sepit.interface import GenerationConfig
 from sepit.registry import MODELS
 from fake_models import CoinModel
 from test_bench import make_task_file, predictions, stable

@@ -16,7 +16,7 @@ from sepit.data.errors import DataError
 from sepit.data.protein import make_protein
 from sepit.data.sample import CaptionPair, make_sample
 from sepit.data.sepit_format import write_sepit_data
-from sepit.models.checkpoint import read_stage_checkpoint
+from sepit.checkpoints.stage import read_stage_checkpoint
 from sepit.models.lora import LoraSettings
 from sepit.models.moe import ExpertSettings, count_parameters, moe_layers
 from sepit.models.network import position_ids_from_mask
@@ -42,18 +42,18 @@ def test_every_config_prints_offline(config, capsys):
 
 
 def test_the_pretraining_recipes_parse():
-    """configs/pretrain/*.yaml are recipes for sepit.models.pretrained, not LightningCLI configs."""
+    """configs/pretrain/*.yaml are recipes for sepit.tiny.pretrained, not LightningCLI configs."""
     import yaml
 
     from sepit.configs import shipped_root
-    from sepit.models.pretrained import PARTS, RECIPE_NAME
+    from sepit.tiny.pretrained import PARTS, RECIPE_NAME
 
     RECIPES = shipped_root() / RECIPE_NAME
 
     assert sorted(CONFIGS.glob("pretrain/*.yaml")) == [RECIPES]
     recipes = yaml.safe_load(RECIPES.read_text())
-    assert sorted(recipes) == sorted(PARTS)
-    for part in recipes.values():
+    assert sorted(recipes) == sorted([*PARTS, "corpus"]) and recipes["corpus"] == "sp14"
+    for part in (recipes[name] for name in PARTS):
         assert {"model", "seed", "steps", "batch_size", "lr"} <= set(part) and part["steps"] > 0
 
 
@@ -196,7 +196,7 @@ def _logits(model, samples):
 
 @pytest.mark.slow
 def test_stage2_after_upcycling_computes_what_stage1_did(runs, monkeypatch):
-    from sepit.models.adapter import SepitModel
+    from sepit.checkpoints.model import SepitModel
     from sepit.training.stages import InstructionStage
 
     monkeypatch.setenv("SEPIT_CACHE", str(runs.parent.parent / "cache"))
@@ -240,7 +240,7 @@ def test_bench_evaluates_a_stage2_checkpoint(runs, tmp_path):
 
 @pytest.mark.slow
 def test_choice_loglikelihoods_batched_equal_one_at_a_time(runs):
-    from sepit.models.adapter import SepitModel
+    from sepit.checkpoints.model import SepitModel
 
     model = SepitModel(str(runs / "stage2" / "checkpoints" / "last.ckpt"))
     closed = [s for s in stage_items("sp14", 2, "valid") if s.choices][:4]
@@ -268,8 +268,8 @@ def test_init_from_the_wrong_stage_is_a_clear_error(runs, capsys):
 def test_llm_weights_load_in_float32_whatever_the_saved_dtype(runs, tmp_path):
     from transformers import AutoModelForCausalLM
 
-    from sepit.models.checkpoint import model_record
-    from sepit.models.tiny import build_tiny_llm
+    from sepit.checkpoints.stage import model_record
+    from sepit.tiny.builders import build_tiny_llm
     from sepit.training.stages import InstructionStage
 
     folder = build_tiny_llm(tmp_path / "llm", corpus=["a bf16 model", "saved as such"])

@@ -10,7 +10,7 @@ import yaml
 from sepit.commands.bench import bench
 from sepit.data.errors import DataError
 from sepit.evaluation.scoring import ScoringSettings
-from sepit.models.interface import ModelCard, ProteinLLM
+from sepit.interface import ModelCard, ProteinLLM
 from sepit.registry import MODELS
 from sepit_baselines.options import WITHHELD
 from sepit_leaderboard.board import build_board

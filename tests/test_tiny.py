@@ -1,4 +1,4 @@
-"""The tiny local model builders (sepit/models/tiny.py): everything they write loads through the real loaders."""
+"""The tiny local model builders (sepit/tiny/builders.py): everything they write loads through the real loaders."""
 
 import subprocess
 import sys
@@ -10,7 +10,7 @@ from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer
 
 from sepit.data.protein import make_protein
 from sepit.models.encoder import StructureAwareESM, esm2_from_checkpoint
-from sepit.models.tiny import VOCAB_SIZE, build_tiny_esm, build_tiny_llm, build_tiny_text_encoder, main
+from sepit.tiny.builders import VOCAB_SIZE, build_tiny_esm, build_tiny_llm, build_tiny_text_encoder, main
 
 SUBJECTS = ["this protein", "the enzyme", "a membrane transporter", "the kinase", "this factor"]
 ACTIONS = ["binds dna", "hydrolyses atp", "regulates transcription", "moves ions across the membrane",
@@ -141,7 +141,7 @@ def test_text_encoder_loads_with_auto_classes(tmp_path):
         hidden = model(**batch).last_hidden_state
     assert hidden.shape == (*batch["input_ids"].shape, 32)
     # The same ids for the same words, build after build, also in another process (whose hash seeds differ).
-    subprocess.run([sys.executable, "-c", "import sys; from sepit.models.tiny import build_tiny_text_encoder; "
+    subprocess.run([sys.executable, "-c", "import sys; from sepit.tiny.builders import build_tiny_text_encoder; "
                     f"build_tiny_text_encoder(sys.argv[1], corpus={CORPUS!r})", str(tmp_path / "b")], check=True)
     for name in ("model.safetensors", "tokenizer.json"):
         assert (first / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
@@ -166,7 +166,7 @@ def test_esm_checkpoint_loads_with_esm2_from_checkpoint(tmp_path):
 
 
 def test_cli_builds_all_three_and_skips_existing(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr("sepit.models.tiny.default_corpus", lambda: CORPUS)  # the SP14 corpus: test above
+    monkeypatch.setattr("sepit.tiny.builders.default_corpus", lambda: CORPUS)  # the SP14 corpus: test above
     main([str(tmp_path)])
     printed = capsys.readouterr().out
     for name in ("llm", "text_encoder", "esm2.pt"):

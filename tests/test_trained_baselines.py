@@ -9,7 +9,7 @@ import torch
 
 from sepit.cli import main
 from sepit.data.errors import DataError
-from sepit.models.checkpoint import read_stage_checkpoint
+from sepit.checkpoints.stage import read_stage_checkpoint
 from sepit.training.data import stage_items
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "baselines" / "tiny"
@@ -76,7 +76,7 @@ def test_a_checkpoint_under_another_baseline_name_is_refused(runs):
 def test_only_the_lora_adapters_train_and_the_base_stays_as_released(runs, monkeypatch):
     from transformers import AutoModelForCausalLM
 
-    from sepit.models.tiny import resolve_model_path
+    from sepit.model_paths import resolve_model_path
 
     monkeypatch.setenv("SEPIT_CACHE", str(runs.parent.parent / "cache"))
     _, state = read_stage_checkpoint(_checkpoint(runs, "text_llm_lora"), (1,))
@@ -114,7 +114,7 @@ def test_the_saved_adapter_loads_onto_the_base_model_and_answers_the_same(runs, 
 @pytest.mark.parametrize("baseline", ["text_llm", "qformer"])
 def test_batched_answers_equal_one_at_a_time(runs, baseline):
     from sepit.commands.bench import build_model
-    from sepit.models.interface import GenerationConfig
+    from sepit.interface import GenerationConfig
 
     model = build_model(str(_checkpoint(runs, baseline)))
     samples = stage_items("sp14", 2, "valid")[:4]

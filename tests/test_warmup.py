@@ -8,7 +8,7 @@ import torch
 
 from sepit.data.protein import make_protein
 from sepit.models.encoder import StructureAwareESM, esm2_tiny
-from sepit.models.tiny import build_tiny_text_encoder
+from sepit.tiny.builders import build_tiny_text_encoder
 from sepit.models.warmup import (IGNORE_INDEX, CaptionEncoder, DenoisingHead, WarmupObjectives, clip_loss,
                                  mask_residues, noise_coordinates)
 

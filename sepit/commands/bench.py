@@ -25,7 +25,7 @@ from sepit.evaluation.predictions import PredictionStore, mismatch
 from sepit.evaluation.results import now
 from sepit.evaluation.scoring import ScoringSettings, summary_table, task_grounding
 from sepit.evaluation.shards import Shard, finish_lock, launched_as_one_of_many, shard_of
-from sepit.models.interface import GenerationConfig, ProteinLLM
+from sepit.interface import GenerationConfig, ProteinLLM
 from sepit.registry import MODELS
 from sepit.tasks import Task, resolve_tasks
 
@@ -74,7 +74,7 @@ def build_model(spec: str, model_args: dict[str, Any] | None = None) -> ProteinL
     `sepit fit` (SEPIT or a trainable baseline, told apart by its architecture record); `model_args` override."""
     args: dict[str, Any] = {}
     if spec.endswith(".ckpt"):
-        from sepit.models.checkpoint import read_stage_checkpoint, registered_model_for
+        from sepit.checkpoints.stage import read_stage_checkpoint, registered_model_for
 
         record, _ = read_stage_checkpoint(spec, stages=(1, 2))
         spec, args = registered_model_for(record), {"checkpoint": spec}
@@ -94,7 +94,7 @@ def build_model(spec: str, model_args: dict[str, Any] | None = None) -> ProteinL
     model = factory(**args)
     if not isinstance(model, ProteinLLM):
         raise DataError(f"model {spec!r}", f"built a {type(model).__name__}, not a ProteinLLM",
-                        "A model plug-in must implement sepit.models.interface.ProteinLLM.")
+                        "A model plug-in must implement sepit.interface.ProteinLLM.")
     return model
 
 

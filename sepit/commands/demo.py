@@ -115,8 +115,8 @@ def training_card(output: Path) -> str:
     and where its pretrained parts came from; read from the checkpoints' own records."""
     import torch
 
-    from sepit.models.pretrained import pretraining_record
-    from sepit.models.tiny import PRETRAINED_SCHEME, resolve_model_path
+    from sepit.tiny.pretrained import pretraining_record
+    from sepit.model_paths import PRETRAINED_SCHEME, resolve_model_path
 
     lines = ["| model | parameters | steps | items seen | training wall time | starts from |", "|---|---|---|---|---|---|"]
     for name, _, folder in FITS:

@@ -13,8 +13,8 @@ def pretrain(parts: list[str] | None = None) -> None:
     Args:
         parts: which parts (esm2, llm); default all.
     """
-    from sepit.models.pretrained import PARTS, pretraining_record
-    from sepit.models.tiny import TINY_MODELS, resolve_model_path
+    from sepit.tiny.pretrained import PARTS, pretraining_record
+    from sepit.model_paths import TINY_MODELS, resolve_model_path
 
     for name in TINY_MODELS:  # the random tiny models (the caption encoder among them)
         resolve_model_path(f"tiny:{name}")

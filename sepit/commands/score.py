@@ -12,7 +12,7 @@ from pathlib import Path
 from sepit.evaluation.predictions import read_predictions
 from sepit.evaluation.results import now, score_and_write
 from sepit.evaluation.scoring import ScoringSettings, summary_table
-from sepit.models.interface import ModelCard
+from sepit.interface import ModelCard
 from sepit.tasks import resolve_tasks
 
 

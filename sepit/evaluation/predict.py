@@ -20,7 +20,7 @@ from lightning.pytorch.callbacks import BasePredictionWriter, TQDMProgressBar
 
 from sepit.data.sample import InstructionSample
 from sepit.evaluation.predictions import Journal, PredictionStore, prediction_row
-from sepit.models.interface import GenerationConfig, ProteinLLM
+from sepit.interface import GenerationConfig, ProteinLLM
 from sepit.quiet import quiet_lightning
 
 

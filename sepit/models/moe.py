@@ -3,7 +3,7 @@
 `upcycle_to_moe` replaces the FFN (`mlp`) of every decoder layer by a `MoEFeedForward`: E experts that are
 deep copies of the dense FFN and a fresh linear router. The trainer then adds `moe_aux_loss(model)` to the
 LM loss and logs `expert_load(model)`; the settings are stored in the HF config (`MOE_CONFIG_KEY`), so a
-checkpoint rebuilds its experts (`sepit.models.checkpoint`).
+checkpoint rebuilds its experts (`sepit.checkpoints.stage`).
 
 Choices, stated once:
 - Gate weights (`normalize_top_k=True`, our recipe) are the softmax probabilities of the selected experts

@@ -37,7 +37,7 @@ from sepit.models.encoder import StructureAwareESM
 from sepit.models.formatters import check_format, sequence_prompt
 from sepit.models import decoding
 from sepit.models.decoding import position_ids_from_mask
-from sepit.models.interface import GenerationConfig
+from sepit.interface import GenerationConfig
 from sepit.models.moe import routing_statistics
 from sepit.models.qformer import QFormer, QFormerSettings
 

@@ -7,7 +7,7 @@
 The trainable baselines are `InstructionStage` configs too (`configs/baselines/`): no structure (pLM +
 projector), a Q-Former connector, the sequence as text in the prompt (no encoder), LoRA instead of full
 fine-tuning. Each stage starts from the previous stage's checkpoint (`init_from`). Checkpoints describe themselves
-(`sepit.models.checkpoint`): the architecture record inside, the tokenizer beside, so
+(`sepit.checkpoints.stage`): the architecture record inside, the tokenizer beside, so
 `sepit bench --model <checkpoint>` needs nothing else.
 
 Optimisation: AdamW, linear warm-up over `warmup_ratio` of the steps, then `schedule`: cosine decay to 0 (the
@@ -30,14 +30,14 @@ from torch import nn
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from sepit.data.errors import DataError
-from sepit.models.checkpoint import (CHECKPOINT_FORMAT, TOKENIZER_DIR, encoder_record, extend_llm, load_into,
+from sepit.checkpoints.stage import (CHECKPOINT_FORMAT, TOKENIZER_DIR, encoder_record, extend_llm, load_into,
                                      model_record, read_stage_checkpoint, save_tokenizer)
 from sepit.models.encoder import StructureAwareESM, esm2_from_checkpoint
 from sepit.models.lora import ADAPTER_DIR, LoraSettings, save_adapter
 from sepit.models.moe import ExpertSettings, expert_load, moe_aux_loss
 from sepit.models.network import LossAverage, ProteinLanguageModel
 from sepit.models.qformer import QFormerSettings
-from sepit.models.tiny import resolve_model_path
+from sepit.model_paths import resolve_model_path
 from sepit.models.warmup import CaptionEncoder, WarmupObjectives
 from sepit.training.data import ItemBatch
 from sepit.training.settings import EncoderSettings, OptimizerSettings, Schedule, plain_hparams

@@ -5,18 +5,15 @@ seed, and saves both with `save_pretrained`, so the result loads through the sam
 `AutoTokenizer` / `AutoModelForCausalLM` / `AutoModel.from_pretrained(directory)`, and
 `sepit.models.encoder.esm2_from_checkpoint(path)` for ESM-2. Same arguments -> same files, same weights.
 
-    python -m sepit.models.tiny OUTPUT_DIR [--force]   # OUTPUT_DIR/{llm,text_encoder,esm2.pt}
+    python -m sepit.tiny.builders OUTPUT_DIR [--force]   # OUTPUT_DIR/{llm,text_encoder,esm2.pt}
 
-Configs name them `tiny:llm`, `tiny:text_encoder` and `tiny:esm2`; `resolve_model_path` builds them once under
-$SEPIT_CACHE/tiny-models and returns the path, so the tiny configs run on a fresh machine.
+Configs name them `tiny:llm`, `tiny:text_encoder` and `tiny:esm2`; `sepit.model_paths.resolve_model_path` builds
+them once under $SEPIT_CACHE/tiny-models and returns the path, so the tiny configs run on a fresh machine.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import shutil
-import tempfile
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
@@ -27,9 +24,8 @@ from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers,
 from transformers import (BertConfig, BertModel, GenerationConfig, LlamaConfig, LlamaForCausalLM, MistralConfig,
                           MistralForCausalLM, PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM)
 
-from sepit.cache import cache_dir
-from sepit.data.errors import DataError
 from sepit.models.encoder import esm2_tiny
+from sepit.tiny.corpus import training_samples
 
 FAMILIES = {"llama": (LlamaConfig, LlamaForCausalLM), "qwen2": (Qwen2Config, Qwen2ForCausalLM),
             "mistral": (MistralConfig, MistralForCausalLM)}
@@ -38,22 +34,13 @@ VOCAB_SIZE = 4000
 CHAT_TEMPLATE = ("{{ bos_token }}{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}{{ eos_token }}\n"
                  "{% endfor %}{% if add_generation_prompt %}<|assistant|>\n{% endif %}")
 ROLE_TOKENS = ["<|system|>", "<|user|>", "<|assistant|>"]
-README = ("# {name}\n\nA randomly initialised tiny {kind} built by `sepit.models.tiny` ({call}) for tests and the "
+README = ("# {name}\n\nA randomly initialised tiny {kind} built by `sepit.tiny.builders` ({call}) for tests and the "
           "CPU demo. Its weights are random: its outputs mean nothing.\n")
 
 
-def sp14_training_samples() -> list:
-    """The train-split samples of the bundled SP14 tasks, task by task in name order: what the tiny parts may
-    learn from (never a test sample)."""
-    from sepit.tasks import all_tasks
-
-    return [sample for name, task in sorted(all_tasks().items()) if name.startswith("sp14")
-            for sample in task.samples("train")]
-
-
 def default_corpus() -> list[str]:
-    """Instructions and references of the bundled SP14 benchmark's train splits, each text once, in order."""
-    texts = [text for sample in sp14_training_samples() for text in (sample.instruction, sample.reference)]
+    """Instructions and references of the corpus's train splits (`sepit.tiny.corpus`), each text once, in order."""
+    texts = [text for sample in training_samples() for text in (sample.instruction, sample.reference)]
     return list(dict.fromkeys(texts))
 
 
@@ -61,7 +48,7 @@ def default_answer_tokens() -> list[str]:
     """The options of the bundled benchmark's closed-set train questions that are more than one word: one
     token each in the tiny tokenizer, so a tiny model answers "Transferases (EC 2)" in one step instead of
     spelling a name and a number it may mix up (a tokenizer fit to the answers)."""
-    options = [choice for sample in sp14_training_samples() for choice in sample.choices or ()]
+    options = [choice for sample in training_samples() for choice in sample.choices or ()]
     return [option for option in dict.fromkeys(options) if " " in option]
 
 
@@ -200,47 +187,8 @@ def build_all(output_dir: str | Path, force: bool = False) -> dict[str, Path]:
     return {name: target for name, (target, _, _) in targets.items()}
 
 
-TINY_SCHEME = "tiny:"
-PRETRAINED_SCHEME = "pretrained:"  # tiny parts pretrained once from configs/pretrain/tiny.yaml (sepit.models.pretrained)
-TINY_MODELS = ("llm", "text_encoder", "esm2")
-
-
-def resolve_model_path(spec: str | Path) -> Path:
-    """A model location from a config: an existing local path, `tiny:<name>` for a tiny model built here, or
-    `pretrained:<name>` for a tiny part pretrained here (`sepit.models.pretrained`).
-
-    Tiny models are built once into $SEPIT_CACHE/tiny-models, in a temporary folder renamed into place, so
-    processes starting together never see half-written files.
-    """
-    spec = str(spec)
-    if spec.startswith(PRETRAINED_SCHEME):
-        from sepit.models.pretrained import resolve_pretrained
-
-        return resolve_pretrained(spec[len(PRETRAINED_SCHEME):])
-    if spec.startswith(TINY_SCHEME):
-        name = spec[len(TINY_SCHEME):]
-        if name not in TINY_MODELS:
-            raise DataError(spec, "unknown tiny model", f"Choose one of {', '.join(TINY_SCHEME + n for n in TINY_MODELS)}.")
-        root = cache_dir() / "tiny-models"
-        if not root.is_dir():
-            root.parent.mkdir(parents=True, exist_ok=True)
-            staging = Path(tempfile.mkdtemp(prefix=".tiny-models-", dir=root.parent))
-            build_all(staging)
-            try:
-                os.rename(staging, root)
-            except OSError:  # another process finished first: same arguments, same files
-                shutil.rmtree(staging, ignore_errors=True)
-        return build_all(root)[name]
-    path = Path(spec).expanduser()
-    if not path.exists():
-        raise DataError(spec, "model not found", "Give a local file or folder (no model hub is used), e.g. the "
-                        "released ESM-2 .pt file or a Hugging Face model folder, or tiny:llm, tiny:text_encoder, "
-                        "tiny:esm2 for the tiny random models, pretrained:esm2 or pretrained:llm for the pretrained ones.")
-    return path
-
-
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m sepit.models.tiny", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m sepit.tiny.builders", description=__doc__.splitlines()[0])
     parser.add_argument("output_dir", type=Path)
     parser.add_argument("--force", action="store_true", help="rebuild what already exists")
     args = parser.parse_args(argv)

@@ -8,7 +8,7 @@ No model hub is reachable here, so the demo pretrains its own, once, from a comm
 `configs/pretrain/tiny.yaml` holds both recipes; `resolve_pretrained(name)` builds the part into
 $SEPIT_CACHE/pretrained/<name>-<hash of its recipe>/ the first time a config names it and returns the path then
 on (a changed recipe builds anew). Each part starts from the tiny random model of the same seed
-(`sepit.models.tiny`), trains it with a plain loop (AdamW, linear warm-up and decay), and saves the file layout
+(`sepit.tiny.builders`), trains it with a plain loop (AdamW, linear warm-up and decay), and saves the file layout
 the stages read (a fair-esm .pt, a Hugging Face folder), with `pretraining.json`: the recipe, the steps,
 the items and tokens seen, the final loss and the wall time.
 """
@@ -26,30 +26,21 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-import yaml
 
 from sepit.cache import cache_dir
 from sepit.configs import shipped_root
 from sepit.data.errors import DataError
+from sepit.tiny.corpus import RECIPE_NAME, recipes, training_samples
 
-RECIPE_NAME = "pretrain/tiny.yaml"  # configs/pretrain/tiny.yaml, installed with the package (sepit_configs)
 PARTS = ("esm2", "llm")
 RECORD = "pretraining.json"
 
 
 def recipe(name: str) -> dict[str, Any]:
-    try:
-        path = shipped_root() / RECIPE_NAME
-    except ModuleNotFoundError:  # a clone updated without re-installing
-        raise DataError("sepit_configs", "the shipped configs are not installed",
-                        "Re-run `pip install -e .` (or `make env`) in the clone.") from None
-    if not path.is_file():
-        raise DataError(str(path), "the recipes of the pretrained tiny parts are missing",
-                        "Reinstall sepit-bench: they are package data (sepit_configs).")
-    recipes = yaml.safe_load(path.read_text())
-    if name not in recipes:
-        raise DataError(str(path), f"has no recipe for {name!r}", f"Name one of {', '.join(recipes)}.")
-    return recipes[name]
+    settings = recipes()
+    if name not in PARTS or name not in settings:
+        raise DataError(str(shipped_root() / RECIPE_NAME), f"has no recipe for {name!r}", f"Name one of {', '.join(PARTS)}.")
+    return settings[name]
 
 
 def resolve_pretrained(name: str) -> Path:
@@ -78,9 +69,7 @@ def resolve_pretrained(name: str) -> Path:
 
 def _training_texts() -> tuple[list[str], list[str]]:
     """(protein sequences, instruction + answer texts) of the bundled benchmark's train splits, each once."""
-    from sepit.models.tiny import sp14_training_samples
-
-    samples = sp14_training_samples()
+    samples = training_samples()
     return (list(dict.fromkeys(s.protein.sequence for s in samples)),
             list(dict.fromkeys(f"{s.instruction}\n{s.reference}" for s in samples)))
 
@@ -121,7 +110,7 @@ def pretrain_esm2(folder: Path, settings: dict[str, Any]) -> None:
     from esm.model.esm2 import ESM2
 
     from sepit.models.encoder import esm2_from_checkpoint
-    from sepit.models.tiny import build_tiny_esm, save_esm2_checkpoint
+    from sepit.tiny.builders import build_tiny_esm, save_esm2_checkpoint
     from sepit.models.warmup import IGNORE_INDEX, mask_residues
 
     torch.manual_seed(int(settings["seed"]))
@@ -148,7 +137,7 @@ def pretrain_esm2(folder: Path, settings: dict[str, Any]) -> None:
 def pretrain_llm(folder: Path, settings: dict[str, Any]) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from sepit.models.tiny import build_tiny_llm, default_answer_tokens
+    from sepit.tiny.builders import build_tiny_llm, default_answer_tokens
 
     answers = default_answer_tokens() if settings.get("answer_tokens") else ()
     build_tiny_llm(folder, **settings["model"], answer_tokens=answers)
@@ -179,7 +168,7 @@ def pretrain_llm(folder: Path, settings: dict[str, Any]) -> None:
 
 def _record(folder: Path, name: str, settings: dict[str, Any], seen: dict[str, Any], corpus: int) -> None:
     record = {"part": name, "recipe": settings, "recipe_file": "configs/pretrain/tiny.yaml",
-              "corpus": f"{corpus} distinct SP14 training " + ("sequences" if name == "esm2" else "instruction + answer texts"),
+              "corpus": f"{corpus} distinct {recipes()['corpus']} training " + ("sequences" if name == "esm2" else "instruction + answer texts"),
               **seen}
     (folder / RECORD).write_text(json.dumps(record, indent=1) + "\n")
 

@@ -3,7 +3,7 @@
     sepit bench --model runs/tiny/stage2/checkpoints/last.ckpt --tasks sp14 --output runs/tiny/bench
 
 The checkpoint is read with `weights_only=True` and rebuilt from its architecture record and the tokenizer
-saved beside it (`sepit.models.checkpoint`); the original model folders are not needed.
+saved beside it (`sepit.checkpoints.stage`); the original model folders are not needed.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ import torch
 from sepit.data.errors import DataError
 from sepit.data.manifest import sha256_file, sha256_folder
 from sepit.data.sample import InstructionSample
-from sepit.models.checkpoint import (TOKENIZER_DIR, build_from_record, cast_module, load_into,
+from sepit.checkpoints.stage import (TOKENIZER_DIR, build_from_record, cast_module, load_into,
                                     read_stage_checkpoint, registered_model_for)
-from sepit.models.interface import GenerationConfig, ModelCard, ProteinLLM
+from sepit.interface import GenerationConfig, ModelCard, ProteinLLM
 from sepit.models.moe import count_parameters
 from sepit.models.network import ProteinLanguageModel
 

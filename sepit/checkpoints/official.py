@@ -6,10 +6,10 @@
     SRC/text_tokenizer/                  the slow SentencePiece files, as released
     SRC/protein_tokenizer/vocab.txt      HF EsmTokenizer vocabulary
 
-`official_architecture` turns the config into our architecture record (`sepit.models.checkpoint`) with the
+`official_architecture` turns the config into our architecture record (`sepit.checkpoints.stage`) with the
 official inference layout; `map_official_name` says where each official tensor goes in our
 `ProteinLanguageModel` (Hugging Face Esm names -> fair-esm, the projector, Llama, the MoE experts in the
-inference and in the DeepSpeed naming), or why it is dropped. `sepit convert official` (sepit.commands.convert)
+inference and in the DeepSpeed naming), or why it is dropped. `sepit convert official` (sepit.checkpoints.convert)
 does the rest. The mapping and every behaviour it implies are listed in docs/fidelity.md.
 """
 
@@ -26,7 +26,7 @@ import torch
 
 from sepit.data.errors import DataError
 from sepit.data.protein import ESM2_WINDOW
-from sepit.models.checkpoint import CHECKPOINT_FORMAT, TOKENIZER_DIR
+from sepit.checkpoints.stage import CHECKPOINT_FORMAT, TOKENIZER_DIR
 from sepit.models.moe import MOE_CONFIG_KEY, ExpertSettings
 from sepit.models.network import OFFICIAL_SYSTEM_PROMPT
 
