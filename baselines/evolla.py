@@ -24,7 +24,7 @@ from sepit.data.manifest import sha256_folder
 from sepit.data.protein import ESM2_WINDOW, STANDARD_RESIDUES, crop_to_window
 from sepit.data.sample import PROTEIN_PLACEHOLDER, InstructionSample
 from sepit.checkpoints.model import DTYPES
-from sepit.interface import GenerationConfig, ModelCard, ProteinLLM
+from sepit.interface import GenerationSettings, ModelCard, ProteinLLM
 from sepit.model_paths import resolve_model_path
 
 if TYPE_CHECKING:
@@ -169,7 +169,7 @@ class EvollaModel(ProteinLLM):
         return inputs
 
     @torch.no_grad()
-    def generate(self, samples: Sequence[InstructionSample], config: GenerationConfig) -> list[str]:
+    def generate(self, samples: Sequence[InstructionSample], config: GenerationSettings) -> list[str]:
         device = self._ready()
         options: dict[str, Any] = {"do_sample": config.do_sample}
         if config.do_sample:

@@ -23,7 +23,7 @@ from collections import Counter
 from typing import TYPE_CHECKING, Sequence
 
 from sepit.data.sample import InstructionSample
-from sepit.interface import GenerationConfig, ModelCard, ProteinLLM
+from sepit.interface import GenerationSettings, ModelCard, ProteinLLM
 from sepit.tasks import training_samples
 
 if TYPE_CHECKING:
@@ -55,7 +55,7 @@ class MajorityModel(ProteinLLM):
             references = [s.reference for s in training_samples(task, f"the {self.describe().name} baseline")]
             self._answers[task.name] = most_frequent(references)
 
-    def generate(self, samples: Sequence[InstructionSample], config: GenerationConfig) -> list[str]:
+    def generate(self, samples: Sequence[InstructionSample], config: GenerationSettings) -> list[str]:
         unprepared = sorted({s.task for s in samples} - set(self._answers))
         if unprepared:
             raise RuntimeError(f"the majority baseline has not read task(s) {', '.join(map(repr, unprepared))}: "
@@ -85,6 +85,6 @@ class QuestionMajorityModel(MajorityModel):
             self._by_question[task.name] = {question: most_frequent(answers)
                                             for question, answers in references.items()}
 
-    def generate(self, samples: Sequence[InstructionSample], config: GenerationConfig) -> list[str]:
+    def generate(self, samples: Sequence[InstructionSample], config: GenerationSettings) -> list[str]:
         task_answers = super().generate(samples, config)  # also refuses tasks it has not read
         return [self._by_question[s.task].get(s.instruction, fallback) for s, fallback in zip(samples, task_answers)]

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 from sepit.data.errors import DataError
 from sepit.data.protein import Protein
 from sepit.data.sample import InstructionSample
-from sepit.interface import GenerationConfig, ModelCard, ProteinLLM
+from sepit.interface import GenerationSettings, ModelCard, ProteinLLM
 
 if TYPE_CHECKING:
     from sepit.tasks import Task
@@ -58,7 +58,7 @@ class FirstOptionModel(ProteinLLM):
     def choose(self, samples: Sequence[InstructionSample]) -> list[int]:
         return [0 for _ in samples]
 
-    def generate(self, samples: Sequence[InstructionSample], config: GenerationConfig) -> list[str]:
+    def generate(self, samples: Sequence[InstructionSample], config: GenerationSettings) -> list[str]:
         return [s.choices[i] for s, i in zip(samples, self.choose(samples))]
 
     def loglikelihood(self, samples: Sequence[InstructionSample]) -> list[list[float]]:
@@ -98,7 +98,6 @@ class OptionPriorModel(FirstOptionModel):
         from sepit.commands.bench import build_model
 
         self.inner = build_model(model, args)
-        self._last: dict[tuple[str, str], list[float]] = {}  # (task, id) -> scores of the latest call
         self.inner_card = self.inner.describe()
         if not self.inner.supports_loglikelihood:
             raise DataError(f"model {self.inner_card.name!r}", "cannot score choices by log-likelihood, which the "
@@ -116,17 +115,21 @@ class OptionPriorModel(FirstOptionModel):
         self.inner.prepare(tasks)
 
     def loglikelihood(self, samples: Sequence[InstructionSample]) -> list[list[float]]:
-        """The wrapped model's scores with the protein withheld. `sepit bench` asks for the answers (`generate`)
-        and then, for a task scored by likelihood, the scores of the same samples: the last call's scores are
-        kept, so the wrapped model scores each batch once."""
-        keys = [(s.task, s.id) for s in samples]
-        if all(key in self._last for key in keys):
-            return [self._last[key] for key in keys]
-        self.inner.batch_size = self.batch_size
-        # The metadata goes too: it may describe the protein (a 3Di string, an accession).
-        scores = self.inner.loglikelihood([dataclasses.replace(s, protein=WITHHELD, metadata={}) for s in samples])
-        self._last = dict(zip(keys, scores))
-        return scores
+        """The wrapped model's scores with the protein withheld; the metadata goes too: it may describe the
+        protein (a 3Di string, an accession)."""
+        return self.inner.loglikelihood([dataclasses.replace(s, protein=WITHHELD, metadata={}) for s in samples])
+
+    def answer(self, samples: Sequence[InstructionSample], config: GenerationSettings
+               ) -> list[tuple[str, dict[str, Any]]]:
+        """The preferred option, with every option's score: `sepit bench` then needs no second scoring pass for
+        a task scored by likelihood, so the wrapped model scores each batch once."""
+        scores = self.loglikelihood(samples)
+        return [(s.choices[_best(row)], {"loglikelihoods": row}) for s, row in zip(samples, scores)]
 
     def choose(self, samples: Sequence[InstructionSample]) -> list[int]:
-        return [max(range(len(scores)), key=scores.__getitem__) for scores in self.loglikelihood(samples)]
+        return [_best(row) for row in self.loglikelihood(samples)]
+
+
+def _best(scores: Sequence[float]) -> int:
+    """The index of the highest score (the first on a tie)."""
+    return max(range(len(scores)), key=scores.__getitem__)

@@ -7,12 +7,12 @@ features into an LLM. Trained with `sepit fit --config configs/baselines/tiny/pl
 
 from __future__ import annotations
 
-from sepit.checkpoints.model import SepitModel
+from sepit.checkpoints.model import CheckpointModel
 
 
-class PlmProjectorModel(SepitModel):
+class PlmProjectorModel(CheckpointModel):
     """A checkpoint trained with `sequence_only: true` and a per-residue projector (mlp or linear). Loads, checks and serves it exactly as
-    `SepitModel` does; only the name it stands for differs."""
+    `SepitModel` does (`CheckpointModel`); only the name it stands for differs."""
 
     registered_name = "plm_projector"
     default_name = "plm-projector"

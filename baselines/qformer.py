@@ -7,12 +7,12 @@ features and give the LLM N soft tokens per protein (`sepit.models.qformer`). Tr
 
 from __future__ import annotations
 
-from sepit.checkpoints.model import SepitModel
+from sepit.checkpoints.model import CheckpointModel
 
 
-class QFormerModel(SepitModel):
+class QFormerModel(CheckpointModel):
     """A checkpoint trained with `projector: qformer`. Loads, checks and serves it exactly as
-    `SepitModel` does; only the name it stands for differs."""
+    `SepitModel` does (`CheckpointModel`); only the name it stands for differs."""
 
     registered_name = "qformer"
     default_name = "qformer"

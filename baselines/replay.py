@@ -19,7 +19,7 @@ from typing import Sequence
 from sepit.data.errors import DataError
 from sepit.data.sample import InstructionSample
 from sepit.evaluation.predictions import mismatch, read_predictions
-from sepit.interface import GenerationConfig, ModelCard, Modality, ProteinLLM
+from sepit.interface import GenerationSettings, ModelCard, Modality, ProteinLLM
 
 
 def _fingerprint(path: Path) -> str:
@@ -61,11 +61,12 @@ class ReplayModel(ProteinLLM):
                             f"a different question: {problem}", "Replay predictions made on the same task version.")
         return row
 
-    def generate(self, samples: Sequence[InstructionSample], config: GenerationConfig) -> list[str]:
-        return [self._row(sample)["prediction"] for sample in samples]
+    def generate(self, samples: Sequence[InstructionSample], config: GenerationSettings) -> list[str]:
+        return [text for text, _ in self.answer(samples, config)]
 
-    def details(self, samples: Sequence[InstructionSample]) -> list[dict]:
-        return [{"replayed_from": self._row(sample).get("fingerprint")} for sample in samples]
+    def answer(self, samples: Sequence[InstructionSample], config: GenerationSettings) -> list[tuple[str, dict]]:
+        rows = [self._row(sample) for sample in samples]
+        return [(row["prediction"], {"replayed_from": row.get("fingerprint")}) for row in rows]
 
     def describe(self) -> ModelCard:
         return self.card

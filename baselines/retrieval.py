@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from sepit.data.sample import InstructionSample
 from sepit.identity import DEFAULT_CANDIDATES, METHOD_VERSION, IdentitySearch, resolve_backend
-from sepit.interface import GenerationConfig, ModelCard, ProteinLLM
+from sepit.interface import GenerationSettings, ModelCard, ProteinLLM
 from sepit.tasks import training_samples
 
 if TYPE_CHECKING:
@@ -53,7 +53,6 @@ class RetrievalModel(ProteinLLM):
         self.backend = resolve_backend(backend)  # fail at construction, not after loading every task
         self.candidates = candidates
         self._tasks: dict[str, _TaskIndex] = {}
-        self._details: dict[tuple[str, str], dict[str, Any]] = {}
 
     def describe(self) -> ModelCard:
         recipe = f"retrieval|{self.backend}|{self.candidates}|{CODE_VERSION}|{METHOD_VERSION}"
@@ -88,7 +87,12 @@ class RetrievalModel(ProteinLLM):
             elif index.search is None:
                 index.search = IdentitySearch(index.proteins, candidates=self.candidates, backend=self.backend)
 
-    def generate(self, samples: Sequence[InstructionSample], config: GenerationConfig) -> list[str]:
+    def generate(self, samples: Sequence[InstructionSample], config: GenerationSettings) -> list[str]:
+        return [text for text, _ in self.answer(samples, config)]
+
+    def answer(self, samples: Sequence[InstructionSample], config: GenerationSettings
+               ) -> list[tuple[str, dict[str, Any]]]:
+        """Each nearest training sample's answer, with that `neighbour` and its `neighbour_identity`."""
         groups: dict[tuple[str, str], list[int]] = defaultdict(list)
         for position, sample in enumerate(samples):
             if sample.task not in self._tasks:
@@ -98,7 +102,7 @@ class RetrievalModel(ProteinLLM):
         for task in {s.task for s in samples}:  # one MMseqs2 run per task, not per question group
             index = self._tasks[task]
             index.search.prefetch((s.protein.sequence for s in samples if s.task == task), index.proteins)
-        answers: list[str] = [""] * len(samples)
+        answers: list[tuple[str, dict[str, Any]]] = [("", {})] * len(samples)
         for (task, key), positions in groups.items():
             index = self._tasks[task]
             comparable = index.by_metadata.get(key, index.everything)
@@ -112,14 +116,5 @@ class RetrievalModel(ProteinLLM):
                     neighbour, identity = next(iter(comparable.values())), 0.0
                 else:
                     neighbour, identity = comparable[hit.protein_id], hit.identity
-                answers[p] = neighbour.reference
-                self._details[sample.task, sample.id] = {"neighbour": neighbour.id,
-                                                         "neighbour_identity": identity}
+                answers[p] = (neighbour.reference, {"neighbour": neighbour.id, "neighbour_identity": identity})
         return answers
-
-    def details(self, samples: Sequence[InstructionSample]) -> list[dict[str, Any]]:
-        missing = [s.id for s in samples if (s.task, s.id) not in self._details]
-        if missing:
-            raise RuntimeError(f"no retrieval neighbour recorded for sample(s) {', '.join(missing[:5])}: "
-                               "call generate on them first")
-        return [dict(self._details[s.task, s.id]) for s in samples]

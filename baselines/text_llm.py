@@ -25,9 +25,10 @@ import torch
 from sepit.data.errors import DataError
 from sepit.data.manifest import sha256_folder
 from sepit.data.protein import ESM2_WINDOW
+from sepit.errors import InputError
 from sepit.models.lora import PROMPT_FILE, is_lora
-from sepit.checkpoints.model import DTYPES, SepitModel, load_checkpoint
-from sepit.models.network import ProteinLanguageModel
+from sepit.checkpoints.model import DTYPES, TrainedModel, load_checkpoint
+from sepit.models.network import ProteinLanguageModel, TextLanguageModel
 from sepit.model_paths import resolve_model_path
 
 
@@ -59,8 +60,7 @@ def load_pretrained(llm: str, adapter: str | None, sequence_format: str | None, 
     tokenizer = AutoTokenizer.from_pretrained(llm_dir, local_files_only=True, trust_remote_code=False)
     language_model = AutoModelForCausalLM.from_pretrained(llm_dir, local_files_only=True, trust_remote_code=False,
                                                           dtype=DTYPES[dtype] if dtype else "auto")
-    model = ProteinLanguageModel(None, language_model, tokenizer, sequence_format=sequence_format,
-                                 max_residues=max_residues)
+    model = TextLanguageModel(language_model, tokenizer, sequence_format, max_residues)
     files = sha256_folder(llm_dir)
     if adapter_dir is not None:
         from peft import PeftModel
@@ -70,7 +70,7 @@ def load_pretrained(llm: str, adapter: str | None, sequence_format: str | None, 
     return model, files + [f"{sequence_format}:{max_residues}"]  # the prompt is part of what is evaluated
 
 
-class TextLLMModel(SepitModel):
+class TextLLMModel(TrainedModel):
     """An LLM that reads the sequence as text, from a `sepit fit` checkpoint or from a released model folder."""
 
     registered_name = "text_llm"
@@ -95,17 +95,17 @@ class TextLLMModel(SepitModel):
             loglikelihood_batch_size: (sample, choice) pairs per forward pass when scoring choices.
         """
         if (checkpoint is None) == (llm is None):
-            raise ValueError("text_llm needs either checkpoint (a .ckpt from `sepit fit`) or llm (a model folder), "
-                             "not both")
+            raise InputError("model text_llm", "needs either checkpoint (a .ckpt from `sepit fit`) or llm (a model "
+                             "folder), not both", "Give --model_args '{checkpoint: FILE.ckpt}' or '{llm: FOLDER}'.")
         if checkpoint is not None:
             extra = [key for key, value in (("adapter", adapter), ("sequence_format", sequence_format),
                                             ("max_residues", max_residues)) if value is not None]
             if extra:
-                raise ValueError(f"{', '.join(extra)} go(es) with llm; a checkpoint records its own LoRA weights "
-                                 "and prompt settings")
-            model, files = load_checkpoint(checkpoint, check=self.check_record, dtype=dtype)
+                raise InputError("model text_llm", f"{', '.join(extra)} go(es) with llm; a checkpoint records its "
+                                 "own LoRA weights and prompt settings", f"Leave {', '.join(extra)} out.")
+            model, files = load_checkpoint(checkpoint, registered_name=self.registered_name, dtype=dtype)
         else:
             model, files = load_pretrained(llm, adapter, sequence_format, max_residues, dtype)
         if name is None:
             name = "text-llm-lora" if is_lora(model.llm) else "text-llm"
-        self._set_model(model, name, dtype, device, loglikelihood_batch_size, files)
+        super().__init__(model, name, files, dtype, device, loglikelihood_batch_size)

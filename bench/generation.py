@@ -45,7 +45,7 @@ def tiny_sepit(seed: int = 0):
 
     from sepit.models.encoder import StructureAwareESM, esm2_from_checkpoint
     from sepit.models.moe import ExpertSettings, upcycle_to_moe
-    from sepit.models.network import ProteinLanguageModel
+    from sepit.models.network import SplicedLanguageModel
     from sepit.model_paths import resolve_model_path
 
     llm_path = resolve_model_path("tiny:llm")
@@ -53,7 +53,7 @@ def tiny_sepit(seed: int = 0):
     llm = AutoModelForCausalLM.from_pretrained(llm_path, local_files_only=True, dtype=torch.float32)
     torch.manual_seed(seed)  # structure module and projector
     encoder = StructureAwareESM(esm2_from_checkpoint(resolve_model_path("tiny:esm2")), num_kernels=16, window=256)
-    model = ProteinLanguageModel(encoder, llm, tokenizer, connector="mlp")
+    model = SplicedLanguageModel(encoder, llm, tokenizer, projector="mlp")
     upcycle_to_moe(model.llm, ExpertSettings(num_experts=4, top_k=1))
     return model.eval()
 
@@ -72,15 +72,16 @@ def with_official_span(model):
     """The same weights with the official inference's span: the Llama-2 prompt left-padded to 256 tokens and all
     1024 encoder positions spliced in (`OfficialLayout`; the pad token and bias masking stay ours). The work per
     sample is the official one; the answers mean nothing for weights trained otherwise."""
-    from sepit.models.network import OfficialLayout
+    from sepit.models.network import OfficialLanguageModel
 
-    model.official = OfficialLayout()
-    model.encoder.pad_to = 1024
-    return model
+    official = OfficialLanguageModel(model.encoder, model.llm, model.tokenizer)
+    official.projector = model.projector
+    official.encoder.pad_to = 1024
+    return official.eval()
 
 
 def ours(model, samples, config, batch_size: int) -> dict:
-    answers = model.generate_token_ids(samples, config, batch_size)
+    answers = [ids for ids, _ in model.generate_tokens(samples, config, batch_size)]
     return {(s.task, s.id): ids.tolist() for s, ids in zip(samples, answers)}
 
 
@@ -139,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from sepit.allocator import keep_freed_memory
-    from sepit.interface import GenerationConfig
+    from sepit.interface import GenerationSettings
 
     torch.set_num_threads(args.threads)
     keep_freed_memory()  # as every `sepit` command does (sepit/allocator.py), for all three paths
@@ -152,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         models.update({f"{name}, official span": (lambda build=build: with_official_span(build()))
                        for name, build in list(models.items())})
     samples = sp14_test_samples(args.samples, args.seed)
-    config = GenerationConfig(max_new_tokens=args.max_new_tokens)  # greedy
+    config = GenerationSettings(max_new_tokens=args.max_new_tokens)  # greedy
     print(f"generation: {args.samples} SP14 test samples, greedy, max_new_tokens {args.max_new_tokens}, "
           f"batch {args.batch_size}, CPU, {torch.get_num_threads()} torch thread(s)")
     print(describe(machine()))

@@ -7,7 +7,7 @@ MLP projector, and a Llama of TinyLlama-1.1B's shape (22 layers, 2048 wide, 32 h
 prompts). Samples: `--prompt-tokens` of SP14 text around `<protein>` and a random protein of `--residues`.
 
 - Generation, in `--dtype`: `--new-tokens` greedy tokens per sample at each of `--batch-sizes`, ours
-  (`generate_token_ids`: continuous batching over the slot KV cache, `sepit bench`'s path) and Hugging Face's
+  (`generate_tokens`: continuous batching over the slot KV cache, `sepit bench`'s path) and Hugging Face's
   batched `generate` (`bench/generation.py`'s `hf_batched`: left-padded, sorted by spliced length). New
   tokens/s and peak GPU memory per path; rows equal between the two (in bf16 a near-tie can flip with the
   batch's shapes, as it can between Hugging Face's own batched and single `generate`: counted, not failed).
@@ -46,7 +46,7 @@ def build(shapes: dict, device: str):
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
     from sepit.models.encoder import StructureAwareESM, esm2_tiny
-    from sepit.models.network import ProteinLanguageModel
+    from sepit.models.network import SplicedLanguageModel
     from sepit.model_paths import resolve_model_path
 
     tokenizer = AutoTokenizer.from_pretrained(resolve_model_path("tiny:llm"), local_files_only=True)
@@ -56,7 +56,7 @@ def build(shapes: dict, device: str):
                                            bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
                                            attn_implementation="sdpa"))
         encoder = StructureAwareESM(esm2_tiny(*shapes["esm"]), num_kernels=shapes["kernels"], window=1022)
-        model = ProteinLanguageModel(encoder, llm, tokenizer, connector="mlp")
+        model = SplicedLanguageModel(encoder, llm, tokenizer, projector="mlp")
     return model.to(device)
 
 
@@ -97,9 +97,9 @@ def peak_memory_gib(device: str) -> float | None:
 
 def generation(model, samples, new_tokens: int, batch_sizes: list[int], device: str) -> list[dict]:
     from bench.generation import hf_batched, ours
-    from sepit.interface import GenerationConfig
+    from sepit.interface import GenerationSettings
 
-    config = GenerationConfig(max_new_tokens=new_tokens)
+    config = GenerationSettings(max_new_tokens=new_tokens)
     rows = []
     with torch.inference_mode():
         ours(model, samples[:2], config, 2)  # warm-up: kernels, allocator

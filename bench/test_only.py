@@ -24,7 +24,7 @@ import yaml
 
 from sepit.commands.bench import bench
 from sepit.evaluation.scoring import ScoringSettings
-from sepit.interface import GenerationConfig
+from sepit.interface import GenerationSettings
 from sepit.tasks import get_task
 from sepit_leaderboard.board import build_board
 from sepit_leaderboard.results import find_results, load_run
@@ -81,7 +81,7 @@ def main() -> None:
     for label, (folder, model, model_args, methods) in runs.items():
         clock = time.perf_counter()
         bench(model, [mapping], out / "runs" / folder, model_args=model_args, batch_size=8,
-              generation=GenerationConfig(max_new_tokens=32),
+              generation=GenerationSettings(max_new_tokens=32),
               scoring=ScoringSettings(train="sp14", closed_methods=methods, n_resamples=args.resamples))
         seconds[label] = time.perf_counter() - clock
     results = {label: json.loads((out / "runs" / folder / "results.json").read_text())

@@ -38,6 +38,7 @@ from Bio.Align import PairwiseAligner, substitution_matrices
 
 from sepit.cache import cache_dir
 from sepit.data.jsonl import read_jsonl, write_jsonl_atomic
+from sepit.errors import InputError
 
 if TYPE_CHECKING:
     from sepit.evaluation.training_set import TrainingSet
@@ -111,13 +112,12 @@ def resolve_backend(backend: str) -> str:
     scales to training sets of hundreds of thousands of proteins) and records which one ran; the retrieval baseline
     defaults to Biopython, so that its answers do not depend on what is installed."""
     if backend not in BACKENDS:
-        raise ValueError(f"unknown identity backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+        raise InputError(f"backend {backend!r}", "unknown identity backend", f"Choose one of {', '.join(BACKENDS)}.")
     if backend == "auto":
         return "mmseqs" if shutil.which("mmseqs") else "biopython"
     if backend == "mmseqs" and not shutil.which("mmseqs"):
-        raise RuntimeError("identity backend 'mmseqs' needs the MMseqs2 binary `mmseqs` on PATH; install it with "
-                           "`conda install -c bioconda mmseqs2` or `apt-get install mmseqs2`, or use "
-                           "backend='biopython'.")
+        raise InputError("identity backend 'mmseqs'", "needs the MMseqs2 binary `mmseqs` on PATH", "Install it with "
+                         "`conda install -c bioconda mmseqs2` or `apt-get install mmseqs2`, or use the biopython backend.")
     return backend
 
 

@@ -19,12 +19,14 @@ Modality = Literal["seq", "seq+structure", "text-only", "retrieval", "api"]
 
 
 @dataclass(frozen=True)
-class GenerationConfig:
+class GenerationSettings:
     """Decoding settings; their hash keys saved predictions, so changed settings never reuse old rows.
+    (Named apart from Hugging Face's `GenerationConfig`, which the LLMs carry too.)
 
     `logprobs` adds `token_ids` and `token_logprobs` (natural log, one per generated token) to each row. It
     changes no answer, so it is not in the hash: a row with them serves a run without, and a run that asks
-    for them refuses rows written without (`sepit bench`)."""
+    for them refuses rows written without (`sepit bench`). `batch_size` (rows decoded together, from
+    `sepit bench --batch_size`) changes no greedy answer (tested), so it is not in the hash either."""
 
     max_new_tokens: int = 256
     do_sample: bool = False  # greedy by default: reproducible numbers
@@ -32,10 +34,11 @@ class GenerationConfig:
     top_p: float = 1.0
     seed: int = 0
     logprobs: bool = False
+    batch_size: int | None = None  # None: every sample of a `generate` call at once
 
     def hash(self) -> str:
         settings = asdict(self)
-        del settings["logprobs"]
+        del settings["logprobs"], settings["batch_size"]
         return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -67,14 +70,23 @@ class ProteinLLM(ABC):
         """Called once before predicting on `tasks` (before any worker process starts). Training-free
         baselines read the tasks' training splits here; trained models need nothing."""
 
-    def details(self, samples: Sequence[InstructionSample]) -> list[dict[str, Any]]:
-        """Extra fields for each sample's prediction row (e.g. the retrieval neighbour and its identity),
-        asked right after `generate` on the same samples."""
-        return [{} for _ in samples]
-
     @abstractmethod
-    def generate(self, samples: Sequence[InstructionSample], config: GenerationConfig) -> list[str]:
-        """One answer per sample, in order (batched by the implementation as it sees fit)."""
+    def generate(self, samples: Sequence[InstructionSample], config: GenerationSettings) -> list[str]:
+        """One answer per sample, in order (`config.batch_size` rows at a time, or as the model sees fit)."""
+
+    def answer(self, samples: Sequence[InstructionSample], config: GenerationSettings
+               ) -> list[tuple[str, dict[str, Any]]]:
+        """Each answer with the extra fields of its prediction row (e.g. the retrieval neighbour and its identity,
+        or token log-probabilities); what `sepit bench` calls. By default `generate`'s answers with none: a model
+        with extra fields overrides this and derives `generate` from it."""
+        texts = self.generate(samples, config)
+        details = getattr(self, "details", None)  # the name before `answer`: kept one release for plug-ins
+        if details is None:
+            return [(text, {}) for text in texts]
+        import warnings
+
+        warnings.warn(f"{type(self).__name__}.details() is deprecated: override answer() instead", DeprecationWarning)
+        return list(zip(texts, details(samples), strict=True))
 
     def loglikelihood(self, samples: Sequence[InstructionSample]) -> list[list[float]]:
         """Per sample, the log-likelihood of each of its `choices` as the answer (closed-set scoring)."""
@@ -85,11 +97,9 @@ class ProteinLLM(ABC):
     def supports_loglikelihood(self) -> bool:
         return type(self).loglikelihood is not ProteinLLM.loglikelihood
 
-    # Whether `details()` reports `token_ids` and `token_logprobs` when generating with `logprobs=True`.
+    # Whether `answer()` reports `token_ids` and `token_logprobs` when generating with `logprobs=True`.
     supports_logprobs: bool = False
 
-    # Rows decoded together (`sepit bench --batch_size`, set before predicting); None: every sample given at once.
-    batch_size: int | None = None
     # How many such batches one `generate` call receives. A model that batches continuously (a finished row's
     # slot goes to the next waiting sample) takes several, so its slots are not left to drain at every call.
     batches_per_call: int = 1
@@ -97,3 +107,12 @@ class ProteinLLM(ABC):
     @abstractmethod
     def describe(self) -> ModelCard:
         ...
+
+
+def __getattr__(name: str) -> Any:
+    if name == "GenerationConfig":  # the name before GenerationSettings; kept one release for plug-ins
+        import warnings
+
+        warnings.warn("sepit.interface.GenerationConfig is now GenerationSettings", DeprecationWarning, stacklevel=2)
+        return GenerationSettings
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -13,9 +13,11 @@ import importlib
 from importlib.metadata import entry_points
 from typing import Any
 
+from sepit.errors import InputError
 
-class RegistryError(LookupError):
-    pass
+
+class RegistryError(InputError, LookupError):
+    """A name no plug-in registers, registered twice, or failing to load: the user's input or installation."""
 
 
 class Registry:
@@ -30,8 +32,8 @@ class Registry:
         if target is None:
             return lambda obj: self.register(name, obj, source=source)
         if name in self._entries and self._entries[name] != target and self._sources[name] != source:
-            raise RegistryError(f"{self.kind} {name!r} is registered twice: by {self._sources[name]} and by "
-                                f"{source}. Rename one of them.")
+            raise RegistryError(f"{self.kind} {name!r}", f"is registered twice: by {self._sources[name]} and by "
+                                f"{source}", "Rename one of them.")
         self._entries[name], self._sources[name] = target, source
         return target
 
@@ -66,8 +68,9 @@ class Registry:
         self._scan()
         if name not in self._entries:
             known = ", ".join(self.names()) or "none"
-            raise RegistryError(f"unknown {self.kind} {name!r}. Known {self.kind}s: {known}. Plug-ins register "
-                                f"under the entry-point group {self.group!r}.")
+            raise RegistryError(f"{self.kind} {name!r}", f"unknown; known {self.kind}s: {known}",
+                                f"Check the spelling, or install the plug-in that registers it under the "
+                                f"entry-point group {self.group!r}.")
         target = self._entries[name]
         if isinstance(target, str):
             module, _, attr = target.partition(":")
@@ -76,8 +79,8 @@ class Registry:
                 for part in filter(None, attr.split(".")):
                     obj = getattr(obj, part)
             except (ImportError, AttributeError) as err:
-                raise RegistryError(f"{self.kind} {name!r} ({self._sources[name]}, {target!r}) failed to load: "
-                                    f"{err}. Reinstall or remove the package that provides it.") from err
+                raise RegistryError(f"{self.kind} {name!r} ({self._sources[name]}, {target!r})",
+                                    f"failed to load: {err}", "Reinstall or remove the package that provides it.") from err
             target = self._entries[name] = obj
         return target
 

@@ -120,7 +120,7 @@ def all_tasks() -> dict[str, Task]:
         obj = call_if_factory(TASKS.get(name), (Task, TaskSuite))
         for task in obj.tasks if isinstance(obj, TaskSuite) else (obj,):
             if task.name in tasks:
-                raise RegistryError(f"task {task.name!r} is defined twice (entry point {name!r}); rename one.")
+                raise RegistryError(f"task {task.name!r}", f"is defined twice (entry point {name!r})", "Rename one.")
             tasks[task.name] = task
     return tasks
 
@@ -128,7 +128,8 @@ def all_tasks() -> dict[str, Task]:
 def get_task(name: str) -> Task:
     tasks = all_tasks()
     if name not in tasks:
-        raise RegistryError(f"unknown task {name!r}. Known tasks: {', '.join(sorted(tasks)) or 'none'}.")
+        raise RegistryError(f"task {name!r}", f"unknown; known tasks: {', '.join(sorted(tasks)) or 'none'}",
+                            "Check the spelling; `sepit data info` lists every task.")
     return tasks[name]
 
 

@@ -29,8 +29,8 @@ class CoinModel(ProteinLLM):
     def loglikelihood(self, samples):
         return [[0.0 if (c == s.reference) == _coin(s.id) else -1.0 for c in s.choices] for s in samples]
 
-    def details(self, samples):
-        return [{"coin": _coin(s.id)} for s in samples]
+    def answer(self, samples, config):
+        return [(text, {"coin": _coin(s.id)}) for text, s in zip(self.generate(samples, config), samples)]
 
     def describe(self):
         return ModelCard("coin", "text-only", 0, 0, "coin-v1")

@@ -6,12 +6,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from sepit_baselines.api import ApiError, ApiModel
+from sepit_baselines.api import ApiError, ApiModel, RetrySettings
 from sepit.cli import main
 from sepit.data.protein import make_protein
 from sepit.data.sample import make_sample
 from sepit.models.formatters import sequence_prompt
-from sepit.interface import GenerationConfig
+from sepit.interface import GenerationSettings
 
 KEY = "sk-test-do-not-log-4242"
 
@@ -67,7 +67,8 @@ def _samples():
 
 def _model(server, tmp_path, **options):
     return ApiModel("tiny-chat", base_url=server.url, api_key=KEY, sequence_format="galactica",
-                    retry_wait=0.0, requests_per_minute=1e9, cache_dir=str(tmp_path / "cache"), **options)
+                    retries=RetrySettings(retry_wait=0.0, requests_per_minute=1e9, **options),
+                    cache_dir=str(tmp_path / "cache"))
 
 
 def test_formatters_write_the_sequence_where_the_placeholder_was():
@@ -82,7 +83,7 @@ def test_formatters_write_the_sequence_where_the_placeholder_was():
 
 
 def test_request_reaches_the_server_and_a_second_run_is_served_from_the_cache(server, tmp_path):
-    config = GenerationConfig(max_new_tokens=12)
+    config = GenerationSettings(max_new_tokens=12)
     answers = _model(server, tmp_path).generate(_samples(), config)
     assert answers == ["answer 1", "answer 2"]
     first = server.requests[0]
@@ -99,12 +100,12 @@ def test_request_reaches_the_server_and_a_second_run_is_served_from_the_cache(se
 
 def test_server_errors_are_retried_then_reported_clearly(server, tmp_path):
     server.failures = 2
-    assert _model(server, tmp_path, max_retries=2).generate(_samples()[:1], GenerationConfig()) == ["answer 3"]
+    assert _model(server, tmp_path, max_retries=2).generate(_samples()[:1], GenerationSettings()) == ["answer 3"]
     assert len(server.requests) == 3
 
     server.failures = 10
     with pytest.raises(ApiError) as error:
-        _model(server, tmp_path, max_retries=2).generate(_samples()[1:], GenerationConfig())
+        _model(server, tmp_path, max_retries=2).generate(_samples()[1:], GenerationSettings())
     assert len(server.requests) == 6  # 1 + 2 retries
     message = str(error.value)
     assert "request failed after 3 attempts" in message and "HTTP 500" in message and server.url in message
@@ -114,13 +115,13 @@ def test_server_errors_are_retried_then_reported_clearly(server, tmp_path):
 def test_client_errors_are_not_retried(server, tmp_path):
     server.failures, server.status = 5, 401
     with pytest.raises(ApiError, match="HTTP 401.*Check the model name, the key"):
-        _model(server, tmp_path).generate(_samples()[:1], GenerationConfig())
+        _model(server, tmp_path).generate(_samples()[:1], GenerationSettings())
     assert len(server.requests) == 1
 
 
 def test_bench_with_the_api_model_keeps_the_key_out_of_every_file(server, tmp_path):
-    args = json.dumps({"model": "tiny-chat", "base_url": server.url, "api_key": KEY, "retry_wait": 0.0,
-                       "requests_per_minute": 1e9, "cache_dir": str(tmp_path / "cache")})
+    args = json.dumps({"model": "tiny-chat", "base_url": server.url, "api_key": KEY,
+                       "retries": {"retry_wait": 0.0, "requests_per_minute": 1e9}, "cache_dir": str(tmp_path / "cache")})
     main(["bench", "--model", "api", "--model_args", args, "--tasks", "sp14_membrane", "--limit", "3",
           "--output", str(tmp_path / "run"), "--scoring.n_resamples", "20", "--scoring.leakage", "false"])
     results = json.loads((tmp_path / "run" / "results.json").read_text())

@@ -8,10 +8,10 @@ from sepit_baselines.retrieval import RetrievalModel
 from sepit.data.protein import STANDARD_RESIDUES, make_protein
 from sepit.data.sample import make_sample
 from sepit.identity import sequence_identity
-from sepit.interface import GenerationConfig
+from sepit.interface import GenerationSettings
 from sepit.tasks import Task, get_task
 
-CONFIG = GenerationConfig()
+CONFIG = GenerationSettings()
 
 
 def random_sequence(rng: random.Random, length: int) -> str:
@@ -55,7 +55,7 @@ def test_retrieval_copies_the_most_identical_neighbours_answer(proteins):
     model.prepare([task])
     samples = task.samples("test")
     assert model.generate(samples, CONFIG) == ["answer B", "answer C"]  # first sample of protein B
-    details = model.details(samples)
+    details = [extra for _, extra in model.answer(samples, CONFIG)]
     assert details[0] == {"neighbour": "t2", "neighbour_identity": pytest.approx(sequence_identity(query,
                                                                                                      proteins["B"]))}
     assert 75.0 < details[0]["neighbour_identity"] < 85.0
@@ -76,10 +76,11 @@ def test_retrieval_looks_only_among_samples_with_the_same_metadata(proteins):
     model.prepare([task])
     samples = task.samples("test")
     answers = model.generate(samples, CONFIG)
-    neighbours = [d["neighbour"] for d in model.details(samples)]
+    details = [extra for _, extra in model.answer(samples, CONFIG)]
+    neighbours = [d["neighbour"] for d in details]
     assert neighbours[1:] == ["t1", "t1"] and answers[1:] == ["yes", "yes"]
     assert neighbours[0] in {"t2", "t3"} and answers[0] == {"t2": "no", "t3": "yes"}[neighbours[0]]
-    assert model.details(samples)[0]["neighbour_identity"] < 30.0
+    assert details[0]["neighbour_identity"] < 30.0
 
 
 def test_retrieval_shares_one_search_across_tasks_and_requires_prepare(proteins):
@@ -93,8 +94,6 @@ def test_retrieval_shares_one_search_across_tasks_and_requires_prepare(proteins)
     assert model.generate(second.samples("test") + clash.samples("test"), CONFIG) == ["y", "z"]
     with pytest.raises(RuntimeError, match="'missing'.*prepare"):
         model.generate([make_sample("s", "missing", make_protein("P", "MKT"), "<protein>?", "r")], CONFIG)
-    with pytest.raises(RuntimeError, match="generate"):
-        model.details(first.samples("test"))
 
 
 def test_retrieval_describe():

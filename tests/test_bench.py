@@ -179,11 +179,11 @@ def test_loglikelihood_scoring_needs_a_model_that_supports_it(task_file, tmp_pat
 
 def test_per_token_logprobs_need_a_model_that_reports_them(task_file, tmp_path):
     from sepit.data.errors import DataError
-    from sepit.interface import GenerationConfig
+    from sepit.interface import GenerationSettings
 
     with pytest.raises(DataError, match="cannot report per-token log-probabilities"):
-        bench("coin", [str(task_file)], tmp_path / "x", generation=GenerationConfig(logprobs=True))
-    assert GenerationConfig(logprobs=True).hash() == GenerationConfig().hash()  # same answers, same key
+        bench("coin", [str(task_file)], tmp_path / "x", generation=GenerationSettings(logprobs=True))
+    assert GenerationSettings(logprobs=True).hash() == GenerationSettings().hash()  # same answers, same key
 
 
 def test_shared_ids_across_tasks_keep_their_own_loglikelihoods(tmp_path, monkeypatch):

@@ -12,7 +12,7 @@ import torch
 from sepit.data.protein import make_protein
 from sepit.data.sample import make_sample
 from sepit.models import decoding
-from sepit.interface import GenerationConfig
+from sepit.interface import GenerationSettings
 from sepit.models.moe import ExpertSettings, MoEFeedForward, upcycle_to_moe
 from test_network import CORPUS, _coords, _model, llm_dir  # noqa: F401  (llm_dir is a fixture)
 
@@ -40,7 +40,7 @@ def _alone(model, samples, config):
 def mixed(llm_dir):  # noqa: F811
     """The model with eos set to a token it often says, so answers end at many different lengths."""
     model, samples = _model(llm_dir), _samples()
-    config = GenerationConfig(max_new_tokens=10, logprobs=True)
+    config = GenerationSettings(max_new_tokens=10, logprobs=True)
     with torch.no_grad():
         said = collections.Counter(t for ids, _ in _alone(model, samples, config) for t in ids.tolist()[1:])
     for token, _ in said.most_common(8):  # the first that ends some answers early and leaves others long
@@ -164,19 +164,19 @@ def test_one_new_token_and_no_samples(mixed):
 
 def test_a_lora_wrapped_llm_decodes_as_generate_does(llm_dir):  # noqa: F811
     from sepit.models.lora import LoraSettings, add_lora
-    from sepit.models.network import ProteinLanguageModel
+    from sepit.models.network import TextLanguageModel
     from test_network import _load
 
     tokenizer, llm = _load(llm_dir)
     torch.manual_seed(0)
-    model = ProteinLanguageModel(None, llm, tokenizer, sequence_format="raw")
+    model = TextLanguageModel(llm, tokenizer, sequence_format="raw")
     model.llm = add_lora(model.llm, LoraSettings(r=4, alpha=8, dropout=0.0, target_modules=("q_proj", "v_proj")))
     for name, parameter in model.llm.named_parameters():  # adapters that change the answers
         if "lora_B" in name:
             parameter.data.normal_(0, 0.5)
     model.eval()
     assert decoding.supports(model.llm)
-    samples, config = _samples(8), GenerationConfig(max_new_tokens=6, logprobs=True)
+    samples, config = _samples(8), GenerationSettings(max_new_tokens=6, logprobs=True)
     with torch.no_grad():
         reference = _alone(model, samples, config)
     _same(model.generate_tokens(samples, config, batch_size=3), reference)
@@ -192,7 +192,7 @@ def test_moe_llm_decodes_the_same_without_routing_statistics(llm_dir):  # noqa: 
                 for parameter in expert.parameters():
                     parameter.data.add_(0.05 * torch.randn_like(parameter))
     model.eval()
-    config = GenerationConfig(max_new_tokens=6, logprobs=True)
+    config = GenerationSettings(max_new_tokens=6, logprobs=True)
     with torch.no_grad():
         reference = _alone(model, samples, config)
     moe = [m for m in model.llm.modules() if isinstance(m, MoEFeedForward)]
@@ -204,7 +204,7 @@ def test_moe_llm_decodes_the_same_without_routing_statistics(llm_dir):  # noqa: 
 
 def test_sampling_and_logits_processors_go_through_generate(llm_dir):  # noqa: F811
     model, samples = _model(llm_dir), _samples(6)
-    config = GenerationConfig(max_new_tokens=6)
+    config = GenerationSettings(max_new_tokens=6)
     model.llm.generation_config.repetition_penalty = 1.3
     assert not decoding.supports(model.llm)
     with torch.no_grad():  # Hugging Face's generate, batch_size samples per call

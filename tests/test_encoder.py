@@ -61,13 +61,14 @@ def test_sequence_only_reproduces_fair_esm_on_a_padded_batch():
         assert torch.allclose(ours["final"][i, :n], ref[LAYERS][i, :n], atol=1e-5, rtol=0)
 
 
-def _reference_features(model, batch):
+def _reference_features(model, batch, structure=None):
     """ESM-2's pre-norm layers written out from fair-esm's own parameters, the structure bias added to every
-    layer's attention scores and the encoding to the input: the second-to-last layer's output."""
+    layer's attention scores and the encoding to the input: the second-to-last layer's output. `structure`:
+    (bias, encoding) to use instead of the module's."""
     esm, T = model.esm, batch["tokens"].shape[1]
     padding = batch["tokens"].eq(esm.padding_idx)
     observed = batch["observed"] & ~padding
-    bias, encoding = model.structure(batch["coords"], observed, padding)
+    bias, encoding = structure or model.structure(batch["coords"], observed, padding)
     x = esm.embed_scale * esm.embed_tokens(batch["tokens"])
     x = x * (1 - 0.15 * 0.8)  # fair-esm's token-dropout rescaling with no <mask> in the input
     x = x + model.encoding_scale * encoding
@@ -110,17 +111,53 @@ def test_missing_coordinates_equal_sequence_only_alone_and_in_a_batch():
         assert torch.allclose(features, reference, atol=1e-6, rtol=0)
 
 
-def test_unobserved_residues_give_finite_outputs_and_gradients():
+def _reference_structure(structure, residues, T):
+    """The structure bias (1, H, T, T) and encoding (1, T, D) written out from the observed residues alone:
+    residues (L, 3) tensor, NaN rows unobserved, at token positions 1..L of T. Gaussian kernels of the
+    pairwise distances (paper Sec. 3.1), the bias MLP per observed pair, the projected kernel sum per observed
+    residue; zero wherever a residue without coordinates is involved."""
+    seen = torch.isfinite(residues).all(dim=1)
+    at = seen.nonzero().flatten() + 1  # token positions of the observed residues
+    xyz = residues[seen]  # NaN rows never enter the arithmetic
+    distance = torch.cdist(xyz, xyz, compute_mode="donot_use_mm_for_euclid_dist")  # (n, n)
+    std = structure.stds.abs() + structure.kernel_epsilon
+    kernels = torch.exp(-0.5 * ((distance[..., None] - structure.means) / std) ** 2) / ((2 * torch.pi) ** 0.5 * std)
+    bias = torch.zeros(1, structure.bias_mlp[-1].out_features, T, T)
+    bias[0][:, at[:, None], at[None, :]] = structure.bias_mlp(kernels).permute(2, 0, 1)
+    encoding = torch.zeros(1, T, structure.encoding_proj.out_features)
+    encoding[0, at] = structure.encoding_proj(kernels.sum(dim=1))
+    return bias, encoding
+
+
+def test_unobserved_residues_give_what_the_observed_ones_alone_give():
+    """A protein with residues missing coordinates (NaN), in a padded training batch: its features, the
+    parameter gradients and the coordinate gradients equal those of the written-out computation over its
+    observed residues alone; no NaN reaches a value or a gradient, and missing residues get gradient 0."""
     model, proteins = _model().train(), _batch()
+    holey = proteins[2]  # residues 0, 4, 5 without coordinates
     batch = model.tokenize(proteins)
+    assert batch["tokens"].shape[1] == len(proteins[0]) + 2 > len(holey) + 2  # protein c is padded
     batch["coords"].requires_grad_(True)
-    out = model(**batch)
-    assert torch.isfinite(out["features"]).all() and torch.isfinite(out["final"]).all()
-    out["features"].sum().backward()
-    grads = {name: p.grad for name, p in model.named_parameters() if p.grad is not None}
-    assert "structure.means" in grads and "structure.bias_mlp.0.weight" in grads
-    assert all(torch.isfinite(g).all() for g in grads.values())
-    assert torch.isfinite(batch["coords"].grad).all()
+    n = len(holey) + 2
+    features = model(**batch)["features"][2, :n]
+    features.sum().backward()
+    grads = {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad()
+
+    residues = torch.from_numpy(holey.coords.copy()).requires_grad_(True)
+    alone = model.tokenize([holey])
+    reference = _reference_features(model, alone, _reference_structure(model.structure, residues, n))[0]
+    reference.sum().backward()
+    assert torch.allclose(features, reference, atol=1e-5, rtol=0)
+    for name, grad in grads.items():
+        assert torch.allclose(grad, model.get_parameter(name).grad, atol=1e-5, rtol=1e-4), name
+    assert {"structure.means", "structure.stds", "structure.bias_mlp.0.weight", "structure.encoding_proj.weight"} \
+        <= set(grads)
+    coords_grad = batch["coords"].grad[2, 1:n - 1]  # (L, 3) at the residues
+    missing = torch.tensor([0, 4, 5])
+    assert torch.equal(coords_grad[missing], torch.zeros(3, 3))
+    assert torch.allclose(coords_grad, residues.grad, atol=1e-5, rtol=1e-4)
+    assert coords_grad.abs().sum(dim=1).gt(0).sum() == len(holey) - 3  # every observed residue moves the loss
 
 
 def test_bias_and_features_invariant_to_rotation_and_translation():

@@ -13,7 +13,7 @@ from sepit.commands.bench import build_model
 from sepit.data.errors import DataError
 from sepit.data.protein import make_protein
 from sepit.data.sample import make_sample
-from sepit.interface import GenerationConfig
+from sepit.interface import GenerationSettings
 from sepit.tiny.builders import build_tiny_tokenizer
 from sepit_baselines.evolla import SYSTEM_PROMPT, evolla_question
 
@@ -100,7 +100,7 @@ def reference_tokens(tokens: list[int], model) -> list[int]:
 def test_greedy_answers_equal_transformers_generate_one_at_a_time(evolla, folder):
     processor = EvollaProcessor.from_pretrained(folder, local_files_only=True)
     model = EvollaForProteinText2Text.from_pretrained(folder, local_files_only=True).eval()
-    answers = evolla.generate([case[0] for case in CASES], GenerationConfig(max_new_tokens=10))
+    answers = evolla.generate([case[0] for case in CASES], GenerationSettings(max_new_tokens=10))
     expected = [reference_answer(processor, model, s.protein.sequence, foldseek, question, 10)
                 for s, question, foldseek in CASES]
     assert answers == expected
@@ -128,7 +128,7 @@ def test_cached_generate_equals_a_greedy_loop_without_cache(folder):
 
 
 def test_sampling_is_reproducible_with_its_seed(evolla):
-    config = GenerationConfig(max_new_tokens=6, do_sample=True, seed=3)
+    config = GenerationSettings(max_new_tokens=6, do_sample=True, seed=3)
     samples = [case[0] for case in CASES[:2]]
     assert evolla.generate(samples, config) == evolla.generate(samples, config)
 
@@ -156,7 +156,7 @@ def test_bad_3di_is_refused_naming_the_sample(evolla, foldseek, problem):
     bad = make_sample("bad-3di", "t", make_protein("p", "MKVLA"), "What is <protein>?", "x",
                       metadata={"foldseek": foldseek})
     with pytest.raises(DataError, match="sample 'bad-3di'") as error:
-        evolla.generate([bad], GenerationConfig(max_new_tokens=2))
+        evolla.generate([bad], GenerationSettings(max_new_tokens=2))
     assert problem in str(error.value)
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 import sepit.identity as identity
+from sepit.errors import InputError
 from sepit.data.protein import STANDARD_RESIDUES, make_protein
 from sepit.data.sample import make_sample
 from sepit.identity import Hit, IdentitySearch, max_train_identity, sequence_identity
@@ -183,10 +184,10 @@ def test_corrupt_cache_is_recomputed(tmp_path, monkeypatch, corruption):
 
 def test_mmseqs_backend_without_the_binary_says_how_to_install(monkeypatch):
     monkeypatch.setattr(shutil, "which", lambda name: None)
-    with pytest.raises(RuntimeError, match="mmseqs2"):
+    with pytest.raises(InputError, match="mmseqs2"):
         IdentitySearch({"a": "MKT"}, backend="mmseqs")
     assert IdentitySearch({"a": "MKT"}, backend="auto").backend == "biopython"
-    with pytest.raises(ValueError, match="biopython"):
+    with pytest.raises(InputError, match="biopython"):
         IdentitySearch({"a": "MKT"}, backend="blast")
 
 

@@ -4,7 +4,7 @@ import json
 import pytest
 
 from sepit.data import make_protein, make_sample
-from sepit.interface import GenerationConfig, ModelCard, ProteinLLM
+from sepit.interface import GenerationSettings, ModelCard, ProteinLLM
 
 
 class Echo(ProteinLLM):
@@ -26,13 +26,30 @@ def test_loglikelihood_is_optional_and_advertised():
     with pytest.raises(NotImplementedError, match="Echo cannot score choices by likelihood"):
         Echo().loglikelihood([sample])
     assert Scorer().supports_loglikelihood and Scorer().loglikelihood([sample]) == [[0.0, 0.0]]
-    assert Echo().generate([sample], GenerationConfig()) == ["Is <protein> soluble?"]
+    assert Echo().generate([sample], GenerationSettings()) == ["Is <protein> soluble?"]
 
 
 def test_generation_config_hash_changes_with_any_setting():
-    assert GenerationConfig().hash() == GenerationConfig().hash()
-    assert GenerationConfig().hash() != GenerationConfig(max_new_tokens=128).hash()
+    assert GenerationSettings().hash() == GenerationSettings().hash()
+    assert GenerationSettings().hash() != GenerationSettings(max_new_tokens=128).hash()
     # By hand: the SHA-256 of the settings but logprobs (it changes no answer), as sorted JSON, first 16 hex digits.
     settings = {"max_new_tokens": 256, "do_sample": False, "temperature": 1.0, "top_p": 1.0, "seed": 0}
     expected = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
-    assert GenerationConfig().hash() == GenerationConfig(logprobs=True).hash() == expected
+    assert GenerationSettings().hash() == GenerationSettings(logprobs=True).hash() == expected
+    assert GenerationSettings(batch_size=4).hash() == expected  # rows decoded together change no greedy answer
+
+
+def test_answer_pairs_each_answer_with_its_row_fields_and_the_old_names_still_work():
+    sample = make_sample("s", "t", make_protein("p", "MKV"), "Is <protein> soluble?", "yes", ["yes", "no"])
+    assert Echo().answer([sample], GenerationSettings()) == [("Is <protein> soluble?", {})]
+
+    class OldPlugin(Echo):  # written against the interface before `answer`
+        def details(self, samples):
+            return [{"note": s.id} for s in samples]
+
+    with pytest.warns(DeprecationWarning, match="override answer"):
+        assert OldPlugin().answer([sample], GenerationSettings()) == [("Is <protein> soluble?", {"note": "s"})]
+    import sepit.interface
+
+    with pytest.warns(DeprecationWarning, match="GenerationSettings"):
+        assert sepit.interface.GenerationConfig is GenerationSettings

@@ -167,6 +167,6 @@ def test_meteor_equals_nltk():
 
 def test_meteor_without_wordnet_is_an_error_not_a_lower_score(monkeypatch, tmp_path):
     monkeypatch.setattr(nltk.data, "path", [str(tmp_path)])  # restored after the test; WordNet stays loaded
-    with pytest.raises(text.MetricError, match="METEOR needs the WordNet") as err:
+    with pytest.raises(text.MetricError, match="METEOR: needs the WordNet") as err:
         text.meteor_statistics([["a"]], [["a"]])
     assert INSTALL_HINT in str(err.value)

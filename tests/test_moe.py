@@ -205,3 +205,36 @@ def test_router_jitter_only_in_training():
     assert aux_loss(False) == aux_loss(False)
     torch.manual_seed(4)
     assert len({aux_loss(False), aux_loss(True), aux_loss(True)}) == 3
+
+
+def test_router_logits_are_float32_under_bf16_autocast():
+    """As the official training's DeepSpeed gate: float32 logits from float32 input and weight, even where autocast
+    would run the Linear in bfloat16; the routing (aux loss, load) equals the float32 run's exactly."""
+    torch.manual_seed(5)
+    moe = MoEFeedForward(nn.Linear(64, 64), 64, 4, 1, 0.01, router_jitter=0.0, init_std=1.0).eval()
+    x = torch.randn(3, 20, 64)
+    want = x.reshape(-1, 64) @ moe.router.weight.T  # (60, 4) float32, outside autocast
+    with torch.no_grad():
+        moe(x)
+    plain_aux, plain_load = moe.aux_loss.clone(), moe.load.clone()
+    with torch.autocast("cpu", dtype=torch.bfloat16), torch.no_grad():
+        assert moe.router(x.reshape(-1, 64)).dtype == torch.bfloat16  # what a plain Linear gives here
+        got = moe.router_logits(x.reshape(-1, 64))
+        moe(x)
+    assert got.dtype == torch.float32
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-5)
+    bf16 = (x.reshape(-1, 64).bfloat16() @ moe.router.weight.bfloat16().T).float()
+    assert (bf16 - want).abs().max() > 1e-3  # the test can tell the two precisions apart
+    assert moe.aux_loss.dtype == torch.float32 and torch.equal(moe.aux_loss, plain_aux)
+    assert torch.equal(moe.load, plain_load)
+
+
+def test_router_logits_are_float32_with_16_bit_weights():
+    """A model cast to bfloat16 (`dtype: bfloat16` in evaluation) still routes on float32 logits, from its
+    bfloat16 router weight and inputs widened to float32."""
+    torch.manual_seed(6)
+    moe = MoEFeedForward(nn.Linear(64, 64), 64, 4, 1, 0.01, router_jitter=0.0, init_std=1.0).to(torch.bfloat16)
+    x = torch.randn(60, 64).bfloat16()
+    got = moe.router_logits(x)
+    assert got.dtype == torch.float32
+    torch.testing.assert_close(got, x.float() @ moe.router.weight.float().T, rtol=0, atol=1e-5)

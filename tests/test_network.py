@@ -13,9 +13,13 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, Llama
 from sepit.data.protein import make_protein
 from sepit.data.sample import make_sample
 from sepit.models.encoder import StructureAwareESM, esm2_tiny
-from sepit.interface import GenerationConfig
-from sepit.models.network import (IGNORE_INDEX, ProteinLanguageModel, Projector, add_protein_tokens,
-                                 build_prompt, position_ids_from_mask, splice_embeddings)
+from sepit.interface import GenerationSettings
+from sepit.models.decoding import position_ids_from_mask
+from sepit.models.network import SplicedLanguageModel, TextLanguageModel
+from sepit.models.projector import Projector
+from sepit.models.prompts import build_prompt
+from sepit.models.splice import IGNORE_INDEX, splice_embeddings
+from sepit.models.tokens import TokenEmbeddingSettings, add_protein_tokens
 from sepit.models.qformer import QFormerSettings
 from sepit.tiny.builders import build_tiny_llm
 
@@ -77,7 +81,7 @@ def _model(llm_dir, kind="mlp"):
     tokenizer, llm = _load(llm_dir)
     torch.manual_seed(0)
     encoder = StructureAwareESM(esm2_tiny(), num_kernels=16)
-    return ProteinLanguageModel(encoder, llm, tokenizer, connector=kind).eval()
+    return SplicedLanguageModel(encoder, llm, tokenizer, projector=kind).eval()
 
 
 def test_projector_kinds():
@@ -108,6 +112,84 @@ def test_protein_tokens_and_distinct_pad_survive_a_reload(llm_dir, tmp_path):
     assert tokenizer2.pad_token_id == tokenizer.pad_token_id != tokenizer2.eos_token_id
     assert llm2.get_input_embeddings().num_embeddings == len(tokenizer)
     assert torch.equal(llm2.get_input_embeddings().weight, llm.get_input_embeddings().weight)
+
+
+def _resize_notices(run):
+    """The warnings transformers' resizing logs while `run()` runs, its once-only cache cleared first."""
+    import logging
+
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.warning_once.cache_clear()
+    records = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = records.append
+    logger = logging.getLogger("transformers.modeling_utils")
+    logger.addHandler(handler)
+    # Another test may have turned transformers' logging down (the CLI does): warnings must get through here.
+    level, root_level = logger.level, hf_logging.get_verbosity()
+    logger.setLevel(logging.WARNING)
+    hf_logging.set_verbosity_warning()
+    try:
+        run()
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+        hf_logging.set_verbosity(root_level)
+    return [r.getMessage() for r in records if "initialized from" in r.getMessage()]
+
+
+@pytest.mark.parametrize("init", ["mean", "normal"])
+def test_new_token_rows_and_padding(llm_dir, init):
+    """`normal` draws the new rows (both tables, padding rows included) from N(0, initializer_range), as
+    transformers 4.39 did; `mean` puts them at the old rows' mean. The tables are padded to a multiple of 8; the
+    old rows are kept; no resize notice is printed."""
+    tokenizer, llm = _load(llm_dir)
+    old_in, old_out = llm.get_input_embeddings().weight.clone(), llm.get_output_embeddings().weight.clone()
+    vocab = len(tokenizer)
+    llm.config.initializer_range = 0.3  # far from both the old rows' spread and nn.Embedding's own N(0, 1)
+    torch.manual_seed(0)
+    notices = _resize_notices(lambda: add_protein_tokens(tokenizer, llm, embeddings=TokenEmbeddingSettings(init, 8)))
+    assert notices == []
+    assert len(tokenizer) == vocab + 4  # <protein> <bop> <eop> <pad>
+    rows = -(-(vocab + 4) // 8) * 8
+    for table, old in ((llm.get_input_embeddings().weight, old_in), (llm.get_output_embeddings().weight, old_out)):
+        assert table.shape == (rows, 32) and torch.equal(table[:vocab], old)
+        new = table[vocab:].detach()  # (rows - vocab, 32)
+        if init == "normal":
+            assert abs(new.mean()) < 0.05 and 0.25 < new.std() < 0.35
+        else:
+            torch.testing.assert_close(new, old.mean(dim=0).expand_as(new), rtol=0, atol=1e-3)
+    assert llm.config.vocab_size == rows
+    _, control = _load(llm_dir)  # what the same resize prints when called directly
+    assert len(_resize_notices(lambda: control.resize_token_embeddings(vocab + 4))) == 2
+
+
+def test_token_embedding_settings_refuse_what_cannot_be_built():
+    from sepit.errors import InputError
+
+    with pytest.raises(InputError, match="token_embeddings.init: must be mean or normal"):
+        TokenEmbeddingSettings("zeros").check("token_embeddings")
+    with pytest.raises(InputError, match="token_embeddings.pad_to_multiple_of: must be 1 or more"):
+        TokenEmbeddingSettings("normal", 0).check("token_embeddings")
+
+
+def test_padded_tables_survive_the_checkpoint_record(llm_dir):
+    """A spliced model whose tables were padded to a multiple of 8 rebuilds from its record and tokenizer at the
+    padded size (the tokenizer is shorter: nothing is resized again) and takes its own state dict."""
+    from sepit.checkpoints.stage import build_from_record, model_record
+
+    tokenizer, llm = _load(llm_dir)
+    torch.manual_seed(0)
+    model = SplicedLanguageModel(StructureAwareESM(esm2_tiny(), num_kernels=4), llm, tokenizer,
+                                 token_embeddings=TokenEmbeddingSettings("normal", 8))
+    rows = llm.get_input_embeddings().num_embeddings
+    assert rows % 8 == 0 and rows > len(tokenizer)
+    rebuilt = build_from_record(model_record(model), tokenizer)
+    assert rebuilt.llm.get_input_embeddings().num_embeddings == rebuilt.llm.get_output_embeddings().out_features \
+        == rows
+    rebuilt.load_state_dict(model.state_dict())
+    assert rebuilt.token_ids == model.token_ids
 
 
 def test_build_prompt_masks_only_the_answer_and_its_eos(llm_dir):
@@ -195,14 +277,19 @@ def test_loss_decreases_when_overfitting_one_batch(llm_dir):
     assert losses[-1] < 0.5 * losses[0], losses
 
 
+def _ids(model, samples, config):
+    """The new token ids per sample."""
+    return [ids for ids, _ in model.generate_tokens(samples, config)]
+
+
 def test_batched_greedy_generation_equals_one_at_a_time(llm_dir):
     model, samples = _model(llm_dir), _samples()
-    config = GenerationConfig(max_new_tokens=8)
+    config = GenerationSettings(max_new_tokens=8)
     _, attention, _ = model.embed(model.collate(samples, with_answers=False))
     assert len(set(attention.sum(1).tolist())) == 3 and attention[:, 0].eq(0).any()  # left padding in use
 
-    batched = model.generate_token_ids(samples, config)
-    alone = [model.generate_token_ids([s], config)[0] for s in samples]
+    batched = _ids(model, samples, config)
+    alone = [_ids(model, [s], config)[0] for s in samples]
     for together, single in zip(batched, alone):
         assert together.tolist() == single.tolist()
     assert any(len(ids) > 1 for ids in batched)  # something was generated, not only an instant eos
@@ -223,7 +310,7 @@ def test_batched_greedy_generation_equals_one_at_a_time(llm_dir):
         logits = model.llm(inputs_embeds=forced, attention_mask=mask, position_ids=position_ids_from_mask(mask)).logits
     forced_logprobs = logits[0, -len(ids):].float().log_softmax(-1).gather(1, ids[:, None]).squeeze(1)
     assert torch.allclose(forced_logprobs, logprobs, atol=1e-4)
-    texts = model.generate(samples, config)
+    texts = [model.decode(ids) for ids, _ in model.generate_tokens(samples, config)]
     assert texts == [model.tokenizer.decode(ids, skip_special_tokens=True).strip() for ids in alone]
     assert not model.training
 
@@ -234,7 +321,7 @@ def test_every_decoder_family_answers_the_same_alone_or_batched(family, tmp_path
     path = build_tiny_llm(tmp_path / family, family=family, hidden_size=32, corpus=CORPUS)
     tokenizer, llm = _load(path)
     torch.manual_seed(0)
-    model = ProteinLanguageModel(StructureAwareESM(esm2_tiny(), num_kernels=16), llm, tokenizer).eval()
+    model = SplicedLanguageModel(StructureAwareESM(esm2_tiny(), num_kernels=16), llm, tokenizer).eval()
     samples = _samples()
     sides, embed = [], model.embed
     model.embed = lambda batch, padding_side="left": sides.append(padding_side) or embed(batch, padding_side)
@@ -243,9 +330,9 @@ def test_every_decoder_family_answers_the_same_alone_or_batched(family, tmp_path
     together = model.answer_log_likelihoods(samples)
     alone = torch.cat([model.answer_log_likelihoods([s]) for s in samples])
     assert torch.allclose(together, alone, atol=1e-4)
-    config = GenerationConfig(max_new_tokens=6)
-    batched = model.generate_token_ids(samples, config)
-    assert [ids.tolist() for ids in batched] == [model.generate_token_ids([s], config)[0].tolist() for s in samples]
+    config = GenerationSettings(max_new_tokens=6)
+    batched = _ids(model, samples, config)
+    assert [ids.tolist() for ids in batched] == [_ids(model, [s], config)[0].tolist() for s in samples]
     assert set(sides[:4]) == {"right"} and set(sides[4:]) == {"left"}  # losses pad right, generation left
 
 
@@ -257,8 +344,8 @@ def bpe_llm_dir(tmp_path_factory):
 
 def test_sequence_as_text_writes_the_formatted_sequence_and_answers_alone_or_batched(bpe_llm_dir):
     tokenizer, llm = _load(bpe_llm_dir)
-    model = ProteinLanguageModel(None, llm, tokenizer, sequence_format="galactica", max_residues=8).eval()
-    assert model.token_ids is None and "<protein>" not in tokenizer.get_vocab()
+    model = TextLanguageModel(llm, tokenizer, sequence_format="galactica", max_residues=8).eval()
+    assert "<protein>" not in tokenizer.get_vocab()
     samples = _samples()
     batch = model.collate(samples)
     assert set(batch) == {"input_ids", "answer_masks"}  # no encoder inputs
@@ -270,17 +357,17 @@ def test_sequence_as_text_writes_the_formatted_sequence_and_answers_alone_or_bat
         assert labels[i][labels[i] != IGNORE_INDEX].tolist() == answer
     together = model.answer_log_likelihoods(samples)
     assert torch.allclose(together, torch.cat([model.answer_log_likelihoods([s]) for s in samples]), atol=1e-4)
-    config = GenerationConfig(max_new_tokens=5)
-    batched = model.generate_token_ids(samples, config)
-    assert [ids.tolist() for ids in batched] == [model.generate_token_ids([s], config)[0].tolist() for s in samples]
+    config = GenerationSettings(max_new_tokens=5)
+    batched = _ids(model, samples, config)
+    assert [ids.tolist() for ids in batched] == [_ids(model, [s], config)[0].tolist() for s in samples]
     with pytest.raises(ValueError, match="galactica"):
-        ProteinLanguageModel(None, llm, tokenizer, sequence_format="fasta")
+        TextLanguageModel(llm, tokenizer, sequence_format="fasta")
 
 
 def test_qformer_connector_splices_num_queries_vectors(bpe_llm_dir):
     tokenizer, llm = _load(bpe_llm_dir)
     torch.manual_seed(0)
-    model = ProteinLanguageModel(StructureAwareESM(esm2_tiny(), num_kernels=16), llm, tokenizer, connector="qformer",
+    model = SplicedLanguageModel(StructureAwareESM(esm2_tiny(), num_kernels=16), llm, tokenizer, projector="qformer",
                                  qformer=QFormerSettings(num_queries=3, num_layers=1, num_heads=4)).eval()
     samples = _samples()
     batch = model.collate(samples)
@@ -290,7 +377,7 @@ def test_qformer_connector_splices_num_queries_vectors(bpe_llm_dir):
     together = model.answer_log_likelihoods(samples)
     assert torch.allclose(together, torch.cat([model.answer_log_likelihoods([s]) for s in samples]), atol=1e-4)
     with pytest.raises(ValueError, match="qformer"):
-        ProteinLanguageModel(StructureAwareESM(esm2_tiny(), num_kernels=16), llm, tokenizer, connector="mlp",
+        SplicedLanguageModel(StructureAwareESM(esm2_tiny(), num_kernels=16), llm, tokenizer, projector="mlp",
                              qformer=QFormerSettings(num_queries=3))
 
 
@@ -313,8 +400,8 @@ def test_an_eos_missing_from_the_tokenizer_comes_from_the_model_config(bpe_llm_d
     tokenizer, llm = _load(bpe_llm_dir)
     eos = tokenizer.eos_token_id
     tokenizer.eos_token = None  # as Galactica's tokenizer ships
-    ProteinLanguageModel(None, llm, tokenizer)
+    TextLanguageModel(llm, tokenizer)
     assert tokenizer.eos_token_id == eos == llm.config.eos_token_id
     tokenizer.eos_token, llm.config.eos_token_id, llm.generation_config.eos_token_id = None, None, None
     with pytest.raises(ValueError, match="end-of-sequence"):
-        ProteinLanguageModel(None, llm, tokenizer)
+        TextLanguageModel(llm, tokenizer)

@@ -22,11 +22,11 @@ from sepit.commands.convert import official
 from sepit.data.errors import DataError
 from sepit.data.protein import make_protein
 from sepit.data.sample import make_sample
-from sepit.interface import GenerationConfig
+from sepit.interface import GenerationSettings
 from sepit.checkpoints.llama_tokenizer import fast_tokenizer_from_sentencepiece
 from sepit.models.moe import MoEFeedForward
 from sepit.checkpoints.model import load_checkpoint
-from sepit.models.network import position_ids_from_mask
+from sepit.models.decoding import position_ids_from_mask
 
 GOLDEN = Path(__file__).parent / "data" / "official_golden"
 INPUTS = json.loads((GOLDEN / "inputs.json").read_text())
@@ -113,7 +113,7 @@ def test_each_protein_alone_reproduces_every_official_tensor(model, outputs, ind
         close(router_logits[attended], want[f"router_logits_layer{layer}"][attended], FEATURES)
     assert len(routers) == sum(k.startswith("router_logits_layer") for k in want)
 
-    tokens, logprobs = model.generate_tokens([sample(protein)], GenerationConfig(max_new_tokens=8, logprobs=True))[0]
+    tokens, logprobs = model.generate_tokens([sample(protein)], GenerationSettings(max_new_tokens=8, logprobs=True))[0]
     assert tokens.tolist() == want["new_tokens"][0].tolist() == protein["new_tokens"]
     # Every decoding step's logits, by teacher forcing the golden tokens after the prompt.
     steps = want["new_tokens"].shape[1]
@@ -128,7 +128,7 @@ def test_each_protein_alone_reproduces_every_official_tensor(model, outputs, ind
 
 def test_a_batch_of_all_proteins_equals_each_alone_unlike_the_official_code(model, outputs):
     samples = [sample(p) for p in PROTEINS]
-    batched = model.generate_tokens(samples, GenerationConfig(max_new_tokens=8, logprobs=True))
+    batched = model.generate_tokens(samples, GenerationSettings(max_new_tokens=8, logprobs=True))
     inputs_embeds, attention_mask, _ = model.embed(model.collate(samples, with_answers=False))
     last = model.llm(inputs_embeds=inputs_embeds, attention_mask=attention_mask,
                      position_ids=position_ids_from_mask(attention_mask)).logits[:, -1]
@@ -165,12 +165,12 @@ def test_sepit_bench_writes_the_official_tokens_and_their_logprobs(converted, ou
     # Rows written without logprobs are never passed off as rows with them.
     bench(str(converted), [str(task)], tmp_path / "plain", batch_size=3,
           scoring=ScoringSettings(leakage=False, n_resamples=10),
-          generation=GenerationConfig(max_new_tokens=8))
+          generation=GenerationSettings(max_new_tokens=8))
     assert "token_logprobs" not in next(iter((tmp_path / "plain" / "predictions" / "golden.jsonl").open()))
     with pytest.raises(DataError, match="without the per-token log-probabilities"):
         bench(str(converted), [str(task)], tmp_path / "plain", batch_size=3,
               scoring=ScoringSettings(leakage=False, n_resamples=10),
-              generation=GenerationConfig(max_new_tokens=8, logprobs=True))
+              generation=GenerationSettings(max_new_tokens=8, logprobs=True))
 
 
 # --- the folders a user may hand over, and what the converter says about them -------------------------------
@@ -251,7 +251,7 @@ def test_bad_folders_stop_with_the_file_and_the_fix(folder, tmp_path):
 
 
 def test_choices_are_scored_as_the_official_training_writes_an_answer(model):
-    from sepit.models.network import official_prompt
+    from sepit.models.prompts import official_prompt
 
     protein = PROTEINS[0]
     prompt, _, attention = official_prompt(model.tokenizer, protein["question"], model.official)
@@ -279,7 +279,7 @@ def test_lean_loading_equals_building_in_float32_then_loading(converted):
     assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
     assert not any(p.is_meta for p in lean.parameters()) and {p.dtype for p in lean.parameters()} == {torch.float32}
     samples = [sample(p) for p in PROTEINS]
-    config = GenerationConfig(max_new_tokens=8)
+    config = GenerationSettings(max_new_tokens=8)
     with torch.no_grad():
         assert [ids.tolist() for ids, _ in lean.eval().generate_tokens(samples, config, 2)] == \
             [ids.tolist() for ids, _ in built.eval().generate_tokens(samples, config, 2)]

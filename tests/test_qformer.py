@@ -4,6 +4,7 @@ blind to padding, the same alone or in a batch, and spliced into the LLM as that
 import pytest
 import torch
 
+from sepit.errors import InputError
 from sepit.models.qformer import QFormer, QFormerSettings
 
 
@@ -74,7 +75,7 @@ def test_queries_read_the_residues_as_the_written_out_computation_does():
 
 def test_settings_are_checked():
     assert _qformer().settings == QFormerSettings(num_queries=5, num_layers=2, num_heads=4)
-    with pytest.raises(ValueError, match="divisible"):
+    with pytest.raises(InputError, match="qformer.num_heads: the encoder width 16 is not divisible"):
         QFormer(16, 24, QFormerSettings(num_heads=3))
-    with pytest.raises(ValueError, match="at least one query"):
+    with pytest.raises(InputError, match="qformer.num_queries: the Q-Former needs at least one query"):
         QFormer(16, 24, QFormerSettings(num_queries=0))

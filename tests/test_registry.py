@@ -16,8 +16,8 @@ def test_unknown_name_lists_the_known_ones():
     registry = Registry("model", "sepit.test-nothing")
     registry.register("b", object())
     registry.register("a", object())
-    with pytest.raises(RegistryError, match=r"unknown model 'c'\. Known models: a, b\. Plug-ins register under the "
-                                            r"entry-point group 'sepit.test-nothing'"):
+    with pytest.raises(RegistryError, match=r"model 'c': unknown; known models: a, b\. Check the spelling, or install "
+                                            r"the plug-in that registers it under the entry-point group 'sepit.test-nothing'"):
         registry.get("c")
 
 
@@ -28,14 +28,14 @@ def test_a_name_registered_twice_is_an_error():
     def first():
         pass
 
-    with pytest.raises(RegistryError, match="task 'x' is registered twice"):
+    with pytest.raises(RegistryError, match="task 'x': is registered twice"):
         registry.register("x", "other:thing", source="entry point of pkg")
 
 
 def test_a_plug_in_that_fails_to_import_is_named():
     registry = Registry("task", "sepit.test-nothing")
     registry.register("broken", "no_such_module_xyz:suite", source="entry point of third-party")
-    with pytest.raises(RegistryError, match=r"task 'broken' \(entry point of third-party, 'no_such_module_xyz:suite'\) "
+    with pytest.raises(RegistryError, match=r"task 'broken' \(entry point of third-party, 'no_such_module_xyz:suite'\): "
                                             r"failed to load: No module named 'no_such_module_xyz'"):
         registry.get("broken")
 

@@ -7,7 +7,7 @@ import pytest
 from sepit_baselines.replay import ReplayModel
 from sepit.cli import main
 from sepit.data.errors import DataError
-from sepit.interface import GenerationConfig
+from sepit.interface import GenerationSettings
 from sepit.tasks import get_task
 
 TASKS = "sp14_membrane,sp14_location"
@@ -39,11 +39,11 @@ def test_a_missing_or_foreign_row_is_refused(tmp_path):
     path = tmp_path / "p.jsonl"
     path.write_text(json.dumps(row) + "\n")
     model = ReplayModel(str(path))
-    assert model.generate([sample], GenerationConfig()) == ["yes"]
+    assert model.generate([sample], GenerationSettings()) == ["yes"]
     other = get_task("sp14_membrane").samples("test")[1]
     with pytest.raises(DataError, match=f"has no prediction for sample '{other.id}'"):
-        model.generate([other], GenerationConfig())
+        model.generate([other], GenerationSettings())
     flipped = {**row, "reference": "no" if sample.reference == "yes" else "yes"}
     path.write_text(json.dumps(flipped) + "\n")
     with pytest.raises(DataError, match="answers a different question"):
-        ReplayModel(str(path)).generate([sample], GenerationConfig())
+        ReplayModel(str(path)).generate([sample], GenerationSettings())

@@ -14,7 +14,7 @@ from sepit.data.errors import DataError
 from sepit.evaluation.predictions import PredictionStore
 from sepit.evaluation.scoring import ScoringSettings
 from sepit.evaluation.shards import Shard, finish_lock, shard_of
-from sepit.interface import GenerationConfig
+from sepit.interface import GenerationSettings
 from sepit.registry import MODELS
 from fake_models import CoinModel
 from test_bench import make_task_file, predictions, stable
@@ -68,7 +68,7 @@ def test_three_shards_one_killed_and_rerun_equal_a_single_run(tmp_path, capsys):
     bench("coin", [str(task_file)], run, batch_size=2, scoring=SCORING, shard="3/3")
     assert "owed by shard(s) 2 of 3" in capsys.readouterr().out and not (run / "results.json").exists()
     with pytest.raises(DataError, match="other generation settings"):
-        bench("coin", [str(task_file)], run, batch_size=2, shard="2/3", generation=GenerationConfig(max_new_tokens=9))
+        bench("coin", [str(task_file)], run, batch_size=2, shard="2/3", generation=GenerationSettings(max_new_tokens=9))
     bench("coin", [str(task_file)], run, batch_size=2, scoring=SCORING, shard="2/3")  # the re-run finishes and scores
     assert predictions(run) == predictions(tmp_path / "whole")  # row for row, no duplicates
     whole, array = (json.loads((folder / "results.json").read_text()) for folder in (tmp_path / "whole", run))

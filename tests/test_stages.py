@@ -13,13 +13,14 @@ import torch
 
 from sepit.cli import main
 from sepit.data.errors import DataError
+from sepit.errors import InputError
 from sepit.data.protein import make_protein
 from sepit.data.sample import CaptionPair, make_sample
 from sepit.data.sepit_format import write_sepit_data
 from sepit.checkpoints.stage import read_stage_checkpoint
 from sepit.models.lora import LoraSettings
 from sepit.models.moe import ExpertSettings, count_parameters, moe_layers
-from sepit.models.network import position_ids_from_mask
+from sepit.models.decoding import position_ids_from_mask
 from sepit.training.callbacks import LossTrend
 from sepit.training.data import stage_items
 from sepit.training.settings import EncoderSettings
@@ -74,17 +75,21 @@ def test_the_llm_is_built_in_train_mode(options, tiny_cache, monkeypatch):
 
 
 @pytest.mark.parametrize("options, message", [
-    ({"esm": "tiny:esm2", "lora": LoraSettings(r=4)}, "<bop>/<eop> embeddings trained"),
-    ({"esm": None, "projector": "qformer"}, "needs a protein encoder"),
-    ({"esm": None, "init_from": "x.ckpt"}, "init_from is for encoder"),
-    ({"esm": None, "experts": ExpertSettings(num_experts=2), "lora": LoraSettings(r=4)}, "not both"),
+    ({"esm": "tiny:esm2", "lora": LoraSettings(r=4)}, "lora: .*<bop>/<eop> embeddings trained"),
+    ({"esm": None, "projector": "qformer"}, "projector: qformer needs a protein encoder"),
+    ({"esm": None, "init_from": "x.ckpt"}, "init_from: .*init_from is for encoder"),
+    ({"esm": None, "experts": ExpertSettings(num_experts=2), "lora": LoraSettings(r=4)}, "lora: .*not both"),
+    ({"esm": None, "lora": LoraSettings(dropout=1.0)}, "lora.dropout: must be in"),
+    ({"esm": "tiny:esm2", "experts": ExpertSettings(num_experts=2, top_k=3)}, "experts.top_k: must be between 1"),
+    ({"esm": "tiny:esm2", "encoder": EncoderSettings(drop_structure_rate=1.5)}, "encoder.drop_structure_rate"),
+    ({"esm": "tiny:esm2", "window": 2000}, "window: .*at most ESM-2's 1022"),
 ])
-def test_settings_that_cannot_go_together_are_refused(options, message, tiny_cache, monkeypatch):
-    from sepit.training.stages import InstructionStage
+def test_bad_settings_are_refused_before_anything_loads(options, message, monkeypatch):
+    from sepit.training import stages
 
-    monkeypatch.setenv("SEPIT_CACHE", str(tiny_cache))
-    with pytest.raises(ValueError, match=message):
-        InstructionStage("tiny:llm", **options)
+    monkeypatch.setattr(stages, "resolve_model_path", lambda spec: pytest.fail(f"{spec} loaded before the check"))
+    with pytest.raises(InputError, match="model.init_args." + message):  # named by its key in the config
+        stages.InstructionStage("tiny:llm", **options)
 
 
 @pytest.mark.parametrize("schedule", ["cosine", "linear"])
@@ -96,6 +101,43 @@ def test_warmup_then_decay_schedule(schedule):
     assert factor(104) == pytest.approx(0.0) and factor(500) == pytest.approx(0.0)
     with pytest.raises(ValueError, match="schedule"):
         warmup_decay(4, 104, "step")
+
+
+def test_warmup_from_zero_is_hugging_faces_linear_schedule():
+    """The official trainer's schedule (Hugging Face's linear warm-up and decay): lr 0 at step 0, step / w during
+    the warm-up; ours by default starts at 1 / w."""
+    from transformers import get_linear_schedule_with_warmup
+
+    w, total = 4, 104
+    official = warmup_decay(w, total, "linear", from_zero=True)
+    ours = warmup_decay(w, total, "linear")
+    assert [official(s) for s in (0, 1, w - 1, w)] == [0.0, 0.25, 0.75, 1.0]
+    assert [ours(s) for s in (0, 1, w - 1, w)] == [0.25, 0.5, 1.0, 1.0]
+    hf = get_linear_schedule_with_warmup(torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0), w, total)
+    assert [official(s) for s in range(total + 3)] == pytest.approx([hf.lr_lambdas[0](s) for s in range(total + 3)])
+    no_warmup = warmup_decay(0, total, "linear", from_zero=True)  # warmup_ratio 0: no step at lr 0
+    assert no_warmup(0) == 1.0 and no_warmup(52) == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("from_zero, first_lrs", [(False, [1 / 3, 2 / 3, 1.0, 1.0]), (True, [0.0, 1 / 3, 2 / 3, 1.0])])
+def test_the_stage_schedule_follows_warmup_from_zero(from_zero, first_lrs):
+    """`configure_optimizers` with 100 steps: warm-up ceil(0.03 x 100) = 3 steps; the lr of the first four steps."""
+    from types import SimpleNamespace
+
+    from sepit.training.settings import OptimizerSettings
+    from sepit.training.stages import _Stage
+
+    stage = SimpleNamespace(optimizer_settings=OptimizerSettings(lr=1.0, schedule="linear", warmup_from_zero=from_zero),
+                            parameter_groups=lambda: [([torch.nn.Parameter(torch.zeros(1))], 1.0)],
+                            trainer=SimpleNamespace(estimated_stepping_batches=100))
+    configured = _Stage.configure_optimizers(stage)
+    optimizer, scheduler = configured["optimizer"], configured["lr_scheduler"]["scheduler"]
+    lrs = []
+    for _ in range(4):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert lrs == pytest.approx(first_lrs)
 
 
 def test_loss_trend_compares_first_and_last_share():
@@ -164,7 +206,7 @@ def test_checkpoints_describe_themselves(runs):
         # The settings groups are kept as plain dicts, unset fields at their defaults.
         assert data["hyper_parameters"]["optimizer"] == {"lr": 1e-3 if stage < 2 else 3e-3, "weight_decay": 0.0,
                                                          "warmup_ratio": 0.03, "betas": [0.9, 0.999],
-                                                         "schedule": "cosine"}
+                                                         "schedule": "cosine", "warmup_from_zero": False}
         if stage:
             assert data["hyper_parameters"]["encoder"] == {"num_kernels": 16, "sequence_only": False,
                                                            "drop_structure_rate": 0.15 if stage == 1 else 0.0,
@@ -304,5 +346,5 @@ def test_task_balance_draws_tasks_by_size_to_the_power(power, share_of_big):
     drawn = [items[i].task for _ in range(100) for i in sampler]
     assert len(drawn) == 100 * len(items)
     assert abs(drawn.count("big") / len(drawn) - share_of_big) < 0.02
-    with pytest.raises(ValueError, match="task_balance"):
+    with pytest.raises(InputError, match="data.init_args.task_balance"):
         StageData(stage=2, task_balance=1.5)

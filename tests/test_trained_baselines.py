@@ -114,9 +114,9 @@ def test_the_saved_adapter_loads_onto_the_base_model_and_answers_the_same(runs, 
 @pytest.mark.parametrize("baseline", ["text_llm", "qformer"])
 def test_batched_answers_equal_one_at_a_time(runs, baseline):
     from sepit.commands.bench import build_model
-    from sepit.interface import GenerationConfig
+    from sepit.interface import GenerationSettings
 
     model = build_model(str(_checkpoint(runs, baseline)))
     samples = stage_items("sp14", 2, "valid")[:4]
-    config = GenerationConfig(max_new_tokens=5)
+    config = GenerationSettings(max_new_tokens=5)
     assert model.generate(samples, config) == [model.generate([s], config)[0] for s in samples]

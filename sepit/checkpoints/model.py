@@ -12,7 +12,7 @@ import dataclasses
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Callable, Literal, Sequence
+from typing import Any, Literal, Sequence
 
 import torch
 
@@ -21,7 +21,7 @@ from sepit.data.manifest import sha256_file, sha256_folder
 from sepit.data.sample import InstructionSample
 from sepit.checkpoints.stage import (TOKENIZER_DIR, build_from_record, cast_module, load_into,
                                     read_stage_checkpoint, registered_model_for)
-from sepit.interface import GenerationConfig, ModelCard, ProteinLLM
+from sepit.interface import GenerationSettings, ModelCard, ProteinLLM
 from sepit.models.moe import count_parameters
 from sepit.models.network import ProteinLanguageModel
 
@@ -29,11 +29,11 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 DTYPE_NAMES = {dtype: name for name, dtype in DTYPES.items()}
 
 
-def load_checkpoint(checkpoint: str | Path, sequence_only: bool = False,
-                    check: Callable[[dict[str, Any], Path], None] | None = None, dtype: str | None = None
-                    ) -> tuple[ProteinLanguageModel, list[str]]:
+def load_checkpoint(checkpoint: str | Path, sequence_only: bool = False, registered_name: str | None = None,
+                    dtype: str | None = None) -> tuple[ProteinLanguageModel, list[str]]:
     """The model a stage-1/2 (or trainable-baseline) checkpoint holds, and the SHA-256 of every file it was
-    read from (the checkpoint and its tokenizer). `check(record, path)` may refuse the record first.
+    read from (the checkpoint and its tokenizer). With `registered_name`, a checkpoint holding another
+    registered model is refused: results carry the name on the leaderboard.
 
     The model is built with its parameters on the meta device and the checkpoint's tensors, memory-mapped, take
     their place in `dtype` (default: the dtype they were saved in, used without a copy): the weights are in
@@ -42,8 +42,10 @@ def load_checkpoint(checkpoint: str | Path, sequence_only: bool = False,
 
     path = Path(checkpoint)
     record, state = read_stage_checkpoint(path, stages=(1, 2))
-    if check is not None:
-        check(record, path)
+    holds = registered_model_for(record)
+    if registered_name is not None and holds != registered_name:
+        raise DataError(str(path), f"holds a {holds} model, not {registered_name}",
+                        f"Evaluate it with `--model {holds}`, or give the .ckpt path alone as --model.")
     tokenizer_dir = path.parent / TOKENIZER_DIR  # never a path taken from inside the file
     if not (tokenizer_dir / "tokenizer_config.json").is_file():
         raise DataError(str(tokenizer_dir), "tokenizer not found beside the checkpoint",
@@ -62,47 +64,22 @@ def load_checkpoint(checkpoint: str | Path, sequence_only: bool = False,
     return model, files
 
 
-class SepitModel(ProteinLLM):
-    """Greedy (or sampled) answers and choice log-likelihoods from a trained SEPIT model."""
+class TrainedModel(ProteinLLM):
+    """A trained `ProteinLanguageModel` behind the common interface: greedy (or sampled) answers, choice
+    log-likelihoods and its card. Subclasses load the network (from a checkpoint, or from a model folder)."""
 
-    registered_name = "sepit"  # the entry point; baselines built on this class set their own
-    default_name = "sepit"  # the name in results unless `name` is given
-    official_name = "sepit-official"  # ... for a checkpoint converted from the official release
+    supports_logprobs = True
+    batches_per_call = 8  # continuous batching (sepit.models.decoding): rows refill from the rest of the call
 
-    def __init__(self, checkpoint: str, name: str | None = None, sequence_only: bool = False,
-                 dtype: Literal["float32", "bfloat16", "float16"] | None = None, device: str = "auto",
-                 loglikelihood_batch_size: int = 16):
-        """
-        Args:
-            checkpoint: a stage-1 or stage-2 .ckpt from `sepit fit`, with its tokenizer/ folder beside it.
-            name: the model's name in results and on the leaderboard (default: `default_name`, or
-                `official_name` for a converted official checkpoint).
-            sequence_only: ignore coordinates (an ablation of the same weights).
-            dtype: weights and activations (bfloat16 halves GPU memory); default the dtype the checkpoint was
-                saved in (`sepit bench --precision`).
-            device: auto (this process's GPU if there is one, else CPU), cpu, cuda or cuda:N.
-            loglikelihood_batch_size: (sample, choice) pairs per forward pass when scoring choices.
-        """
-        model, files = load_checkpoint(checkpoint, sequence_only, self.check_record, dtype)
-        name = name or (self.official_name if model.official is not None else self.default_name)
-        self._set_model(model, name, dtype, device, loglikelihood_batch_size, files)
-
-    def check_record(self, record: dict[str, Any], path: Path) -> None:
-        """Refuse a checkpoint this model name does not stand for: results carry the name on the leaderboard."""
-        holds = registered_model_for(record)
-        if holds != self.registered_name:
-            raise DataError(str(path), f"holds a {holds} model, not {self.registered_name}",
-                            f"Evaluate it with `--model {holds}`, or give the .ckpt path alone as --model.")
-
-    def _set_model(self, model: ProteinLanguageModel, name: str, dtype: str | None, device: str,
-                   loglikelihood_batch_size: int, files: list[str]) -> None:
-        """`dtype` None: the dtype the weights were loaded in (buffers follow it)."""
+    def __init__(self, model: ProteinLanguageModel, name: str, files: list[str], dtype: str | None = None,
+                 device: str = "auto", loglikelihood_batch_size: int = 16):
+        """`files`: the SHA-256 of every file the network was read from (with its prompt settings) for the
+        fingerprint; `dtype` None: the dtype the weights were loaded in (buffers follow it)."""
         dtype = dtype or DTYPE_NAMES.get(next(model.parameters()).dtype, "float32")
         self.model = cast_module(model.eval().requires_grad_(False), DTYPES[dtype])
         self.name, self.device_spec = name, device
         self.sequence_only = model.encoder is None or model.encoder.sequence_only
         self.loglikelihood_batch_size = loglikelihood_batch_size
-        self._tokens: dict[tuple[str, str], tuple[Any, Any]] = {}  # (task, id) -> ids, logprobs of the last generate
         settings = {"sequence_only": self.sequence_only, "dtype": dtype}
         if dtype != "float32":
             settings["rotary"] = "float32"  # since rotary frequencies stay float32 (`cast_module`)
@@ -117,23 +94,16 @@ class SepitModel(ProteinLLM):
             device = torch.device(self.device_spec)
         self.model.to(device)
 
-    supports_logprobs = True
-    batches_per_call = 8  # continuous batching (sepit.models.decoding): rows refill from the rest of the call
+    def generate(self, samples: Sequence[InstructionSample], config: GenerationSettings) -> list[str]:
+        return [text for text, _ in self.answer(samples, config)]
 
-    def generate(self, samples: Sequence[InstructionSample], config: GenerationConfig) -> list[str]:
+    def answer(self, samples: Sequence[InstructionSample], config: GenerationSettings
+               ) -> list[tuple[str, dict[str, Any]]]:
+        """Each answer, with its `token_ids` and `token_logprobs` when `config.logprobs` asks for them."""
         self._ready()
-        generated = self.model.generate_tokens(samples, config, self.batch_size)
-        self._tokens = {(s.task, s.id): (ids, logprobs) for s, (ids, logprobs) in zip(samples, generated)
-                        if logprobs is not None}
-        return [self.model.decode(ids) for ids, _ in generated]
-
-    def details(self, samples: Sequence[InstructionSample]) -> list[dict[str, Any]]:
-        """`token_ids` and `token_logprobs` of the latest `generate`, when it was asked for them."""
-        out = []
-        for sample in samples:
-            ids, logprobs = self._tokens.get((sample.task, sample.id), (None, None))
-            out.append({} if ids is None else {"token_ids": ids.tolist(), "token_logprobs": logprobs.tolist()})
-        return out
+        return [(self.model.decode(ids), {} if logprobs is None else
+                 {"token_ids": ids.tolist(), "token_logprobs": logprobs.tolist()})
+                for ids, logprobs in self.model.generate_tokens(samples, config, config.batch_size)]
 
     def loglikelihood(self, samples: Sequence[InstructionSample]) -> list[list[float]]:
         """Sum of the log-probabilities of each choice's tokens (and eos) as the answer."""
@@ -153,3 +123,39 @@ class SepitModel(ProteinLLM):
         total, active = count_parameters(self.model)
         return ModelCard(self.name, "seq" if self.sequence_only else "seq+structure", total, active,
                          self.fingerprint)
+
+
+class CheckpointModel(TrainedModel):
+    """A model read from a stage-1/2 checkpoint of `sepit fit`, refusing a checkpoint that holds another model:
+    results carry the name on the leaderboard. Subclasses say which model they stand for."""
+
+    registered_name: str  # the entry point
+    default_name: str  # the name in results unless `name` is given
+    official_name: str | None = None  # ... for a checkpoint converted from the official release
+
+    def __init__(self, checkpoint: str, name: str | None = None, sequence_only: bool = False,
+                 dtype: Literal["float32", "bfloat16", "float16"] | None = None, device: str = "auto",
+                 loglikelihood_batch_size: int = 16):
+        """
+        Args:
+            checkpoint: a stage-1 or stage-2 .ckpt from `sepit fit`, with its tokenizer/ folder beside it.
+            name: the model's name in results and on the leaderboard (default: `default_name`, or
+                `official_name` for a converted official checkpoint).
+            sequence_only: ignore coordinates (an ablation of the same weights).
+            dtype: weights and activations (bfloat16 halves GPU memory); default the dtype the checkpoint was
+                saved in (`sepit bench --precision`).
+            device: auto (this process's GPU if there is one, else CPU), cpu, cuda or cuda:N.
+            loglikelihood_batch_size: (sample, choice) pairs per forward pass when scoring choices.
+        """
+        model, files = load_checkpoint(checkpoint, sequence_only, self.registered_name, dtype)
+        name = name or (self.official_name if model.official is not None and self.official_name else self.default_name)
+        super().__init__(model, name, files, dtype, device, loglikelihood_batch_size)
+
+
+
+class SepitModel(CheckpointModel):
+    """A trained SEPIT model."""
+
+    registered_name = "sepit"
+    default_name = "sepit"
+    official_name = "sepit-official"

@@ -28,7 +28,7 @@ from sepit.data.errors import DataError
 from sepit.data.protein import ESM2_WINDOW
 from sepit.checkpoints.stage import CHECKPOINT_FORMAT, TOKENIZER_DIR
 from sepit.models.moe import MOE_CONFIG_KEY, ExpertSettings
-from sepit.models.network import OFFICIAL_SYSTEM_PROMPT
+from sepit.models.prompts import OFFICIAL_SYSTEM_PROMPT
 
 PROTEIN_LENGTH = 1024  # the official inference pads every protein to 1024 positions
 TEXT_LENGTH = 256  # and every prompt to 256 tokens

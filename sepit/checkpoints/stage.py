@@ -40,7 +40,9 @@ from sepit.data.files import atomic_folder
 from sepit.models.encoder import StructureAwareESM
 from sepit.models.lora import LoraSettings, add_lora, is_lora
 from sepit.models.moe import MOE_CONFIG_KEY, ExpertSettings, upcycle_to_moe
-from sepit.models.network import OfficialLayout, ProteinLanguageModel
+from sepit.models.network import (OfficialLanguageModel, ProteinLanguageModel, SplicedLanguageModel,
+                                  TextLanguageModel)
+from sepit.models.prompts import OfficialLayout
 from sepit.models.qformer import QFormerSettings
 
 CHECKPOINT_FORMAT = 1
@@ -237,8 +239,7 @@ def _build(record: dict[str, Any], tokenizer: Any, sequence_only: bool) -> Prote
     config = CONFIG_MAPPING[config_dict["model_type"]].from_dict(config_dict)
     llm = AutoModelForCausalLM.from_config(config, dtype=torch.float32)  # float32 whatever the saved config says
     if "esm" not in record:  # the sequence as text
-        model = ProteinLanguageModel(None, llm, tokenizer, sequence_format=record["sequence_format"],
-                                     max_residues=record["max_residues"])
+        model = TextLanguageModel(llm, tokenizer, record["sequence_format"], record["max_residues"])
     else:
         settings = record["encoder"]
         encoder = StructureAwareESM(ESM2(alphabet="ESM-1b", **record["esm"]), settings["num_kernels"],
@@ -248,9 +249,9 @@ def _build(record: dict[str, Any], tokenizer: Any, sequence_only: bool) -> Prote
                                     kernel_epsilon=settings.get("kernel_epsilon", 1e-2),
                                     bias_masking=settings.get("bias_masking", "observed"),
                                     pad_to=settings.get("pad_to"))
-        official = OfficialLayout(**record["official"]) if record.get("official") else None
         qformer = QFormerSettings(**record["qformer"]) if record.get("qformer") else None
-        model = ProteinLanguageModel(encoder, llm, tokenizer, record["projector"], qformer, official=official)
+        model = OfficialLanguageModel(encoder, llm, tokenizer, record["projector"], OfficialLayout(**record["official"])) \
+            if record.get("official") else SplicedLanguageModel(encoder, llm, tokenizer, record["projector"], qformer)
         found = [model.token_ids.protein, model.token_ids.bop, model.token_ids.eop]
         if found != list(record["protein_token_ids"]):
             raise DataError(str(getattr(tokenizer, "name_or_path", "tokenizer")),

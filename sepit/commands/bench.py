@@ -25,7 +25,7 @@ from sepit.evaluation.predictions import PredictionStore, mismatch
 from sepit.evaluation.results import now
 from sepit.evaluation.scoring import ScoringSettings, summary_table, task_grounding
 from sepit.evaluation.shards import Shard, finish_lock, launched_as_one_of_many, shard_of
-from sepit.interface import GenerationConfig, ProteinLLM
+from sepit.interface import GenerationSettings, ProteinLLM
 from sepit.registry import MODELS
 from sepit.tasks import Task, resolve_tasks
 
@@ -91,6 +91,11 @@ def build_model(spec: str, model_args: dict[str, Any] | None = None) -> ProteinL
     if "dtype" in args and not _takes(factory, "dtype"):
         raise DataError(f"model {spec!r}", "has no precision setting (no `dtype` argument)",
                         "Leave out --precision for this model.")
+    unknown = [name for name in args if not _takes(factory, name)]
+    if unknown:
+        known = ", ".join(inspect.signature(factory).parameters)
+        raise DataError(f"model {spec!r}", f"takes no argument {', '.join(map(repr, unknown))}",
+                        f"Fix --model_args; its arguments are: {known or 'none'}.")
     model = factory(**args)
     if not isinstance(model, ProteinLLM):
         raise DataError(f"model {spec!r}", f"built a {type(model).__name__}, not a ProteinLLM",
@@ -108,7 +113,7 @@ def _takes(factory: Any, name: str) -> bool:
 
 
 def bench(model: str, tasks: list[str] | str, output: Path, devices: int = 1, batch_size: int = 8,
-          model_args: dict[str, Any] | None = None, generation: GenerationConfig = GenerationConfig(),
+          model_args: dict[str, Any] | None = None, generation: GenerationSettings = GenerationSettings(),
           scoring: ScoringSettings = ScoringSettings(), split: str = "test", limit: int | None = None,
           accelerator: str = "auto", strategy: str = "auto", fresh: bool = False, num_nodes: int = 1,
           shard: str | None = None, precision: Literal["bf16", "fp16", "fp32"] | None = None) -> None:
@@ -147,6 +152,8 @@ def bench(model: str, tasks: list[str] | str, output: Path, devices: int = 1, ba
 
     started, clock = now(), time.perf_counter()
     output = Path(output)
+    if batch_size < 1:
+        raise DataError("--batch_size", f"must be 1 or more, got {batch_size}", "Set e.g. 8; less if memory runs out.")
     if limit is not None and limit < 0:
         raise DataError("--limit", f"must be 0 or more, got {limit}", "Leave it out to predict every sample.")
     share = Shard.parse(shard) if shard else None
@@ -239,7 +246,7 @@ def _check_scoring_inputs(tasks: list[Task], samples: dict[str, list], scoring: 
 
 
 def _likelihood_tasks(llm: ProteinLLM, name: str, tasks: list[Task], scoring: ScoringSettings,
-                      generation: GenerationConfig) -> list[str]:
+                      generation: GenerationSettings) -> list[str]:
     """The closed tasks scored by log-likelihood; refused, before anything is predicted, for a model (named
     `name` in its card) that cannot give what the settings ask."""
     chosen = sorted(t.name for t in tasks if t.kind == "closed" and scoring.method_for(t.name) == "loglikelihood")

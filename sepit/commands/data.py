@@ -140,6 +140,8 @@ def check(path: Path, max_problems: int = 50) -> dict:
 
             splits = read_task_file(path, problems)
         counts = {split: len(samples) for split, samples in splits.items()}
+        if len(problems) == 1:
+            raise problems[0]  # one problem is its own one-line message
         if problems:
             for problem in problems[:max_problems]:
                 print(problem, file=sys.stderr)

@@ -1,14 +1,11 @@
-"""The one error type of the data layer: says which file and record is wrong, what is wrong, how to fix it."""
+"""Errors of the data layer: which file and record is wrong, what is wrong, how to fix it; a checker that
+reports every bad record collects them instead of stopping at the first."""
 
 from __future__ import annotations
 
+from sepit.errors import InputError
 
-class DataError(ValueError):
-    """Bad input data. The message names the place (file, line or record id), the problem and the fix."""
-
-    def __init__(self, where: str, problem: str, fix: str = ""):
-        self.where, self.problem, self.fix = where, problem, fix
-        super().__init__(f"{where}: {problem}" + (f". {fix}" if fix else ""))
+DataError = InputError  # the data layer's name for the one user-facing error (sepit/errors.py)
 
 
 def raise_or_collect(error: DataError, problems: list[DataError] | None) -> None:

@@ -8,6 +8,7 @@ killed run resumable at any device count (the output folder must be on a filesys
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import socket
 import time
@@ -20,7 +21,7 @@ from lightning.pytorch.callbacks import BasePredictionWriter, TQDMProgressBar
 
 from sepit.data.sample import InstructionSample
 from sepit.evaluation.predictions import Journal, PredictionStore, prediction_row
-from sepit.interface import GenerationConfig, ProteinLLM
+from sepit.interface import GenerationSettings, ProteinLLM
 from sepit.quiet import quiet_lightning
 
 
@@ -69,7 +70,7 @@ class PendingSamples(L.LightningDataModule):
 class Predictor(L.LightningModule):
     """Wraps any ProteinLLM for `trainer.predict`; one prediction row per sample."""
 
-    def __init__(self, model: ProteinLLM, generation: GenerationConfig, generation_hash: str,
+    def __init__(self, model: ProteinLLM, generation: GenerationSettings, generation_hash: str,
                  likelihood_tasks: Sequence[str] = ()):
         super().__init__()
         self.model, self.generation, self.generation_hash = model, generation, generation_hash
@@ -81,13 +82,14 @@ class Predictor(L.LightningModule):
         if not batch:
             return []
         start = time.perf_counter()
-        texts = self.model.generate(batch, self.generation)
-        details = self.model.details(batch)
-        scored = [i for i, s in enumerate(batch) if s.task in self.likelihood_tasks and s.choices is not None]
+        answers = self.model.answer(batch, self.generation)
+        # A model that answers by likelihood may return the choices' scores with its answers: not asked twice.
+        scored = [i for i, s in enumerate(batch) if s.task in self.likelihood_tasks and s.choices is not None
+                  and "loglikelihoods" not in answers[i][1]]
         likelihoods = dict(zip(scored, self.model.loglikelihood([batch[i] for i in scored]))) if scored else {}
         seconds = (time.perf_counter() - start) / len(batch)
         rows = []
-        for i, (sample, text, extra) in enumerate(zip(batch, texts, details, strict=True)):
+        for i, (sample, (text, extra)) in enumerate(zip(batch, answers, strict=True)):
             extra = {**extra, "seconds": round(seconds, 6)}
             if i in likelihoods:
                 extra["loglikelihoods"] = [float(v) for v in likelihoods[i]]
@@ -130,7 +132,7 @@ class SamplesPerSecond(TQDMProgressBar):
 
 
 def run_predict(model: ProteinLLM, samples: Sequence[InstructionSample], store: PredictionStore,
-                generation: GenerationConfig, batch_size: int, devices: int, accelerator: str, strategy: str,
+                generation: GenerationSettings, batch_size: int, devices: int, accelerator: str, strategy: str,
                 likelihood_tasks: Sequence[str] = (), num_nodes: int = 1,
                 known: Sequence[InstructionSample] | None = None, shard: str = "") -> bool:
     """Predict `samples` into the store's journals; True in the process that should go on (global rank 0).
@@ -150,7 +152,7 @@ def run_predict(model: ProteinLLM, samples: Sequence[InstructionSample], store: 
                         enable_checkpointing=False, enable_model_summary=False, use_distributed_sampler=False,
                         callbacks=[JournalWriter(store, shard), SamplesPerSecond()])
     predictor = Predictor(model, generation, store.generation_hash, likelihood_tasks)
-    model.batch_size = batch_size
+    generation = dataclasses.replace(generation, batch_size=batch_size)
     samples_per_call = batch_size * max(1, model.batches_per_call)
     trainer.predict(predictor, datamodule=PendingSamples(samples, samples_per_call, known), return_predictions=False)
     return trainer.is_global_zero

@@ -3,7 +3,7 @@
 One JSON object per sample: `task`, `id`, `prediction`, `reference`, `kind`, `choices`, plus extras that make a
 row checkable and resumable: the model `fingerprint` and `generation_hash` (together with task and id they
 key the row), hashes of the prompt, protein sequence and reference (lm-eval style), and whatever the model
-reported in `details()`.
+reported by `answer()`.
 
 While predicting, each process appends its rows to its own journal file as they are produced (one write and
 an fsync per batch), so a killed run loses at most the batch in flight. When every sample is done the

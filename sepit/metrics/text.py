@@ -24,6 +24,7 @@ from typing import Protocol, Sequence
 
 import numpy as np
 
+from sepit.errors import InputError
 from sepit.metrics.bootstrap import weighted_mean
 from sepit.nltk_data import INSTALL_HINT
 
@@ -39,8 +40,8 @@ _ROUGE_NON_ALNUM = re.compile(r"[^a-z0-9]+")
 _ROUGE_VALID = re.compile(r"^[a-z0-9]+$")
 
 
-class MetricError(RuntimeError):
-    pass
+class MetricError(InputError, RuntimeError):
+    """A metric that cannot be computed as defined here, e.g. METEOR without WordNet's data files."""
 
 
 class Tokenizer(Protocol):
@@ -217,7 +218,7 @@ def require_wordnet() -> None:
         nltk.data.find("corpora/wordnet")  # honours the current nltk.data.path, even after WordNet has loaded
         nltk.corpus.wordnet.ensure_loaded()
     except LookupError as err:
-        raise MetricError(f"METEOR needs the WordNet corpus, which nltk cannot find. {INSTALL_HINT}") from err
+        raise MetricError("METEOR", "needs the WordNet corpus, which nltk cannot find", INSTALL_HINT) from err
 
 
 class _CachedWordNet:

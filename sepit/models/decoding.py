@@ -133,7 +133,7 @@ class ContinuousDecoder:
         queue = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
         tokens: list[list[int]] = [[] for _ in lengths]
         scores: list[list[float]] = [[] for _ in lengths]
-        state = _State()
+        state = _State(self, self.base.get_input_embeddings().weight)
         at = 0
         while at < len(queue) or state.rows:
             free = self.slots - len(state.rows)
@@ -178,7 +178,7 @@ class ContinuousDecoder:
         before them, which the sdpa kernel does in its causal mode (no mask; it skips the blocks above the
         diagonal, as for one prompt alone) instead of through a (n, P, P) mask."""
         n, P, _ = inputs_embeds.shape
-        state.ensure(self, inputs_embeds, P)
+        state.ensure(P)
         inputs_embeds, mask, at_front = _to_front(inputs_embeds, attention_mask.bool())
         new = state.admit(group, mask)  # the slots after the live ones
         c = state.column
@@ -298,35 +298,29 @@ class _State:
     """The slots: KV buffers, the shared write column, each slot's mask, position and next input. The live rows
     hold the first slots, in `rows` order."""
 
-    def __init__(self):
+    def __init__(self, decoder: ContinuousDecoder, like: Tensor):
+        """Buffers of no column yet for `decoder.slots` rows, in `like`'s dtype and device; the first prompt
+        grows them (`ensure`)."""
+        config = decoder.base.config
+        heads = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
+        head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+        self.size, self.max_new_tokens = decoder.slots, decoder.max_new_tokens
+        self.margin = max(decoder.max_new_tokens // 2, 8)
         self.rows: list[int] = []  # the prompt in each live slot
         self.slot_of: dict[int, int] = {}
-        self.size = 0
-        self.capacity = 0
-        self.column = 0
-        self.keys: list[Tensor] = []
-        self.values: list[Tensor] = []
+        self.column = self.capacity = 0  # the write column, and the columns the buffers hold
+        self.keys = [like.new_zeros(self.size, heads, head_dim, 0) for _ in decoder.layers]  # transposed
+        self.values = [like.new_zeros(self.size, heads, 0, head_dim) for _ in decoder.layers]
+        self.valid = torch.zeros(self.size, 0, dtype=torch.bool, device=like.device)
+        self.position = torch.zeros(self.size, dtype=torch.long, device=like.device)
+        self.next_input = torch.zeros(self.size, dtype=torch.long, device=like.device)
+        self.start = [0] * self.size  # each slot's first column
         self.cache = _SlotCache()
 
-    def ensure(self, decoder: ContinuousDecoder, like: Tensor, prompt_length: int) -> None:
-        """Buffers for `decoder.slots` rows, with the write column at least `prompt_length` and room for the
-        longest answer after it; the first call allocates, later ones shift or grow as needed."""
-        if not self.keys:
-            config = decoder.base.config
-            heads = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
-            head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
-            self.size, self.column = decoder.slots, prompt_length
-            self.max_new_tokens, self.margin = decoder.max_new_tokens, max(decoder.max_new_tokens // 2, 8)
-            self.capacity = self._needed(prompt_length)
-            for _ in decoder.layers:
-                self.keys.append(like.new_zeros(self.size, heads, head_dim, self.capacity))  # transposed
-                self.values.append(like.new_zeros(self.size, heads, self.capacity, head_dim))
-            self.valid = torch.zeros(self.size, self.capacity, dtype=torch.bool, device=like.device)
-            self.position = torch.zeros(self.size, dtype=torch.long, device=like.device)
-            self.next_input = torch.zeros(self.size, dtype=torch.long, device=like.device)
-            self.start = [self.column] * self.size
-            return
-        if self.column < prompt_length:  # a newcomer longer than the columns written so far
+    def ensure(self, prompt_length: int) -> None:
+        """The write column at least `prompt_length`, with room for the longest answer after it: the buffers
+        shift or grow when a newcomer is longer than the columns written so far."""
+        if self.column < prompt_length:
             self._relayout(prompt_length, max(self.capacity, self._needed(prompt_length)))
 
     def _needed(self, prompt_length: int) -> int:

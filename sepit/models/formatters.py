@@ -16,6 +16,7 @@ from typing import Callable
 
 from sepit.data.protein import ESM2_WINDOW
 from sepit.data.sample import PROTEIN_PLACEHOLDER, InstructionSample
+from sepit.errors import InputError
 
 FORMATTERS: dict[str, Callable[[str], str]] = {}
 
@@ -36,9 +37,10 @@ register_formatter("raw", lambda sequence: sequence)
 register_formatter("bop", lambda sequence: f"<bop>{sequence}<eop>")
 
 
-def check_format(style: str) -> None:
+def check_format(style: str, key: str = "sequence_format") -> None:
+    """Refuse an unknown style, naming `key`: where it was given (a config key, a model argument)."""
     if style not in FORMATTERS:
-        raise ValueError(f"unknown sequence format {style!r}; choose one of {', '.join(sorted(FORMATTERS))}")
+        raise InputError(key, f"unknown sequence format {style!r}", f"Choose one of {', '.join(sorted(FORMATTERS))}.")
 
 
 def sequence_prompt(sample: InstructionSample, style: str, max_residues: int = ESM2_WINDOW) -> str:

@@ -3,6 +3,7 @@ plug-ins written against it keep working."""
 
 import warnings
 
-from sepit.interface import GenerationConfig, ModelCard, Modality, ProteinLLM  # noqa: F401
+from sepit.interface import GenerationSettings, ModelCard, Modality, ProteinLLM  # noqa: F401
+from sepit.interface import GenerationSettings as GenerationConfig  # noqa: F401
 
 warnings.warn("sepit.models.interface moved to sepit.interface; import from there", DeprecationWarning, stacklevel=2)

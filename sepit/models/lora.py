@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from sepit.data.files import atomic_folder
+from sepit.errors import InputError
 
 
 ADAPTER_DIR = "adapter"  # beside the checkpoints, like tokenizer/
@@ -37,6 +38,19 @@ class LoraSettings:
 
     def to_record(self) -> dict[str, Any]:
         return {**asdict(self), "target_modules": list(self.target_modules)}
+
+    def check(self, key: str) -> None:
+        """Refuse what peft would accept and then train nothing with; `key` is where these sit in a config."""
+        if self.r < 1:
+            raise InputError(f"{key}.r", f"the LoRA rank must be 1 or more, got {self.r}", "Set r to e.g. 8 or 16.")
+        if self.alpha <= 0:
+            raise InputError(f"{key}.alpha", f"must be positive (the update is scaled by alpha/r), got {self.alpha}",
+                             "Set alpha to e.g. r or 2r.")
+        if not 0 <= self.dropout < 1:
+            raise InputError(f"{key}.dropout", f"must be in [0, 1), got {self.dropout}", "Set e.g. 0.05, or 0 for none.")
+        if not self.target_modules:
+            raise InputError(f"{key}.target_modules", "names no module to adapt",
+                             "List the LLM's projections, e.g. [q_proj, v_proj].")
 
 
 def add_lora(llm: nn.Module, settings: LoraSettings) -> nn.Module:

@@ -32,6 +32,8 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+from sepit.errors import InputError
+
 MOE_CONFIG_KEY = "moe_upcycling"  # stored in the HF config, so the checkpoint describes itself
 
 
@@ -53,6 +55,20 @@ class ExpertSettings:
     aux_loss_coef: float = 0.01
     router_jitter: float = 0.0
     normalize_top_k: bool = True
+
+    def check(self, key: str) -> None:
+        """Refuse settings `upcycle_to_moe` cannot build or train with; `key` is where these sit in a config."""
+        if self.num_experts < 1:
+            raise InputError(f"{key}.num_experts", f"must be 1 or more, got {self.num_experts}",
+                             "Set e.g. 4, as in SEPIT stage 2.")
+        if not 1 <= self.top_k <= self.num_experts:
+            raise InputError(f"{key}.top_k", f"must be between 1 and num_experts ({self.num_experts}), got "
+                             f"{self.top_k}", "Lower top_k or raise num_experts (SEPIT stage 2: top-1 of 4).")
+        if self.aux_loss_coef < 0:
+            raise InputError(f"{key}.aux_loss_coef", f"must be 0 or more, got {self.aux_loss_coef}", "Set e.g. 0.01.")
+        if not 0 <= self.router_jitter < 1:
+            raise InputError(f"{key}.router_jitter", f"must be in [0, 1) (the noise is 1 +- jitter), got "
+                             f"{self.router_jitter}", "Set 0 for none, or e.g. 0.01.")
 
 
 class MoEFeedForward(nn.Module):
@@ -83,8 +99,7 @@ class MoEFeedForward(nn.Module):
         if self.training and self.router_jitter > 0:  # multiplicative jitter on the router input (Switch)
             noise = torch.empty_like(x).uniform_(1 - self.router_jitter, 1 + self.router_jitter)
             router_in = x * noise
-        # Router in float32 for stability (Switch Sec. 2.4, selective precision).
-        probs = self.router(router_in).float().softmax(dim=-1)  # (N, E)
+        probs = self.router_logits(router_in).softmax(dim=-1)  # (N, E)
         top_p, top_e = probs.topk(self.top_k, dim=-1)  # (N, k)
         # The denominator is held constant: same values, but the LM loss still reaches the router at top-1.
         gates = (top_p / top_p.sum(dim=-1, keepdim=True).detach() if self.normalize_top_k else top_p).to(x.dtype)
@@ -106,6 +121,15 @@ class MoEFeedForward(nn.Module):
         if self.record_balance:
             self._record_balance(probs, top_e, shape[:-1])
         return out.reshape(shape)
+
+    def router_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, H) -> (N, E) in float32 whatever the autocast or weight dtype (Switch Sec. 2.4, selective precision),
+        as the official training's DeepSpeed gate (`TopKGate`: float32 input and weight); in float32 the same
+        numbers as `self.router(x)`."""
+        with torch.autocast(x.device.type, enabled=False):
+            if self.router.weight.dtype == torch.float32:
+                return self.router(x.float())  # through the module, so its forward hooks see the logits
+            return nn.functional.linear(x.float(), self.router.weight.float())  # weights cast to 16 bits
 
     def _record_balance(self, probs: torch.Tensor, top_e: torch.Tensor, batch_shape: torch.Size) -> None:
         keep = torch.ones(probs.shape[0], dtype=torch.bool, device=probs.device)

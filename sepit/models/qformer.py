@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from sepit.errors import InputError
+
 
 @dataclass(frozen=True)
 class QFormerSettings:
@@ -29,6 +31,13 @@ class QFormerSettings:
     num_queries: int = 32
     num_layers: int = 2
     num_heads: int = 8
+
+    def check(self, key: str) -> None:
+        """Refuse a Q-Former without queries, layers or heads; `key` is where these sit in a config."""
+        for name in ("num_queries", "num_layers", "num_heads"):
+            if getattr(self, name) < 1:
+                raise InputError(f"{key}.{name}", f"the Q-Former needs at least one query, layer and head, got "
+                                 f"{name} {getattr(self, name)}", f"Set {name} to 1 or more.")
 
 
 class QFormerLayer(nn.Module):
@@ -57,11 +66,10 @@ class QFormer(nn.Module):
 
     def __init__(self, in_dim: int, out_dim: int, settings: QFormerSettings = QFormerSettings()):
         super().__init__()
-        if settings.num_queries < 1 or settings.num_layers < 1:
-            raise ValueError(f"the Q-Former needs at least one query and one layer, got {settings.num_queries} "
-                             f"queries and {settings.num_layers} layers")
+        settings.check("qformer")
         if in_dim % settings.num_heads:
-            raise ValueError(f"the encoder width {in_dim} is not divisible by num_heads={settings.num_heads}")
+            raise InputError("qformer.num_heads", f"the encoder width {in_dim} is not divisible by num_heads="
+                             f"{settings.num_heads}", f"Choose a number of heads that divides {in_dim}.")
         self.settings = settings
         self.queries = nn.Parameter(torch.randn(settings.num_queries, in_dim) * 0.02)  # BERT's init range
         self.layers = nn.ModuleList(QFormerLayer(in_dim, settings.num_heads) for _ in range(settings.num_layers))

@@ -24,7 +24,7 @@ from transformers import AutoModel, AutoTokenizer
 
 from sepit.data.protein import STANDARD_RESIDUES, Protein
 from sepit.models.encoder import StructureAwareESM
-from sepit.models.network import IGNORE_INDEX
+from sepit.models.splice import IGNORE_INDEX
 
 
 def mask_residues(tokens: Tensor, alphabet: Alphabet, rate: float = 0.15,

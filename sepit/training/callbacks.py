@@ -7,6 +7,8 @@ import math
 import lightning as L
 from lightning.pytorch.utilities import rank_zero_info
 
+from sepit.errors import InputError
+
 
 class LossTrend(L.Callback):
     """At the end of fit, the mean training loss over the first and the last `share` of the steps, so a run
@@ -14,7 +16,7 @@ class LossTrend(L.Callback):
 
     def __init__(self, share: float = 0.1, key: str = "train/loss"):
         if not 0 < share <= 0.5:
-            raise ValueError(f"share must be in (0, 0.5], got {share}")
+            raise InputError("trainer.callbacks: LossTrend.share", f"must be in (0, 0.5], got {share}", "Set e.g. 0.1.")
         self.share, self.key = share, key
         self.losses: list[float] = []
 

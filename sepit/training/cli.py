@@ -21,4 +21,5 @@ def run(argv: list[str]) -> None:
     LightningCLI(L.LightningModule, L.LightningDataModule, subclass_mode_model=True, subclass_mode_data=True,
                  auto_configure_optimizers=False,  # each stage owns its optimizer (groups, warm-up, schedule)
                  save_config_kwargs={"overwrite": True},  # a resumed run rewrites its config.yaml
-                 args=rewrite_config_arguments(argv), parser_kwargs={"prog": "sepit"})
+                 args=rewrite_config_arguments(argv),
+                 parser_kwargs={"prog": "sepit", "exit_on_error": False})  # sepit.cli prints a one-line error

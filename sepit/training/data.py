@@ -102,10 +102,13 @@ class StageData(L.LightningDataModule):
                 is with replacement, one epoch = as many items as the split holds.
         """
         if not 0.0 <= task_balance <= 1.0:
-            raise ValueError(f"task_balance must be in [0, 1], got {task_balance}")
+            raise DataError("data.init_args.task_balance", f"must be in [0, 1], got {task_balance}",
+                            "Set 1 to shuffle the data as it is, 0 to draw every task equally often.")
         super().__init__()
         if stage not in (0, 1, 2):
-            raise ValueError(f"stage must be 0, 1 or 2, got {stage}")
+            raise DataError("data.init_args.stage", f"must be 0, 1 or 2, got {stage}", "Set the stage this config trains.")
+        if batch_size < 1:
+            raise DataError("data.init_args.batch_size", f"must be 1 or more, got {batch_size}", "Set e.g. 8.")
         self.save_hyperparameters()
         self.stage, self.source = stage, source
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size or batch_size

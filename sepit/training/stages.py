@@ -29,32 +29,52 @@ import torch
 from torch import nn
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from sepit.data.errors import DataError
 from sepit.checkpoints.stage import (CHECKPOINT_FORMAT, TOKENIZER_DIR, encoder_record, extend_llm, load_into,
                                      model_record, read_stage_checkpoint, save_tokenizer)
+from sepit.data.protein import ESM2_WINDOW
+from sepit.errors import InputError
 from sepit.models.encoder import StructureAwareESM, esm2_from_checkpoint
+from sepit.models.formatters import check_format
 from sepit.models.lora import ADAPTER_DIR, LoraSettings, save_adapter
 from sepit.models.moe import ExpertSettings, expert_load, moe_aux_loss
-from sepit.models.network import LossAverage, ProteinLanguageModel
+from sepit.models.network import LossAverage, SplicedLanguageModel, TextLanguageModel
 from sepit.models.qformer import QFormerSettings
+from sepit.models.tokens import TokenEmbeddingSettings
 from sepit.model_paths import resolve_model_path
 from sepit.models.warmup import CaptionEncoder, WarmupObjectives
 from sepit.training.data import ItemBatch
 from sepit.training.settings import EncoderSettings, OptimizerSettings, Schedule, plain_hparams
 
 
-def warmup_decay(warmup_steps: int, total_steps: int, schedule: Schedule = "cosine"):
-    """Learning-rate factor per optimizer step: linear warm-up to 1, then cosine or linear decay to 0 at
-    `total_steps`."""
+def warmup_decay(warmup_steps: int, total_steps: int, schedule: Schedule = "cosine", from_zero: bool = False):
+    """Learning-rate factor per optimizer step: linear warm-up to 1, (step + 1) / warmup_steps, or with `from_zero`
+    step / warmup_steps (0 at the first step, as Hugging Face's `get_linear_schedule_with_warmup`), then cosine or
+    linear decay to 0 at `total_steps`."""
     if schedule not in ("cosine", "linear"):
         raise ValueError(f"schedule must be 'cosine' or 'linear', got {schedule!r}")
 
     def factor(step: int) -> float:
         if step < warmup_steps:
-            return (step + 1) / warmup_steps
+            return (step if from_zero else step + 1) / warmup_steps
         progress = min((step - warmup_steps) / max(total_steps - warmup_steps, 1), 1.0)
         return 1.0 - progress if schedule == "linear" else 0.5 * (1.0 + math.cos(math.pi * progress))
     return factor
+
+
+MODEL = "model.init_args"  # where a stage's own settings sit in a `sepit fit` config
+
+
+def check_settings(window: int, spliced: bool, **groups: Any) -> None:
+    """The window and each settings group (`LoraSettings.check`, ...), checked before any model loads, so a bad
+    value ends in one message naming its config key (`model.init_args.lora.r`). None is a group left unset."""
+    limit = ESM2_WINDOW if spliced else None  # a text-only LLM's window is only where the sequence is cut
+    if window < 1 or (limit and window > limit):
+        raise InputError(f"{MODEL}.window", f"residues kept per protein must be 1 or more"
+                         + (f" and at most ESM-2's {limit}" if limit else "") + f", got {window}",
+                         f"Set e.g. {ESM2_WINDOW} (ESM-2's window), or less to save memory.")
+    for name, group in groups.items():
+        if group is not None:
+            group.check(f"{MODEL}.{name}")
 
 
 def adopt_kernel_epsilon(encoder: StructureAwareESM, record: dict[str, Any]) -> None:
@@ -95,8 +115,10 @@ class _Stage(L.LightningModule):
         groups = [g for g in groups if g["params"]]
         optimizer = torch.optim.AdamW(groups, lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay)
         total = max(int(self.trainer.estimated_stepping_batches), 1)
-        warmup = max(math.ceil(o.warmup_ratio * total), 1)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_decay(warmup, total, o.schedule))
+        warmup = math.ceil(o.warmup_ratio * total)  # Hugging Face's warm-up length; ours lasts at least a step
+        warmup = warmup if o.warmup_from_zero else max(warmup, 1)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_decay(warmup, total, o.schedule,
+                                                                              o.warmup_from_zero))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
@@ -157,6 +179,10 @@ class WarmupStage(_Stage):
             new_module_lr_scale: learning-rate factor of the new modules (structure, heads, projections): 10.
             optimizer: its lr is ESM-2's (1e-6 in the paper, the default here).
         """
+        check_settings(window, spliced=True, optimizer=optimizer)
+        if not 0 < mask_rate < 1:
+            raise InputError(f"{MODEL}.mask_rate", f"is the share of residues masked, got {mask_rate}",
+                             "Set a value between 0 and 1, e.g. 0.15 (the paper).")
         super().__init__()
         self.save_hyperparameters()
         self._save_settings(optimizer)
@@ -206,7 +232,8 @@ class InstructionStage(_Stage):
                  projector: Literal["mlp", "linear", "qformer"] = "mlp", qformer: QFormerSettings = QFormerSettings(),
                  sequence_format: str = "galactica", experts: ExpertSettings | None = None,
                  lora: LoraSettings | None = None, optimizer: OptimizerSettings = OptimizerSettings(),
-                 loss_average: LossAverage = "tokens"):
+                 loss_average: LossAverage = "tokens",
+                 token_embeddings: TokenEmbeddingSettings = TokenEmbeddingSettings()):
         """
         Args:
             llm: a local Hugging Face causal-LM folder (with its tokenizer), or tiny:llm.
@@ -230,21 +257,31 @@ class InstructionStage(_Stage):
             loss_average: "tokens", the mean over every answer token of the batch (the official model's loss), or
                 "answers", each answer's mean and then their mean, so a one-token closed answer weighs as much as
                 a long open one (`ProteinLanguageModel.forward`).
+            token_embeddings: how the LLM's embedding tables grow for the added tokens: their new rows' init and
+                the padding of the tables (`TokenEmbeddingSettings`; the paper configs: the official code's).
         """
         super().__init__()
         self.save_hyperparameters()
         self._save_settings(optimizer)
         self.stage = 2 if experts else 1
         self.encoder_settings, self.experts, self.lora = encoder, experts, lora
+        check_settings(window, esm is not None, encoder=encoder, qformer=qformer, experts=experts, lora=lora,
+                       optimizer=optimizer, token_embeddings=token_embeddings)
+        check_format(sequence_format, f"{MODEL}.sequence_format")
         if esm is None and init_from is not None:
-            raise ValueError("a model that reads the sequence as text starts from the LLM folder (llm); "
-                             "init_from is for encoder and stage checkpoints: leave it out")
+            raise InputError(f"{MODEL}.init_from", "a model that reads the sequence as text starts from the LLM "
+                             "folder (llm); init_from is for encoder and stage checkpoints", "Leave init_from out.")
         if esm is not None and lora:
             # peft would freeze the embedding table, and with it the new <bop>/<eop> rows the splice relies on.
-            raise ValueError("lora is for LLMs that read the sequence as text (esm: null); a spliced encoder "
-                             "needs its new <bop>/<eop> embeddings trained: fine-tune the LLM fully")
+            raise InputError(f"{MODEL}.lora", "LoRA is for LLMs that read the sequence as text (esm: null); a "
+                             "spliced encoder needs its new <bop>/<eop> embeddings trained",
+                             "Set lora: null to fine-tune the LLM fully, or esm: null for a text-only LLM.")
+        if experts and lora:
+            raise InputError(f"{MODEL}.lora", "choose experts (MoE upcycling, full fine-tuning) or LoRA, not both",
+                             "Set lora: null or experts: null.")
         if esm is None and projector == "qformer":
-            raise ValueError("projector: qformer needs a protein encoder (esm); with esm: null the sequence is text")
+            raise InputError(f"{MODEL}.projector", "qformer needs a protein encoder (esm); with esm: null the "
+                             "sequence is text", "Set projector: mlp, or give esm.")
         llm_path = resolve_model_path(llm)
         tokenizer = AutoTokenizer.from_pretrained(llm_path, local_files_only=True, trust_remote_code=False)
         # float32 master weights whatever dtype the folder was saved in (TinyLlama's config says bfloat16):
@@ -257,9 +294,10 @@ class InstructionStage(_Stage):
         protein_encoder = None if esm is None else StructureAwareESM(
             esm2_from_checkpoint(resolve_model_path(esm)), encoder.num_kernels, encoder.sequence_only,
             encoder.drop_structure_rate, window=window)
-        self.model = ProteinLanguageModel(protein_encoder, language_model, tokenizer, projector,
-                                          qformer if projector == "qformer" else None, sequence_format,
-                                          max_residues=window)
+        self.model = TextLanguageModel(language_model, tokenizer, sequence_format, window, token_embeddings) \
+            if protein_encoder is None else SplicedLanguageModel(protein_encoder, language_model, tokenizer, projector,
+                                                                 qformer if projector == "qformer" else None,
+                                                                 token_embeddings)
         if init_from is not None:
             self._start_from(init_from)
         extend_llm(self.model, experts, lora)
@@ -273,9 +311,9 @@ class InstructionStage(_Stage):
         wanted = (1,) if self.stage == 2 else (0,)
         record, state = read_stage_checkpoint(path, wanted)
         if record.get("official") or record.get("encoder", {}).get("bias_masking", "observed") != "observed":
-            raise DataError(path, "is a converted official checkpoint, which this suite evaluates but does not "
-                            "train on (its layout is the official inference's)", "Start from a checkpoint of "
-                            "`sepit fit`.")
+            raise InputError(path, "is a converted official checkpoint, which this suite evaluates but does not "
+                             "train on (its layout is the official inference's)", "Start from a checkpoint of "
+                             "`sepit fit`.")
         if self.model.encoder is not None:
             adopt_kernel_epsilon(self.model.encoder, record)
         if record["stage"] == 0:
