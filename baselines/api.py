@@ -13,12 +13,14 @@ Retry-After, and keeps to the rate limit; other failures stop at once with the s
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from typing import Sequence
 
 from sepit.chat_client import ApiError, ChatClient, RetrySettings  # noqa: F401 (ApiError: part of this module's API)
 from sepit.data.protein import ESM2_WINDOW
+from sepit.errors import InputError
 from sepit.data.sample import InstructionSample
 from sepit.models.formatters import check_format, sequence_prompt
 from sepit.interface import GenerationSettings, ModelCard, ProteinLLM
@@ -50,6 +52,10 @@ class ApiModel(ProteinLLM):
         """
         self.model = model
         if isinstance(retries, dict):
+            unknown = set(retries) - {field.name for field in dataclasses.fields(RetrySettings)}
+            if unknown:
+                raise InputError("model_args.retries", f"has no setting {', '.join(map(repr, sorted(unknown)))}",
+                                 "Set max_retries, retry_wait, requests_per_minute or timeout.")
             retries = RetrySettings(**retries)
         self.client = ChatClient(base_url, api_key, api_key_env, retries, cache_dir)
         self.sequence_format, self.system_prompt, self.max_residues = sequence_format, system_prompt, max_residues

@@ -23,7 +23,7 @@ from sepit.data.errors import DataError
 from sepit.data.manifest import sha256_folder
 from sepit.data.protein import ESM2_WINDOW, STANDARD_RESIDUES, crop_to_window
 from sepit.data.sample import PROTEIN_PLACEHOLDER, InstructionSample
-from sepit.checkpoints.model import DTYPES
+from sepit.checkpoints.model import dtype_named
 from sepit.interface import GenerationSettings, ModelCard, ProteinLLM
 from sepit.model_paths import resolve_model_path
 
@@ -125,7 +125,7 @@ class EvollaModel(ProteinLLM):
         self.processor = EvollaProcessor.from_pretrained(path, local_files_only=True, trust_remote_code=False)
         self.processor.tokenizer.padding_side = "right"  # choices scored together (loglikelihood)
         self.model = EvollaForProteinText2Text.from_pretrained(
-            path, local_files_only=True, trust_remote_code=False, dtype=DTYPES[dtype]).eval().requires_grad_(False)
+            path, local_files_only=True, trust_remote_code=False, dtype=dtype_named(dtype)).eval().requires_grad_(False)
         self.name, self.device_spec = name, device
         self.foldseek_field, self.max_residues = foldseek_field, max_residues
         settings = json.dumps({"foldseek_field": foldseek_field, "max_residues": max_residues, "dtype": dtype,

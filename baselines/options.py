@@ -124,7 +124,7 @@ class OptionPriorModel(FirstOptionModel):
         """The preferred option, with every option's score: `sepit bench` then needs no second scoring pass for
         a task scored by likelihood, so the wrapped model scores each batch once."""
         scores = self.loglikelihood(samples)
-        return [(s.choices[_best(row)], {"loglikelihoods": row}) for s, row in zip(samples, scores)]
+        return [(s.choices[_best(row)], {"loglikelihoods": [float(v) for v in row]}) for s, row in zip(samples, scores)]
 
     def choose(self, samples: Sequence[InstructionSample]) -> list[int]:
         return [_best(row) for row in self.loglikelihood(samples)]

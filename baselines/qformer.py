@@ -1,4 +1,4 @@
-"""Q-Former connector (ProtT3 / BLIP-2 style): N learned queries cross-attend to the frozen pLM's residue
+"""Q-Former projector (ProtT3 / BLIP-2 style): N learned queries cross-attend to the frozen pLM's residue
 features and give the LLM N soft tokens per protein (`sepit.models.qformer`). Trained with
 `sepit fit --config configs/baselines/tiny/qformer.yaml`.
 

@@ -27,7 +27,7 @@ from sepit.data.manifest import sha256_folder
 from sepit.data.protein import ESM2_WINDOW
 from sepit.errors import InputError
 from sepit.models.lora import PROMPT_FILE, is_lora
-from sepit.checkpoints.model import DTYPES, TrainedModel, load_checkpoint
+from sepit.checkpoints.model import TrainedModel, dtype_named, load_checkpoint
 from sepit.models.network import ProteinLanguageModel, TextLanguageModel
 from sepit.model_paths import resolve_model_path
 
@@ -59,7 +59,7 @@ def load_pretrained(llm: str, adapter: str | None, sequence_format: str | None, 
     sequence_format, max_residues = prompt_settings(adapter_dir, sequence_format, max_residues)
     tokenizer = AutoTokenizer.from_pretrained(llm_dir, local_files_only=True, trust_remote_code=False)
     language_model = AutoModelForCausalLM.from_pretrained(llm_dir, local_files_only=True, trust_remote_code=False,
-                                                          dtype=DTYPES[dtype] if dtype else "auto")
+                                                          dtype=dtype_named(dtype) if dtype else "auto")
     model = TextLanguageModel(language_model, tokenizer, sequence_format, max_residues)
     files = sha256_folder(llm_dir)
     if adapter_dir is not None:

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Literal, Sequence
 
 from sepit.data.sample import InstructionSample
+from sepit.errors import InputError
 
 if TYPE_CHECKING:
     from sepit.tasks import Task
@@ -36,9 +37,26 @@ class GenerationSettings:
     logprobs: bool = False
     batch_size: int | None = None  # None: every sample of a `generate` call at once
 
-    def hash(self) -> str:
+    def check(self) -> None:
+        """Refuse settings no decoder can follow, before a model loads (`sepit bench --generation.*`)."""
+        if self.max_new_tokens < 1:
+            raise InputError("--generation.max_new_tokens", f"must be 1 or more, got {self.max_new_tokens}",
+                             "Set e.g. 256.")
+        if self.do_sample and self.temperature <= 0:
+            raise InputError("--generation.temperature", f"must be above 0 when sampling, got {self.temperature}",
+                             "Set e.g. 1.0, or do_sample false for greedy answers.")
+        if not 0 < self.top_p <= 1:
+            raise InputError("--generation.top_p", f"must be in (0, 1], got {self.top_p}", "Set e.g. 1.0.")
+
+    def record(self) -> dict[str, Any]:
+        """What a results file records of them (the batch size has its own entry there)."""
         settings = asdict(self)
-        del settings["logprobs"], settings["batch_size"]
+        del settings["batch_size"]
+        return settings
+
+    def hash(self) -> str:
+        settings = self.record()
+        del settings["logprobs"]
         return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -54,6 +72,17 @@ class ModelCard:
     # A control's subject: the model (its card name) whose input this one withholds something from. The board
     # shows that model's gap to it (`option_prior`: the protein withheld).
     control_of: str | None = None
+
+    def check(self) -> None:
+        """Refuse settings no decoder can follow, before a model loads (`sepit bench --generation.*`)."""
+        if self.max_new_tokens < 1:
+            raise InputError("--generation.max_new_tokens", f"must be 1 or more, got {self.max_new_tokens}",
+                             "Set e.g. 256.")
+        if self.do_sample and self.temperature <= 0:
+            raise InputError("--generation.temperature", f"must be above 0 when sampling, got {self.temperature}",
+                             "Set e.g. 1.0, or do_sample false for greedy answers.")
+        if not 0 < self.top_p <= 1:
+            raise InputError("--generation.top_p", f"must be in (0, 1], got {self.top_p}", "Set e.g. 1.0.")
 
     def record(self) -> dict[str, Any]:
         """The "model" section of a results file (docs/evaluation.md); `control_of` only for a control."""

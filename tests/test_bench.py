@@ -82,6 +82,19 @@ def test_bench_writes_one_row_per_sample_and_a_results_file(task_file, tmp_path,
     assert "tiny_closed (n=12)" in capsys.readouterr().out
 
 
+def test_the_batch_size_reaches_the_model_as_a_decoding_setting(task_file, tmp_path, monkeypatch):
+    """`--batch_size` arrives in the settings of every `answer` call, and a call holds at most
+    batch_size x batches_per_call samples; the recorded generation settings leave it to its own entry."""
+    calls = []
+    monkeypatch.setattr(CoinModel, "batches_per_call", 2, raising=False)
+    original = CoinModel.answer
+    monkeypatch.setattr(CoinModel, "answer", lambda self, s, c: calls.append((len(s), c.batch_size)) or original(self, s, c))
+    bench("coin", [str(task_file)], tmp_path / "run", batch_size=3, scoring=ScoringSettings(n_resamples=200))
+    assert {size for _, size in calls} == {3} and max(n for n, _ in calls) == 6 and sum(n for n, _ in calls) == 24
+    config = json.loads((tmp_path / "run" / "results.json").read_text())["config"]
+    assert config["batch_size"] == 3 and "batch_size" not in config["generation"]
+
+
 def test_a_crashed_run_resumes_to_the_same_results(task_file, tmp_path):
     bench("coin", [str(task_file)], tmp_path / "whole", batch_size=5, scoring=ScoringSettings(n_resamples=200))
 

@@ -57,6 +57,11 @@ BAD_INPUTS = {
         bench("--precision", "fp8"), "precision: Expected one of 'bf16', 'fp16', 'fp32'. Got value: fp8",
         "Run `sepit bench --help`", 2),
     "bench: batch size 0": (bench("--batch_size", "0"), "--batch_size: must be 1 or more", "Set e.g. 8", 1),
+    "bench: no new token to generate": (
+        bench("--generation.max_new_tokens", "0"), "--generation.max_new_tokens: must be 1 or more", "Set e.g. 256", 1),
+    "bench: the batch size given as a decoding setting": (
+        bench("--generation.batch_size", "4"), "--generation.batch_size: is the run's --batch_size",
+        "Give --batch_size 4", 1),
     "bench: unknown model argument": (
         bench("--model_args", "{foo: 1}"), "model 'majority': takes no argument 'foo'", "Fix --model_args", 1),
     "bench: checkpoint that does not exist": (

@@ -364,7 +364,7 @@ def test_sequence_as_text_writes_the_formatted_sequence_and_answers_alone_or_bat
         TextLanguageModel(llm, tokenizer, sequence_format="fasta")
 
 
-def test_qformer_connector_splices_num_queries_vectors(bpe_llm_dir):
+def test_qformer_projector_splices_num_queries_vectors(bpe_llm_dir):
     tokenizer, llm = _load(bpe_llm_dir)
     torch.manual_seed(0)
     model = SplicedLanguageModel(StructureAwareESM(esm2_tiny(), num_kernels=16), llm, tokenizer, projector="qformer",

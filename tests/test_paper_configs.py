@@ -381,18 +381,18 @@ def test_spliced_baselines_at_paper_scale(name, sequence_only, lr_scale, paper):
     model = stage.model
     assert (model.encoder.sequence_only, stage.encoder_settings.lr_scale) == (sequence_only, lr_scale)
     assert model.llm.get_input_embeddings().weight.shape == (32008, 2048)
-    connector = model.projector
+    projector = model.projector
     if name == "qformer":
-        assert (connector.settings.num_queries, connector.settings.num_layers, connector.settings.num_heads) == \
+        assert (projector.settings.num_queries, projector.settings.num_layers, projector.settings.num_heads) == \
             (32, 2, 8)
-        assert connector.queries.shape == (32, 1280) and connector.out.weight.shape == (2048, 1280)
-        assert count(connector.parameters()) == qformer_parameters() == 55_144_448
+        assert projector.queries.shape == (32, 1280) and projector.out.weight.shape == (2048, 1280)
+        assert count(projector.parameters()) == qformer_parameters() == 55_144_448
         assert trainable(model.encoder) == 0
     else:
-        assert count(connector.parameters()) == mlp_projector_parameters()
+        assert count(projector.parameters()) == mlp_projector_parameters()
         # Structure unused without coordinates: frozen with the parameters features never read.
         assert trainable(model.encoder) == esm2_parameters() - UNUSED_BY_FEATURES == 629_720_320
-    assert trainable(stage) == trainable(model.encoder) + count(connector.parameters()) + llama_parameters(32008)
+    assert trainable(stage) == trainable(model.encoder) + count(projector.parameters()) + llama_parameters(32008)
 
 
 @pytest.mark.parametrize("name", ["text_llm", "text_llm_lora"])

@@ -1,4 +1,4 @@
-"""The Q-Former connector (sepit/models/qformer.py): a fixed number of soft tokens whatever the protein length,
+"""The Q-Former projector (sepit/models/qformer.py): a fixed number of soft tokens whatever the protein length,
 blind to padding, the same alone or in a batch, and spliced into the LLM as that many vectors."""
 
 import pytest

@@ -17,6 +17,7 @@ from typing import Any, Literal, Sequence
 import torch
 
 from sepit.data.errors import DataError
+from sepit.errors import InputError
 from sepit.data.manifest import sha256_file, sha256_folder
 from sepit.data.sample import InstructionSample
 from sepit.checkpoints.stage import (TOKENIZER_DIR, build_from_record, cast_module, load_into,
@@ -27,6 +28,13 @@ from sepit.models.network import ProteinLanguageModel
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 DTYPE_NAMES = {dtype: name for name, dtype in DTYPES.items()}
+
+
+def dtype_named(name: str) -> torch.dtype:
+    """The torch dtype of a `dtype` model argument."""
+    if name not in DTYPES:
+        raise InputError("dtype", f"unknown dtype {name!r}", f"Use one of {', '.join(DTYPES)} (or --precision).")
+    return DTYPES[name]
 
 
 def load_checkpoint(checkpoint: str | Path, sequence_only: bool = False, registered_name: str | None = None,
@@ -53,12 +61,14 @@ def load_checkpoint(checkpoint: str | Path, sequence_only: bool = False, registe
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir, local_files_only=True, trust_remote_code=False)
     try:
         model = build_from_record(record, tokenizer, sequence_only, empty=True)
+    except InputError:
+        raise
     except (KeyError, TypeError, ValueError) as err:
         raise DataError(str(path), f"has an architecture record this version cannot build ({type(err).__name__}: "
                         f"{err})", "Evaluate it with the sepit-bench version that wrote it.") from None
     saved = next((t.dtype for name, t in state.items() if name.startswith("model.") and t.is_floating_point()),
                  torch.float32)
-    load_into(model, state, "model.", path, DTYPES[dtype] if dtype else DTYPES.get(DTYPE_NAMES.get(saved), torch.float32),
+    load_into(model, state, "model.", path, dtype_named(dtype) if dtype else saved if saved in DTYPE_NAMES else torch.float32,
               mapped=True)
     files = [sha256_file(path)] + sha256_folder(tokenizer_dir)
     return model, files
@@ -76,7 +86,7 @@ class TrainedModel(ProteinLLM):
         """`files`: the SHA-256 of every file the network was read from (with its prompt settings) for the
         fingerprint; `dtype` None: the dtype the weights were loaded in (buffers follow it)."""
         dtype = dtype or DTYPE_NAMES.get(next(model.parameters()).dtype, "float32")
-        self.model = cast_module(model.eval().requires_grad_(False), DTYPES[dtype])
+        self.model = cast_module(model.eval().requires_grad_(False), dtype_named(dtype))
         self.name, self.device_spec = name, device
         self.sequence_only = model.encoder is None or model.encoder.sequence_only
         self.loglikelihood_batch_size = loglikelihood_batch_size

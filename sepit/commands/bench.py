@@ -13,7 +13,6 @@ import inspect
 import json
 import shutil
 import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Literal
 
@@ -154,6 +153,9 @@ def bench(model: str, tasks: list[str] | str, output: Path, devices: int = 1, ba
     output = Path(output)
     if batch_size < 1:
         raise DataError("--batch_size", f"must be 1 or more, got {batch_size}", "Set e.g. 8; less if memory runs out.")
+    generation.check()
+    if generation.batch_size is not None:
+        raise DataError("--generation.batch_size", "is the run's --batch_size", f"Give --batch_size {generation.batch_size}.")
     if limit is not None and limit < 0:
         raise DataError("--limit", f"must be 0 or more, got {limit}", "Leave it out to predict every sample.")
     share = Shard.parse(shard) if shard else None
@@ -218,7 +220,7 @@ def bench(model: str, tasks: list[str] | str, output: Path, devices: int = 1, ba
             return
         store.finish(done.values())
         rows = {name: [done[name, s.id] for s in task_samples] for name, task_samples in samples.items()}
-        config = {"generation": asdict(generation), "generation_hash": store.generation_hash, "split": split,
+        config = {"generation": generation.record(), "generation_hash": store.generation_hash, "split": split,
                   "limit": limit, "batch_size": batch_size, "devices": devices, "num_nodes": num_nodes,
                   "shards": share.count if share else None,
                   "model_args": redact(model_args or {}), "tasks": [t.name for t in chosen]}

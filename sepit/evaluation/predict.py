@@ -151,8 +151,8 @@ def run_predict(model: ProteinLLM, samples: Sequence[InstructionSample], store: 
     trainer = L.Trainer(accelerator=accelerator, devices=devices, num_nodes=num_nodes, strategy=strategy, logger=False,
                         enable_checkpointing=False, enable_model_summary=False, use_distributed_sampler=False,
                         callbacks=[JournalWriter(store, shard), SamplesPerSecond()])
+    generation = dataclasses.replace(generation, batch_size=batch_size)  # rows decoded together
     predictor = Predictor(model, generation, store.generation_hash, likelihood_tasks)
-    generation = dataclasses.replace(generation, batch_size=batch_size)
     samples_per_call = batch_size * max(1, model.batches_per_call)
     trainer.predict(predictor, datamodule=PendingSamples(samples, samples_per_call, known), return_predictions=False)
     return trainer.is_global_zero

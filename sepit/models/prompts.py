@@ -10,6 +10,7 @@ import torch
 from torch import Tensor
 
 from sepit.data.sample import PROTEIN_PLACEHOLDER
+from sepit.errors import InputError
 from sepit.models.tokens import BEGIN_PROTEIN, END_PROTEIN
 
 # For base LLMs without a chat template (Galactica, LLaMA): a plain instruction layout (Alpaca's, without preamble).
@@ -81,9 +82,9 @@ def official_prompt(tokenizer: Any, instruction: str, layout: OfficialLayout, an
     prompt = tokenizer(text)["input_ids"]
     protein_id = tokenizer.convert_tokens_to_ids(PROTEIN_PLACEHOLDER)
     if protein_id not in prompt[:layout.text_length]:
-        raise ValueError(f"the official prompt is {len(prompt)} tokens and its {PROTEIN_PLACEHOLDER} token lies "
-                         f"beyond the first {layout.text_length} (the official code would fail here too); "
-                         "shorten the instruction")
+        raise InputError(f"instruction {instruction[:60]!r}", f"the official prompt is {len(prompt)} tokens and its "
+                         f"{PROTEIN_PLACEHOLDER} token lies beyond the first {layout.text_length} (the official code "
+                         "would fail here too)", "Shorten the instruction.")
     target = []
     if answer is not None:
         full = tokenizer(f"{text} {answer} {tokenizer.eos_token}")["input_ids"]

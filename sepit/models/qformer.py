@@ -1,4 +1,4 @@
-"""The Q-Former connector (BLIP-2, Li et al. 2023; ProtT3, Liu et al. 2024): a fixed number of learned queries
+"""The Q-Former projector (BLIP-2, Li et al. 2023; ProtT3, Liu et al. 2024): a fixed number of learned queries
 read the protein encoder's residue features by cross-attention and become that many soft tokens for the LLM.
 
 Where the per-residue projector gives the LLM n + 2 vectors for a protein of n residues, the Q-Former gives

@@ -75,8 +75,8 @@ def add_protein_tokens(tokenizer: Any, model: nn.Module, protein_tokens: bool = 
         eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None) or model.config.eos_token_id
         eos = eos[0] if isinstance(eos, list) else eos
         if eos is None:
-            raise ValueError(f"{getattr(tokenizer, 'name_or_path', 'the tokenizer')}: neither the tokenizer nor the "
-                             "model config names an end-of-sequence token; set eos_token in tokenizer_config.json")
+            raise InputError(str(getattr(tokenizer, "name_or_path", "the tokenizer")), "neither the tokenizer nor the "
+                             "model config names an end-of-sequence token", "Set eos_token in tokenizer_config.json.")
         tokenizer.eos_token = tokenizer.convert_ids_to_tokens(eos)
     new = [t for t in (PROTEIN_PLACEHOLDER, BEGIN_PROTEIN, END_PROTEIN) if t not in tokenizer.get_vocab()]
     if new and protein_tokens:

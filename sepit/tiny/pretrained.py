@@ -48,7 +48,7 @@ def resolve_pretrained(name: str) -> Path:
     if name not in PARTS:
         raise DataError(f"pretrained:{name}", "unknown pretrained part", f"Choose pretrained:{' or pretrained:'.join(PARTS)}.")
     settings = recipe(name)
-    key = hashlib.sha256(json.dumps([name, settings], sort_keys=True).encode()).hexdigest()[:12]
+    key = hashlib.sha256(json.dumps([name, settings, recipes()["corpus"]], sort_keys=True).encode()).hexdigest()[:12]
     folder = cache_dir() / "pretrained" / f"{name}-{key}"
     if not (folder / RECORD).is_file():
         folder.parent.mkdir(parents=True, exist_ok=True)

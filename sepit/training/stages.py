@@ -5,7 +5,7 @@
     stage 2  InstructionStage(experts=...) every LLM FFN upcycled into experts; all instructions; encoder frozen
 
 The trainable baselines are `InstructionStage` configs too (`configs/baselines/`): no structure (pLM +
-projector), a Q-Former connector, the sequence as text in the prompt (no encoder), LoRA instead of full
+projector), a Q-Former projector, the sequence as text in the prompt (no encoder), LoRA instead of full
 fine-tuning. Each stage starts from the previous stage's checkpoint (`init_from`). Checkpoints describe themselves
 (`sepit.checkpoints.stage`): the architecture record inside, the tokenizer beside, so
 `sepit bench --model <checkpoint>` needs nothing else.
