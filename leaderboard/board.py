@@ -29,6 +29,7 @@ from sepit_leaderboard.significance import ALPHA, PairedDraws, compare, paired_d
 HEADLINE = {"open": "entity_f1", "closed": "accuracy"}
 TEXT_METRIC = "rougeL"  # shown beside a grounded headline, and the headline of an open task that grounds nothing
 GROUNDED = tuple(MASKS)  # the grounded metrics
+JUDGE_METRICS = ("judge_score", "judge_failure")  # the LLM judge's: in their own tables, never a headline
 CONTROL = "question-majority"  # the question-only control's name on a board (`sepit bench --model question_majority`)
 LENGTH_BINS = (("<200", 0, 200), ("200-400", 200, 400), ("400-700", 400, 700), (">=700", 700, float("inf")))
 STRUCTURE_BINS = ("with structure", "sequence only")
@@ -40,7 +41,13 @@ def build_board(runs: list[Run], reference: str | None = None, profile: str | No
                 open_metric: str = HEADLINE["open"], closed_metric: str = HEADLINE["closed"],
                 n_resamples: int = 1000, seed: int = 0, alpha: float = ALPHA,
                 structure_pairs: Sequence[tuple[str, str]] = (), control: str = CONTROL) -> dict[str, Any]:
+    judged = {open_metric, closed_metric} & set(JUDGE_METRICS)
+    if judged:
+        raise DataError(f"--{'open' if open_metric in judged else 'closed'}_metric", f"{judged.pop()} is the LLM "
+                        "judge's score, shown in its own table under the judge's name and never averaged with "
+                        "other metrics", "Choose a reference-based headline metric; the board adds the judge table.")
     runs = _one_profile(runs, profile)
+    _one_bertscore_model(runs)
     entries = merge_runs(runs)
     notes: list[str] = []
     tasks = _tasks(entries, {"open": open_metric, "closed": closed_metric}, notes)
@@ -81,9 +88,44 @@ def build_board(runs: list[Run], reference: str | None = None, profile: str | No
     board = {"metric_profile": next((r.profile for r in runs if r.grounding_key), runs[0].profile), "tasks": tasks, "reference": ref, "control": control, "alpha": alpha,
              "bootstrap": {"method": "paired percentile", "resamples": n_resamples, "seed": seed},
              "rows": rows, "slices": _slices(entries, tasks, values), "notes": notes}
+    agreement = _agreement(entries)
+    if agreement:
+        board["agreement"] = agreement
+    judge = _judge_tables(entries)
+    if judge:
+        board["judge"] = judge
     if structure_pairs:
         board["structure_ablations"] = [_structure_ablation(a, b, tasks, values, rows) for a, b in structure_pairs]
     return board
+
+
+def _agreement(entries: list[Entry]) -> list[dict[str, Any]]:
+    """Each model's rank agreement, per task, between a model-based score (the LLM judge, BERTScore) and the
+    grounded F1, as its results file reports it (`sepit.metrics.agreement`): which score to trust."""
+    return [{"model": entry.name, "task": name, "pair": pair, **found}
+            for entry in sorted(entries, key=lambda e: e.name) for name, run in sorted(entry.runs.items())
+            for pair, found in sorted(run.tasks[name].get("agreement", {}).items())]
+
+
+def _judge_tables(entries: list[Entry]) -> list[dict[str, Any]]:
+    """One table per judge (its model and rubric version, from each results file's `metric_profile.judge`):
+    grades of two judges are not comparable, and a judge's grades enter no average or rank."""
+    found: dict[str, dict[str, Any]] = {}
+    for entry in sorted(entries, key=lambda e: e.name):
+        for name, run in sorted(entry.runs.items()):
+            judge, result = run.profile.get("judge"), run.tasks[name]
+            if not judge or "judge_score" not in result["metrics"]:
+                continue
+            label = f"LLM judge ({judge.get('model')}, {judge.get('rubric_version')})"
+            table = found.setdefault(label, {"label": label, "model": judge.get("model"),
+                                             "rubric_version": judge.get("rubric_version"), "tasks": set(), "rows": {}})
+            table["tasks"].add(name)
+            table["rows"].setdefault(entry.name, {})[name] = {
+                "value": result["metrics"]["judge_score"], "ci": result.get("ci", {}).get("judge_score"),
+                "failure": result["metrics"].get("judge_failure"), "n": result["n"]}
+    return [{**table, "tasks": sorted(table["tasks"]),
+             "rows": [{"model": model, "tasks": cells} for model, cells in table["rows"].items()]}
+            for _, table in sorted(found.items())]
 
 
 def _scope_notes(runs: list[Run], entries: list[Entry]) -> list[str]:
@@ -153,6 +195,19 @@ def _one_profile(runs: list[Run], profile: str | None) -> list[Run]:
         raise DataError("--results", f"the results use different metric profiles ({listing})",
                         "Scores of two profiles are not comparable: choose one with --profile, or re-score.")
     return runs
+
+
+def _one_bertscore_model(runs: list[Run]) -> None:
+    """BERTScores of two models (or layers) are not comparable, so a board holds one model's (its fingerprint in
+    `metric_profile.bertscore`); a run without BERTScore fits any."""
+    keys = defaultdict(list)
+    for run in runs:
+        if run.profile.get("bertscore"):
+            keys[str(run.profile["bertscore"].get("fingerprint"))].append(str(run.path))
+    if len(keys) > 1:
+        listing = "; ".join(f"{key[:12]}: {', '.join(paths[:3])}" for key, paths in sorted(keys.items()))
+        raise DataError("--results", f"the results hold BERTScores of different models ({listing})",
+                        "Re-score them with one --scoring.bertscore_model, or leave BERTScore out of some.")
 
 
 def _tasks(entries: list[Entry], metrics: dict[str, str], notes: list[str]) -> list[dict]:

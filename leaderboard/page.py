@@ -57,7 +57,8 @@ def render(board: dict, plots: dict[str, dict[str, Path]], generated: str) -> st
              f"<p class=legend>{escape(legend(board))}</p>",
              (f"<p class=legend>Built {escape(generated)} from {sum(len(r['sources']) for r in board['rows'])} "
               "results files. Click a column header to sort.</p>"),
-             _board_table(board), _significance(board), _slices(board), _plots(plots), _notes(board)]
+             _board_table(board), _significance(board), _judges(board), _agreement(board), _slices(board),
+             _plots(plots), _notes(board)]
     return ("<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8><title>SEPIT-Bench leaderboard</title>"
             f"<style>{STYLE}</style></head><body>\n" + "\n".join(p for p in parts if p)
             + f"\n<script>{SCRIPT}</script></body></html>\n")
@@ -136,6 +137,46 @@ def _significance(board: dict) -> str:
                      "class=sortable><thead><tr>" + "".join(head) + "</tr></thead><tbody>" + "".join(body)
                      + "</tbody></table></div>")
     return "".join(parts)
+
+
+def _judges(board: dict) -> str:
+    """One table per LLM judge (model and rubric version): graded by a model, in no average or rank."""
+    parts = []
+    for judge in board.get("judge", []):
+        head = [_th("Model", "text", "ascending")] + [_th(f"{t} (judge score)") for t in judge["tasks"]]
+        body = []
+        for row in judge["rows"]:
+            cells = [_td(escape(row["model"]), row["model"], "text")]
+            for task in judge["tasks"]:
+                c = row["tasks"].get(task)
+                cells.append(_td(MISSING) if c is None else _td(
+                    f"{score(c['value'])} <span class=ci>failures {score(c['failure'])} %, n={c['n']}</span>", c["value"]))
+            body.append(f"<tr data-model='{escape(row['model'])}'>" + "".join(cells) + "</tr>")
+        parts.append(f"<h2>{escape(judge['label'])}</h2><p class=legend>Ten times the mean grade (0-10) the judge gave "
+                     "by its rubric, answers it failed to grade left out. Graded by a model, not against the ontology: "
+                     "not part of any average or rank.</p><div class=wide><table class=sortable><thead><tr>"
+                     + "".join(head) + "</tr></thead><tbody>" + "".join(body) + "</tbody></table></div>")
+    return "".join(parts)
+
+
+def _agreement(board: dict) -> str:
+    """Spearman agreement of each model-based score with the grounded F1, per model and task."""
+    if not board.get("agreement"):
+        return ""
+    head = [_th("Model", "text", "ascending"), _th("Task", "text", "ascending"), _th("Scores", "text", "ascending"),
+            _th("Spearman"), _th("n")]
+    body = []
+    for a in board["agreement"]:
+        rho = MISSING if a["spearman"] is None else f"{a['spearman']:+.2f}"
+        ci = "" if a["ci"] is None else f" <span class=ci>[{a['ci'][0]:+.2f}, {a['ci'][1]:+.2f}]</span>"
+        pair = a["pair"].replace("~", " vs ")
+        body.append(f"<tr data-model='{escape(a['model'])}'>" + _td(escape(a["model"]), a["model"], "text")
+                    + _td(escape(a["task"]), a["task"], "text") + _td(escape(pair), pair, "text")
+                    + _td(rho + ci, a["spearman"]) + _td(str(a["n"]), a["n"]) + "</tr>")
+    return ("<h2>Agreement of model-based scores with the grounded F1</h2><p class=legend>Spearman's rank correlation "
+            "over each task's samples, with its 95 % bootstrap CI: how far a model-based score ranks answers as the "
+            "grounded F1 does.</p><div class=wide><table id=agreement class=sortable><thead><tr>" + "".join(head)
+            + "</tr></thead><tbody>" + "".join(body) + "</tbody></table></div>")
 
 
 def _slices(board: dict) -> str:

@@ -201,6 +201,26 @@ def markdown(board: dict) -> str:
             a = ablation["average"]
             lines.append(_md_row(["average", str(a["n_shared"]), MISSING, MISSING,
                                   f"{a['diff']:+.2f} [{a['ci'][0]:+.2f}, {a['ci'][1]:+.2f}]", p_value(a["p_value"])]))
+    if board.get("agreement"):
+        lines += ["", "## Agreement of model-based scores with the grounded F1", "",
+                  "Spearman's rank correlation over each task's samples, with its 95 % bootstrap CI: how far a "
+                  "model-based score ranks answers as the grounded F1 does.", "",
+                  _md_row(["Model", "Task", "Scores", "Spearman [95 % CI]", "n"]), _md_row(["---"] * 5)]
+        for a in board["agreement"]:
+            rho = MISSING if a["spearman"] is None else f"{a['spearman']:+.2f}"
+            ci = "" if a["ci"] is None else f" [{a['ci'][0]:+.2f}, {a['ci'][1]:+.2f}]"
+            lines.append(_md_row([a["model"], a["task"], a["pair"].replace("~", " vs "), rho + ci, str(a["n"])]))
+    for judge in board.get("judge", []):
+        lines += ["", f"## {judge['label']}", "",
+                  "Ten times the mean grade (0-10) the judge gave by its rubric (docs/evaluation.md, \"LLM judge\"), "
+                  "with its 95 % CI, and the share of answers it failed to grade (left out of the mean). Graded by a "
+                  "model, not against the ontology: not part of any average or rank.", "",
+                  _md_row(["Model"] + [f"{t} (judge score / failures %)" for t in judge["tasks"]]),
+                  _md_row(["---"] * (len(judge["tasks"]) + 1))]
+        for row in judge["rows"]:
+            cells = [row["tasks"].get(t) for t in judge["tasks"]]
+            lines.append(_md_row([row["model"]] + [MISSING if c is None else f"{marked(MARKDOWN, c['value'], False, None, c['ci'])}"
+                                                   f" / {score(c['failure'])}" for c in cells]))
     if board["notes"]:
         lines += ["", "Notes:", ""] + [f"- {note}" for note in board["notes"]]
     return "\n".join(lines) + "\n"

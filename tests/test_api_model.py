@@ -1,8 +1,6 @@
 """The API baseline against a chat-completions server on 127.0.0.1 that the test starts (no other address)."""
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -12,6 +10,7 @@ from sepit.data.protein import make_protein
 from sepit.data.sample import make_sample
 from sepit.models.formatters import sequence_prompt
 from sepit.interface import GenerationSettings
+from local_server import QuietHandler, bypass_proxy, start
 
 KEY = "sk-test-do-not-log-4242"
 
@@ -23,7 +22,7 @@ class FakeServer:
         self.requests, self.failures, self.status = [], 0, 500
         server = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 server.requests.append({"path": self.path, "auth": self.headers.get("Authorization"),
@@ -43,18 +42,12 @@ class FakeServer:
                 self.end_headers()
                 self.wfile.write(payload)
 
-            def log_message(self, *args):
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        self.httpd, self.url = start(Handler)
 
 
 @pytest.fixture
 def server(monkeypatch):
-    for name in ("no_proxy", "NO_PROXY"):  # a proxy configured for the package registries must not catch these
-        monkeypatch.setenv(name, "127.0.0.1,localhost")
+    bypass_proxy(monkeypatch)
     fake = FakeServer()
     yield fake
     fake.httpd.shutdown()

@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 import sysconfig
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -29,6 +30,7 @@ def test_a_wheel_in_a_bare_venv_pretrains_and_trains_from_another_folder(tmp_pat
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
                     str(tmp_path / "dist"), str(REPO)], check=True, cwd=tmp_path)
     wheel, = (tmp_path / "dist").glob("sepit_bench-*.whl")
+    assert "sepit/evaluation/rubrics/default.md" in zipfile.ZipFile(wheel).namelist()  # the judge's rubric
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     python = venv / "bin" / "python"

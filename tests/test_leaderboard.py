@@ -16,7 +16,7 @@ from sepit_leaderboard.significance import compare, paired_draws, task_seed
 from sepit.cli import main
 from sepit.data.errors import DataError
 from sepit.tasks import get_task
-from leaderboard_data import MODELS, N, write_all
+from leaderboard_data import MODELS, N, write_all, write_run
 
 TASKS = ["toy_caption", "toy_location", "toy_membrane"]  # open first, then closed, by name
 
@@ -278,3 +278,30 @@ def test_every_model_shows_its_gap_to_the_question_only_control(built, tmp_path)
     without = build_board([load_run(p) for p in find_results(runs)], n_resamples=100)
     assert without["control"] is None
     assert any("no question-only control (question-majority)" in n for n in without["notes"])
+
+
+def test_agreement_of_a_model_based_score_reaches_the_results_and_the_board(tmp_path, monkeypatch):
+    """Scoring reports, per task, the rank agreement of each model-based score with the grounded F1; the board
+    shows what the results files say. BLEU-2 stands in for a model-based score here (no judge runs in tests)."""
+    from scipy.stats import spearmanr
+
+    import sepit.metrics.agreement as agreement
+
+    monkeypatch.setattr(agreement, "PAIRS", (("bleu2", "entity_f1"), ("judge_score", "entity_f1")))
+    run = write_run(tmp_path / "runs", "retrieval")
+    found = json.loads(run.read_text())["tasks"]["toy_caption"]["agreement"]
+    assert set(found) == {"bleu2~entity_f1"}  # no judge scores in these logs
+    logs = [json.loads(line) for line in (run.parent / "samples" / "toy_caption.jsonl").read_text().splitlines()]
+    pairs = [(log["bleu2"], log["entity_f1"]) for log in logs if log.get("entity_f1") is not None]
+    assert found["bleu2~entity_f1"]["n"] == len(pairs)
+    assert found["bleu2~entity_f1"]["spearman"] == pytest.approx(spearmanr(*zip(*pairs)).statistic)
+    board = build_board([load_run(run)], n_resamples=100)
+    assert board["agreement"] == [{"model": "retrieval", "task": "toy_caption", "pair": "bleu2~entity_f1",
+                                   **found["bleu2~entity_f1"]}]
+    assert "## Agreement of model-based scores with the grounded F1" in tables.markdown(board)
+    from sepit_leaderboard.page import render
+
+    page = render(board, {}, "now")
+    rho = f"{found['bleu2~entity_f1']['spearman']:+.2f}"
+    assert "<table id=agreement" in page and f"<td class='text' data-sort='toy_caption'>toy_caption</td>" in page
+    assert rho in page

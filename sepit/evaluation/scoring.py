@@ -17,6 +17,7 @@ import numpy as np
 
 from sepit.data.errors import DataError
 from sepit.data.sample import InstructionSample, answer_key, is_yes_no
+from sepit.evaluation.judge import Judge, JudgeSettings, judge_statistics, load_rubric
 from sepit.evaluation.predictions import mismatch
 from sepit.evaluation.training_set import NO_TRAINING_SET, named_training_set, task_training_set
 from sepit.grounding.grounder import KINDS, default_grounder, paused_gc
@@ -26,6 +27,7 @@ from sepit.registry import METRICS, RegistryError, call_if_factory
 from sepit.tasks import Task, get_task, sample_hash
 
 if TYPE_CHECKING:
+    from sepit.metrics.bertscore import BertScorer
     from sepit.metrics.entities import Grounding
 
 CLOSED_METHODS = ("last_match", "choice", "loglikelihood")
@@ -58,6 +60,12 @@ class ScoringSettings:
             "off" leaves them out.
         n_resamples: bootstrap resamples for the 95 % CIs.
         seed: bootstrap seed (each task draws from its own stream: `task_seed`).
+        judge: an LLM judge of the open tasks' answers (`JudgeSettings`: model, base_url, rubric, ...;
+            docs/evaluation.md, "LLM judge"); its `judge_score` is reported under its own label, never averaged.
+        bertscore: the official BERTScore of open tasks (`bertscore_precision`, `_recall`, `_f1`); needs
+            `bertscore_model`, since nothing is downloaded.
+        bertscore_model: a local folder holding the BERT model to score with (the official one is PubMedBERT,
+            `sepit.metrics.bertscore.OFFICIAL_MODEL`); giving it turns BERTScore on.
     """
 
     profile: str = "sepit_v1"
@@ -69,6 +77,9 @@ class ScoringSettings:
     entities: Literal["auto", "require", "off"] = "auto"
     n_resamples: int = 1000
     seed: int = 0
+    judge: JudgeSettings | None = None
+    bertscore: bool = False
+    bertscore_model: Path | None = None
 
     def method_for(self, task: str) -> str | None:
         """The closed-set method asked for this task, or None for the task's default."""
@@ -81,10 +92,22 @@ class ScoringSettings:
                             "Use auto, mmseqs or biopython.")
         if self.entities not in ("auto", "require", "off"):
             raise DataError("--scoring.entities", f"unknown setting {self.entities!r}", "Use auto, require or off.")
+        if self.judge is not None:
+            load_rubric(self.judge.rubric)  # a missing or unversioned rubric stops here, before anything is predicted
         for task, method in (self.closed_methods or {}).items():
             if method not in CLOSED_METHODS:
                 raise DataError(f"--scoring.closed_methods {task}", f"unknown method {method!r}",
                                 f"Use one of {', '.join(CLOSED_METHODS)}.")
+        if self.bertscore_model is not None:
+            from sepit.metrics.bertscore import model_files  # torch-free: the folder's files only
+
+            model_files(self.bertscore_model)
+            object.__setattr__(self, "bertscore", True)
+        elif self.bertscore:
+            from sepit.metrics.bertscore import GET_MODEL
+
+            raise DataError("--scoring.bertscore", "BERTScore needs a local model folder (--scoring.bertscore_model "
+                            "DIR), and nothing is ever downloaded", GET_MODEL)
 
 
 def get_profile(name: str):
@@ -124,9 +147,12 @@ def extract_answer(row: dict, method: str) -> str | None:
 def score_task(rows: Sequence[dict], profile, tokenizer, method: str | None = None,
                answer_format: str | None = None, identities: Mapping[str, float] | None = None,
                n_resamples: int = 1000, seed: int = 0,
-               grounding: Grounding | None = None) -> tuple[dict[str, Any], list[dict]]:
+               grounding: Grounding | None = None,
+               judged: Mapping[str, Any] | None = None,
+               bertscore: BertScorer | None = None) -> tuple[dict[str, Any], list[dict]]:
     """(task results, per-sample log rows) for the rows of one task. `grounding`: the grounded metrics of an open
-    task, from the reference entities it holds and the answers grounded here."""
+    task, from the reference entities it holds and the answers grounded here; `judged`: the LLM judge's verdicts
+    by sample id (sepit.evaluation.judge); `bertscore`: scores open rows by BERTScore (sepit.metrics.bertscore)."""
     rows = sorted(rows, key=lambda r: r["id"])
     n = len(rows)
     kinds = {r["kind"] for r in rows}
@@ -161,9 +187,20 @@ def score_task(rows: Sequence[dict], profile, tokenizer, method: str | None = No
         if grounding:
             per_sample.update(grounding.per_sample(grounded))
             result["grounding"] = grounding.summary(grounded)
+        if bertscore:
+            from sepit.metrics.bertscore import bertscore_metrics
+
+            bert = bertscore.per_sample([r["prediction"] for r in rows], [r["reference"] for r in rows])
+            metrics = lambda w, text=metrics: {**text(w), **bertscore_metrics(bert, w)}  # noqa: E731
+            per_sample.update({name: [float(v) for v in values] for name, values in bert.items()})
         for name, values in per_sample.items():
             for log, value in zip(logs, values):
                 log[name] = value
+    if judged is not None:
+        judge_metrics, judge_logs = judge_statistics([judged[r["id"]] for r in rows])
+        metrics = lambda w, text=metrics: {**text(w), **judge_metrics(w)}  # noqa: E731
+        for log, fields in zip(logs, judge_logs):
+            log.update(fields)
     result["metrics"] = {name: _finite(v[0]) for name, v in metrics(np.ones((1, n))).items()} if n else {}
     cis = percentile_cis(metrics, n, n_resamples, seed)
     ci_notes = intervals_missing_their_point(result["metrics"], cis)
@@ -209,7 +246,8 @@ def summary_table(tasks: Mapping[str, dict]) -> str:
             lines.append(f"{name} (n={result['n']}): not scored, {result['not_scored']}")
             continue
         shown = [m for m in ("entity_f1", "go_hf1", "accuracy", "macro_f1", "extraction_failure_rate", "bleu2", "bleu4",
-                             "rougeL", "meteor", "corpus_bleu4") if result["metrics"].get(m) is not None]
+                             "rougeL", "meteor", "corpus_bleu4", "judge_score", "judge_failure")
+                 if result["metrics"].get(m) is not None]
         cells = [f"{m} {result['metrics'][m]:.2f}" + (f" [{result['ci'][m][0]:.2f}, {result['ci'][m][1]:.2f}]"
                                                      if result.get("ci", {}).get(m) else "") for m in shown]
         lines.append(f"{name} (n={result['n']}): " + "; ".join(cells))
@@ -230,9 +268,15 @@ def score_rows(rows_by_task: Mapping[str, list[dict]], scoring: ScoringSettings 
     `tasks`, then in the registry; rows of an unknown task are scored from the rows alone. `samples`: each
     task's samples of the split as the caller built them (`sepit bench`), not built a second time; `rows_checked`:
     the caller has checked the rows against them already (`check_reusable`), so they are not checked again."""
+    from sepit.metrics.agreement import task_agreement
     from sepit.metrics.text import make_tokenizer
 
     metric_profile, tokenizer = get_profile(scoring.profile), make_tokenizer(scoring.vocab)
+    judge = Judge(scoring.judge) if scoring.judge else None
+    if scoring.bertscore:
+        from sepit.metrics.bertscore import BertScorer
+
+        bertscore = BertScorer(scoring.bertscore_model)
     results, logs = {}, {}
     for name in sorted(rows_by_task):
         rows = rows_by_task[name]
@@ -269,9 +313,13 @@ def score_rows(rows_by_task: Mapping[str, list[dict]], scoring: ScoringSettings 
         grounding = None
         if scoring.entities != "off" and rows and rows[0]["kind"] == "open":
             grounding = task_grounding(name, rows, by_id, scoring.entities == "require")
+        judged = None
+        if judge and rows and rows[0]["kind"] == "open":
+            judged = judge.judge_rows(name, rows, {sid: sample.instruction for sid, sample in by_id.items()})
         result, logs[name] = score_task(rows, metric_profile, tokenizer, scoring.method_for(name),
                                         task.answer_format if task else None, identities, scoring.n_resamples,
-                                        scoring.seed, grounding)
+                                        scoring.seed, grounding, judged,
+                                        bertscore if scoring.bertscore else None)
         if identities is not None:
             result["leakage"].update(train=training.record(), backend=backend)
         not_reported = {**info.pop("not_reported", {}), **result.pop("not_reported", {})}
@@ -281,12 +329,19 @@ def score_rows(rows_by_task: Mapping[str, list[dict]], scoring: ScoringSettings 
                 if log["id"] in by_id:
                     protein = by_id[log["id"]].protein
                     log.update(protein_length=len(protein.sequence), has_structure=protein.coords is not None)
+        agreement = task_agreement(logs[name], scoring.n_resamples, scoring.seed)
+        if agreement:  # a model-based score beside the grounded F1: how far to trust it (sepit.metrics.agreement)
+            results[name]["agreement"] = agreement
     record = {"name": metric_profile.name, "version": metric_profile.version,
               "description": metric_profile.description, "tokenizer": tokenizer.name,
               "bootstrap": {"method": "percentile", "level": 0.95, "resamples": scoring.n_resamples,
                             "seed": scoring.seed}}
     if any("grounding" in result for result in results.values()):
         record["grounding"] = default_grounder().record()
+    if judge:
+        record["judge"] = judge.record()
+    if scoring.bertscore:
+        record["bertscore"] = bertscore.record()
     return results, logs, record
 
 

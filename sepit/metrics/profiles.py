@@ -84,7 +84,7 @@ SEPIT_V1 = MetricProfile(
     name="sepit_v1", version="1",
     description="The official SEPIT metric formulas: mean sentence BLEU-1..4 (nltk, no smoothing, weights as "
                 "the official code), ROUGE-1/2/L F with Porter stemming, METEOR (nltk, WordNet); its PubMedBERT "
-                "tokens need --scoring.vocab, its BERTScore is not computed.",
+                "tokens need --scoring.vocab, its BERTScore needs --scoring.bertscore_model.",
     bleu=(("bleu1", text.BLEU1), ("bleu2", text.BLEU2), ("bleu3", text.BLEU3), ("bleu4", text.BLEU4)),
     bleu_kind="sentence_mean", rouge_stemmer=True)
 
