@@ -122,6 +122,16 @@ def test_a_tampered_claimed_score_is_refused(good, tmp_path):
            f"{true:.4f}" in message
 
 
+def test_claims_of_model_based_metrics_are_left_unchecked(good, tmp_path):
+    """A judge's or BERTScore's numbers need a model the check does not run: not refused, and not trusted either
+    (the board shows them only under their own labels)."""
+
+    def edit(claims):
+        claims["tasks"]["sp14_membrane"]["metrics"].update(judge_score=71.0, bertscore_f1=88.0)
+
+    validate(_variant(good, tmp_path, edit_claims=edit))  # no DataError
+
+
 def test_every_problem_is_listed_at_once(good, tmp_path):
     def rows_edit(rows):
         rows[3]["prediction"] = ""

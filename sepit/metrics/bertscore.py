@@ -46,8 +46,8 @@ def model_files(folder: Path) -> list[Path]:
         raise InputError(where, f"{folder} has no config.json or no PyTorch weights (model.safetensors, "
                          "pytorch_model.bin)", GET_MODEL)
     tokenizer = [folder / name for name in TOKENIZER_FILES if (folder / name).is_file()]
-    if not any(path.name in ("vocab.txt", "tokenizer.json") for path in tokenizer):
-        raise InputError(where, f"{folder} has no tokenizer (vocab.txt or tokenizer.json)", GET_MODEL)
+    if not (folder / "vocab.txt").is_file():  # bert_score loads the WordPiece tokenizer from it
+        raise InputError(where, f"{folder} has no WordPiece vocabulary (vocab.txt)", GET_MODEL)
     if importlib.util.find_spec("bert_score") is None:
         raise InputError(where, "BERTScore needs the bert-score package",
                          "Install it: pip install 'sepit-bench[bertscore]'")
