@@ -174,10 +174,13 @@ def test_judge_scores_survive_server_trouble_and_a_rerun_costs_nothing(server, t
     assert "Question: What does <protein> do?" in first["body"]["messages"][1]["content"]
     out = capsys.readouterr().out
     assert "8 answers, 7 distinct prompts, 0 cached, 7 calls to make" in out and "judge_score 57.14" in out
+    assert "whole run: 8 answers in 1 open tasks, 7 distinct prompts, 7 calls to make" in out  # before any call
+    assert out.index("whole run") < out.index("on tiny_open")
 
     main(score_args(tmp_path, predictions, tmp_path / "again" / "results.json", judge_option(server, tmp_path)))
     assert len(server.requests) == 12  # every verdict, the failure included, came from the cache
-    assert "7 cached, 0 calls to make" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "7 cached, 0 calls to make" in out and "7 distinct prompts, 0 calls to make" in out
     again = json.loads((tmp_path / "again" / "results.json").read_text())
     assert again["tasks"]["tiny_open"]["metrics"] == task["metrics"]
 

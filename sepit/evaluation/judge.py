@@ -135,6 +135,17 @@ class Judge:
         prompt_hash = hashlib.sha256(json.dumps(messages, sort_keys=True).encode()).hexdigest()
         return hashlib.sha256(json.dumps([self.settings.model, self.rubric.version, prompt_hash]).encode()).hexdigest()
 
+    def estimate(self, tasks: Mapping[str, tuple[Sequence[dict], Mapping[str, str]]]) -> None:
+        """Print, before any call, what judging these open tasks' rows ({task: (rows, questions)}) will cost:
+        the distinct prompts of the whole run and how many of them are not cached yet."""
+        keys = {self.key(self.messages(questions.get(row["id"]), row["reference"], row["prediction"]))
+                for rows, questions in tasks.values() for row in rows}
+        todo = sum(not (self.verdicts / f"{key}.json").is_file() for key in keys)
+        answers = sum(len(rows) for rows, _ in tasks.values())
+        print(f"LLM judge {self.settings.model} ({self.rubric.version}), whole run: {answers} answers in "
+              f"{len(tasks)} open tasks, {len(keys)} distinct prompts, {todo} calls to make (one more for each "
+              "malformed reply)", flush=True)
+
     def judge(self, items: Sequence[tuple[str | None, str, str]], label: str = "") -> list[Verdict]:
         """A verdict per (question, reference, answer): cached ones read, the others asked once each, in order."""
         from tqdm.auto import tqdm

@@ -277,17 +277,24 @@ def score_rows(rows_by_task: Mapping[str, list[dict]], scoring: ScoringSettings 
         from sepit.metrics.bertscore import BertScorer
 
         bertscore = BertScorer(scoring.bertscore_model)
+    found = {name: (tasks or {}).get(name) or _registered(name) for name in rows_by_task}
+    given = {name for name in found if samples is not None and name in samples}
+    expected_by_task = {name: samples[name] if name in given else task.samples(split)
+                        for name, task in found.items() if task is not None}
+    if judge:  # the whole run's cost, before the first call
+        judge.estimate({name: (rows, {s.id: s.instruction for s in expected_by_task.get(name, ())})
+                        for name, rows in sorted(rows_by_task.items())
+                        if rows and rows[0]["kind"] == "open" and not _without_references(name, rows, found[name])})
     results, logs = {}, {}
     for name in sorted(rows_by_task):
         rows = rows_by_task[name]
-        task = (tasks or {}).get(name) or _registered(name)
+        task = found[name]
         identities, by_id = None, {}
         info: dict[str, Any] = {"version": None, "dataset_hash": None, "complete": None}
         if task is not None:
-            given = samples is not None and name in samples
-            expected = samples[name] if given else task.samples(split)
+            expected = expected_by_task[name]
             by_id = {s.id: s for s in expected}
-            if not (given and rows_checked):
+            if not (name in given and rows_checked):
                 _check_rows(task, rows, by_id)
             ids = {r["id"] for r in rows}
             missing = sum(s.id not in ids for s in expected)
