@@ -73,17 +73,6 @@ class ModelCard:
     # shows that model's gap to it (`option_prior`: the protein withheld).
     control_of: str | None = None
 
-    def check(self) -> None:
-        """Refuse settings no decoder can follow, before a model loads (`sepit bench --generation.*`)."""
-        if self.max_new_tokens < 1:
-            raise InputError("--generation.max_new_tokens", f"must be 1 or more, got {self.max_new_tokens}",
-                             "Set e.g. 256.")
-        if self.do_sample and self.temperature <= 0:
-            raise InputError("--generation.temperature", f"must be above 0 when sampling, got {self.temperature}",
-                             "Set e.g. 1.0, or do_sample false for greedy answers.")
-        if not 0 < self.top_p <= 1:
-            raise InputError("--generation.top_p", f"must be in (0, 1], got {self.top_p}", "Set e.g. 1.0.")
-
     def record(self) -> dict[str, Any]:
         """The "model" section of a results file (docs/evaluation.md); `control_of` only for a control."""
         record = asdict(self)
